@@ -1,0 +1,206 @@
+//! Key-value capability: `spin:key-value/key-value@3.0.0` and
+//! `wasi:keyvalue@0.2.0-draft2` (store, atomics, batch) over one set of
+//! labelled stores, so a component may mix both interfaces on the same data.
+//!
+//! Backends sit behind [`Backend`]: the embedded SQLite store (`type = "spin"`,
+//! and the `default` label) and Redis (`type = "redis"`). A component opens
+//! only the labels listed in its `key_value_stores`; anything else answers
+//! `access-denied`, whether or not the label exists.
+
+mod host;
+pub mod sqlite;
+
+use anyhow::Result;
+use async_trait::async_trait;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+/// An error from a backend, passed to the guest as `other(message)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendError(pub String);
+
+impl<E: std::fmt::Display> From<E> for BackendError {
+    fn from(e: E) -> Self {
+        Self(e.to_string())
+    }
+}
+
+pub type BackendResult<T> = std::result::Result<T, BackendError>;
+
+/// One page of keys, in key order, and the cursor for the next page.
+pub struct KeyPage {
+    pub keys: Vec<String>,
+    pub next: Option<String>,
+}
+
+/// A key-value backend. Increment and compare-and-swap must be atomic across
+/// every instance (and, for shared backends, every host) using the store.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    async fn get(&self, key: &str) -> BackendResult<Option<Vec<u8>>>;
+    async fn set(&self, key: &str, value: &[u8]) -> BackendResult<()>;
+    async fn delete(&self, key: &str) -> BackendResult<()>;
+    async fn exists(&self, key: &str) -> BackendResult<bool>;
+    /// Keys after `cursor` (exclusive), at most `limit` of them.
+    async fn keys(&self, cursor: Option<&str>, limit: usize) -> BackendResult<KeyPage>;
+    /// Adds `delta` to the integer stored (as decimal text) under `key`,
+    /// starting from 0, and returns the new value.
+    async fn increment(&self, key: &str, delta: i64) -> BackendResult<i64>;
+    /// Writes `new` only if the current value is still `expected` (`None`: absent).
+    async fn compare_and_swap(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> BackendResult<bool>;
+    /// Whether the backend answers at all (for health checks).
+    async fn ping(&self) -> BackendResult<()>;
+}
+
+/// The stores of the app, by label.
+#[derive(Clone, Default)]
+pub struct Stores {
+    by_label: Arc<BTreeMap<String, Arc<dyn Backend>>>,
+}
+
+impl Stores {
+    pub fn new(by_label: BTreeMap<String, Arc<dyn Backend>>) -> Self {
+        Self { by_label: Arc::new(by_label) }
+    }
+
+    pub fn get(&self, label: &str) -> Option<Arc<dyn Backend>> {
+        self.by_label.get(label).cloned()
+    }
+
+    pub fn labels(&self) -> impl Iterator<Item = &str> {
+        self.by_label.keys().map(String::as_str)
+    }
+}
+
+/// Per-instance key-value state: the stores this component may open.
+pub struct KeyValueAccess {
+    stores: Stores,
+    allowed: Arc<HashSet<String>>,
+}
+
+/// Why a label could not be opened.
+pub enum OpenError {
+    AccessDenied,
+    NoSuchStore,
+}
+
+impl KeyValueAccess {
+    pub fn new(stores: Stores, allowed: Arc<HashSet<String>>) -> Self {
+        Self { stores, allowed }
+    }
+
+    /// Labels not granted to the component are `access-denied` even when they
+    /// exist, so a component cannot probe for other components' stores.
+    pub fn open(&self, label: &str) -> std::result::Result<OpenStore, OpenError> {
+        if !self.allowed.contains(label) {
+            return Err(OpenError::AccessDenied);
+        }
+        let backend = self.stores.get(label).ok_or(OpenError::NoSuchStore)?;
+        Ok(OpenStore { backend })
+    }
+}
+
+/// A store opened by a guest (the `store` / `bucket` resource).
+pub struct OpenStore {
+    pub backend: Arc<dyn Backend>,
+}
+
+/// A `wasi:keyvalue/atomics.cas` handle: the value seen when it was created.
+pub struct Cas {
+    pub backend: Arc<dyn Backend>,
+    pub key: String,
+    pub current: Option<Vec<u8>>,
+}
+
+/// Checks that every label a component lists exists, at load time.
+pub fn check_labels(component: &str, labels: &[String], stores: &Stores) -> Result<()> {
+    for label in labels {
+        if stores.get(label).is_none() {
+            anyhow::bail!(
+                "component `{component}`: key_value_stores lists `{label}`, which is not a store (known: {}); define it in runtime-config.toml as [key_value_store.{label}]",
+                stores.labels().collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod conformance {
+    //! The semantics every backend must share, run against each of them.
+    use super::*;
+
+    pub async fn check(backend: Arc<dyn Backend>) {
+        assert_eq!(backend.get("missing").await.unwrap(), None);
+        backend.set("a", b"1").await.unwrap();
+        assert_eq!(backend.get("a").await.unwrap().as_deref(), Some(&b"1"[..]));
+        assert!(backend.exists("a").await.unwrap());
+        backend.delete("a").await.unwrap();
+        assert!(!backend.exists("a").await.unwrap());
+        backend.delete("a").await.unwrap();
+
+        assert_eq!(backend.increment("n", 5).await.unwrap(), 5);
+        assert_eq!(backend.increment("n", -2).await.unwrap(), 3);
+        assert_eq!(backend.get("n").await.unwrap().as_deref(), Some(&b"3"[..]));
+        backend.set("text", b"not a number").await.unwrap();
+        assert!(backend.increment("text", 1).await.is_err());
+
+        assert!(backend.compare_and_swap("c", None, b"x").await.unwrap());
+        assert!(!backend.compare_and_swap("c", None, b"y").await.unwrap());
+        assert!(!backend.compare_and_swap("c", Some(b"y"), b"z").await.unwrap());
+        assert!(backend.compare_and_swap("c", Some(b"x"), b"z").await.unwrap());
+        assert_eq!(backend.get("c").await.unwrap().as_deref(), Some(&b"z"[..]));
+
+        for i in 0..25 {
+            backend.set(&format!("k{i:02}"), b"v").await.unwrap();
+        }
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = backend.keys(cursor.as_deref(), 10).await.unwrap();
+            assert!(page.keys.len() <= 10);
+            seen.extend(page.keys);
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        let mut expected: Vec<String> = (0..25).map(|i| format!("k{i:02}")).collect();
+        expected.extend(["c", "n", "text"].map(String::from));
+        expected.sort();
+        seen.sort();
+        assert_eq!(seen, expected);
+        backend.ping().await.unwrap();
+    }
+
+    /// Many concurrent increments and CAS loops lose no update.
+    pub async fn check_atomic_under_contention(backend: Arc<dyn Backend>) {
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let b = backend.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..50 {
+                    b.increment("counter", 1).await.unwrap();
+                    loop {
+                        let current = b.get("cas-counter").await.unwrap();
+                        let n: i64 = current
+                            .as_deref()
+                            .map(|v| std::str::from_utf8(v).unwrap().parse().unwrap())
+                            .unwrap_or(0);
+                        if b.compare_and_swap("cas-counter", current.as_deref(), (n + 1).to_string().as_bytes())
+                            .await
+                            .unwrap()
+                        {
+                            break;
+                        }
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(backend.get("counter").await.unwrap().as_deref(), Some(&b"400"[..]));
+        assert_eq!(backend.get("cas-counter").await.unwrap().as_deref(), Some(&b"400"[..]));
+    }
+}

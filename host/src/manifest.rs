@@ -1,0 +1,425 @@
+//! `spin.toml` (manifest version 2): the schema, parsed strictly.
+//!
+//! Every table rejects fields it does not know, so a typo stops the start with
+//! the file, the field and what is wrong instead of being silently ignored.
+//! Semantic checks that serde cannot express (ids, routes, templates, references
+//! between tables) live in [`Manifest::validate`].
+
+use crate::variables::Template;
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub spin_manifest_version: u32,
+    pub application: Application,
+    #[serde(default)]
+    pub variables: BTreeMap<String, VariableDecl>,
+    #[serde(default)]
+    pub trigger: Triggers,
+    #[serde(default)]
+    pub component: BTreeMap<String, Component>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Application {
+    pub name: String,
+    pub version: Option<String>,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub authors: Vec<String>,
+    #[serde(default)]
+    pub targets: Vec<String>,
+    #[serde(default)]
+    pub trigger: ApplicationTriggers,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationTriggers {
+    pub http: Option<ApplicationHttp>,
+    pub redis: Option<ApplicationRedis>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationHttp {
+    pub base: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationRedis {
+    pub address: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariableDecl {
+    pub default: Option<String>,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub secret: bool,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Triggers {
+    #[serde(default)]
+    pub http: Vec<HttpTrigger>,
+    #[serde(default)]
+    pub redis: Vec<RedisTrigger>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpTrigger {
+    pub id: Option<String>,
+    pub route: HttpRoute,
+    pub component: String,
+    pub executor: Option<toml::Table>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum HttpRoute {
+    Route(String),
+    Private(PrivateRoute),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivateRoute {
+    pub private: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisTrigger {
+    pub id: Option<String>,
+    pub channel: String,
+    pub component: String,
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Component {
+    pub source: ComponentSource,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    #[serde(default)]
+    pub files: Vec<FileMount>,
+    #[serde(default)]
+    pub exclude_files: Vec<String>,
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<String>,
+    #[serde(default)]
+    pub key_value_stores: Vec<String>,
+    #[serde(default)]
+    pub sqlite_databases: Vec<String>,
+    #[serde(default)]
+    pub ai_models: Vec<String>,
+    pub build: Option<ComponentBuild>,
+    #[serde(default)]
+    pub tool: BTreeMap<String, toml::Table>,
+    #[serde(default)]
+    pub dependencies_inherit_configuration: bool,
+    #[serde(default)]
+    pub dependencies: BTreeMap<String, Dependency>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ComponentSource {
+    Local(String),
+    Remote { url: String, digest: String },
+    Registry { registry: Option<String>, package: String, version: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum FileMount {
+    Pattern(String),
+    Placement { source: String, destination: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentBuild {
+    pub command: BuildCommand,
+    pub workdir: Option<String>,
+    #[serde(default)]
+    pub watch: Vec<String>,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum BuildCommand {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl BuildCommand {
+    pub fn commands(&self) -> Vec<&str> {
+        match self {
+            Self::One(c) => vec![c.as_str()],
+            Self::Many(cs) => cs.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// A component dependency: which component satisfies an import.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Dependency {
+    Version(String),
+    Local { path: String, export: Option<String> },
+    AppComponent { component: String, export: Option<String> },
+    Http { url: String, digest: String, export: Option<String> },
+    Package { version: String, registry: Option<String>, package: Option<String>, export: Option<String> },
+}
+
+impl Manifest {
+    /// Reads and validates `path`. Errors name the file, the field and the problem.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read manifest {}", path.display()))?;
+        let manifest: Manifest =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        manifest
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
+        Ok(manifest)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.spin_manifest_version != 2 {
+            bail!(
+                "spin_manifest_version: expected 2, found {}",
+                self.spin_manifest_version
+            );
+        }
+        for (name, decl) in &self.variables {
+            check_variable_name(name).with_context(|| format!("variables.{name}"))?;
+            if decl.required == decl.default.is_some() {
+                bail!("variables.{name}: a variable must be either `required = true` or have a `default`, not both or neither");
+            }
+        }
+        for (id, component) in &self.component {
+            check_component_id(id).with_context(|| format!("component.{id}"))?;
+            self.validate_component(id, component)
+                .with_context(|| format!("component.{id}"))?;
+        }
+        for (i, t) in self.trigger.http.iter().enumerate() {
+            let at = format!("trigger.http[{i}]");
+            self.check_component_ref(&t.component).with_context(|| format!("{at}.component"))?;
+            if let HttpRoute::Route(route) = &t.route {
+                crate::http_trigger::routing::RoutePattern::parse(route)
+                    .with_context(|| format!("{at}.route"))?;
+            } else if let HttpRoute::Private(PrivateRoute { private: false }) = &t.route {
+                bail!("{at}.route: `private` must be true when given; use a route string for public routes");
+            }
+        }
+        if let Some(base) = self.application.trigger.http.as_ref().and_then(|h| h.base.as_deref()) {
+            if base != "/" {
+                bail!("application.trigger.http.base: only \"/\" is supported (as in Spin); put the prefix in each route");
+            }
+        }
+        if let Some(redis) = &self.application.trigger.redis {
+            self.check_template(&redis.address)
+                .context("application.trigger.redis.address")?;
+        }
+        for (i, t) in self.trigger.redis.iter().enumerate() {
+            let at = format!("trigger.redis[{i}]");
+            self.check_component_ref(&t.component).with_context(|| format!("{at}.component"))?;
+            if t.channel.is_empty() {
+                bail!("{at}.channel: must not be empty");
+            }
+            self.check_template(&t.channel).with_context(|| format!("{at}.channel"))?;
+            match &t.address {
+                Some(address) => self.check_template(address).with_context(|| format!("{at}.address"))?,
+                None if self.application.trigger.redis.is_none() => bail!(
+                    "{at}.address: no address here and no [application.trigger.redis] address"
+                ),
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_component(&self, id: &str, c: &Component) -> Result<()> {
+        if !matches!(c.source, ComponentSource::Local(_)) {
+            bail!("source: only local file sources are supported by this host");
+        }
+        for (name, value) in &c.variables {
+            check_variable_name(name).with_context(|| format!("variables.{name}"))?;
+            self.check_template(value).with_context(|| format!("variables.{name}"))?;
+        }
+        for (i, host) in c.allowed_outbound_hosts.iter().enumerate() {
+            self.check_template(host)
+                .with_context(|| format!("allowed_outbound_hosts[{i}]"))?;
+        }
+        for (import, dep) in &c.dependencies {
+            match dep {
+                Dependency::Local { .. } => {}
+                Dependency::AppComponent { component, .. } => {
+                    if component == id {
+                        bail!("dependencies.\"{import}\": a component cannot depend on itself");
+                    }
+                    self.check_component_ref(component)
+                        .with_context(|| format!("dependencies.\"{import}\".component"))?;
+                }
+                _ => bail!(
+                    "dependencies.\"{import}\": only `path` and `component` dependencies are supported by this host"
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    fn check_component_ref(&self, id: &str) -> Result<()> {
+        if !self.component.contains_key(id) {
+            bail!("no component named `{id}` in [component]");
+        }
+        Ok(())
+    }
+
+    /// A template must parse and may only name declared application variables.
+    fn check_template(&self, text: &str) -> Result<()> {
+        let template = Template::parse(text)?;
+        for name in template.variable_names() {
+            if !self.variables.contains_key(name) {
+                bail!("template `{text}` refers to undeclared variable `{name}`");
+            }
+        }
+        Ok(())
+    }
+
+    /// The directory that relative paths in the manifest are relative to.
+    pub fn base_dir(path: &Path) -> PathBuf {
+        path.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+}
+
+/// Component ids, as Spin has them: words of letters and digits joined by `-`,
+/// each word all lowercase or all uppercase, the first starting with a letter.
+fn check_component_id(id: &str) -> Result<()> {
+    let ok = id.starts_with(|c: char| c.is_ascii_alphabetic())
+        && id.split('-').all(|word| {
+            !word.is_empty()
+                && word.chars().all(|c| c.is_ascii_alphanumeric())
+                && (word.chars().all(|c| !c.is_ascii_uppercase()) || word.chars().all(|c| !c.is_ascii_lowercase()))
+        });
+    if !ok {
+        bail!("invalid component id `{id}`: use words of letters and digits joined by `-`");
+    }
+    Ok(())
+}
+
+/// Variable names: lowercase letters, digits and `_`, starting with a letter.
+pub fn check_variable_name(name: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !ok {
+        bail!("invalid variable name `{name}`: use lowercase letters, digits and `_`, starting with a letter");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Manifest> {
+        let m: Manifest = toml::from_str(text)?;
+        m.validate()?;
+        Ok(m)
+    }
+
+    const MINIMAL: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "app"
+[variables]
+greeting = { default = "hi" }
+[[trigger.http]]
+route = "/hello/..."
+component = "hello"
+[component.hello]
+source = "hello.wasm"
+[component.hello.variables]
+message = "{{ greeting }}!"
+"#;
+
+    #[test]
+    fn minimal_manifest_parses() {
+        let m = parse(MINIMAL).unwrap();
+        assert_eq!(m.application.name, "app");
+        assert_eq!(m.trigger.http.len(), 1);
+        assert_eq!(m.component["hello"].variables["message"], "{{ greeting }}!");
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let err = parse(&MINIMAL.replace("source = \"hello.wasm\"", "source = \"hello.wasm\"\nkey_value_store = [\"default\"]"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `key_value_store`"), "{err}");
+    }
+
+    #[test]
+    fn undeclared_variable_in_template_is_refused() {
+        let err = parse(&MINIMAL.replace("{{ greeting }}", "{{ nope }}")).unwrap_err();
+        let err = format!("{err:#}");
+        assert!(err.contains("component.hello") && err.contains("undeclared variable `nope`"), "{err}");
+    }
+
+    #[test]
+    fn missing_component_reference_is_refused() {
+        let err = parse(&MINIMAL.replace("component = \"hello\"", "component = \"nope\"")).unwrap_err();
+        assert!(format!("{err:#}").contains("trigger.http[0].component: no component named `nope`"));
+    }
+
+    #[test]
+    fn bad_route_is_refused() {
+        let err = parse(&MINIMAL.replace("/hello/...", "hello")).unwrap_err();
+        assert!(format!("{err:#}").contains("trigger.http[0].route"), "{err:#}");
+    }
+
+    #[test]
+    fn required_variable_with_default_is_refused() {
+        let err = parse(&MINIMAL.replace("{ default = \"hi\" }", "{ default = \"hi\", required = true }")).unwrap_err();
+        assert!(format!("{err:#}").contains("variables.greeting"));
+        let err = parse(&MINIMAL.replace("{ default = \"hi\" }", "{ secret = true }")).unwrap_err();
+        assert!(format!("{err:#}").contains("variables.greeting"));
+    }
+
+    #[test]
+    fn component_ids_and_variable_names() {
+        assert!(check_component_id("order-events").is_ok());
+        assert!(check_component_id("Order").is_err());
+        assert!(check_component_id("API-v2").is_ok());
+        assert!(check_component_id("1-2-3").is_err());
+        assert!(check_component_id("order_events").is_err());
+        assert!(check_component_id("order--x").is_err());
+        assert!(check_variable_name("redis_url").is_ok());
+        assert!(check_variable_name("RedisUrl").is_err());
+        assert!(check_variable_name("1x").is_err());
+    }
+}

@@ -1,0 +1,203 @@
+//! Outbound Redis, `spin:redis/redis@3.0.0`.
+//!
+//! Connections are multiplexed and shared per address across all instances
+//! (a `ConnectionManager` reconnects by itself after Redis comes back). The
+//! address must match the component's `allowed_outbound_hosts`
+//! (`redis://host:port`), otherwise `open` answers `invalid-address`.
+
+use crate::allowed_hosts::AllowedHosts;
+use crate::bindings::imports::spin::redis::redis::{self as wit, Error, RedisParameter, RedisResult};
+use crate::state::InstanceState;
+use redis::aio::ConnectionManager;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use wasmtime::component::{Accessor, HasSelf, Resource};
+
+/// Connections shared by every instance of the app, by address.
+#[derive(Default)]
+pub struct RedisPool {
+    managers: Mutex<HashMap<String, ConnectionManager>>,
+}
+
+impl RedisPool {
+    /// A connection to `address`, made on first use and shared afterwards.
+    pub async fn connection(&self, address: &str) -> Result<ConnectionManager, Error> {
+        let mut managers = self.managers.lock().await;
+        if let Some(m) = managers.get(address) {
+            return Ok(m.clone());
+        }
+        let client = redis::Client::open(address).map_err(|_| Error::InvalidAddress)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(2))
+            .set_response_timeout(Duration::from_secs(5))
+            .set_number_of_retries(2);
+        let manager = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(|e| Error::Other(format!("cannot connect to {}: {e}", redact(address))))?;
+        managers.insert(address.to_string(), manager.clone());
+        Ok(manager)
+    }
+}
+
+/// Drops credentials from an address before it goes into a message.
+pub fn redact(address: &str) -> String {
+    match url::Url::parse(address) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => address.to_string(),
+    }
+}
+
+/// Per-instance Redis access: the component's policy and the shared pool.
+pub struct RedisAccess {
+    pub allowed: Arc<AllowedHosts>,
+    pub pool: Arc<RedisPool>,
+}
+
+impl RedisAccess {
+    fn check(&self, address: &str) -> Result<(), Error> {
+        let url = url::Url::parse(address).map_err(|_| Error::InvalidAddress)?;
+        let scheme = url.scheme();
+        if scheme != "redis" && scheme != "rediss" {
+            return Err(Error::InvalidAddress);
+        }
+        let host = url.host_str().ok_or(Error::InvalidAddress)?;
+        let port = url.port().unwrap_or(6379);
+        if self.allowed.allows(scheme, host, port) {
+            Ok(())
+        } else {
+            Err(Error::InvalidAddress)
+        }
+    }
+}
+
+/// An open connection (the `connection` resource).
+pub struct Connection {
+    manager: ConnectionManager,
+}
+
+fn other(e: redis::RedisError) -> Error {
+    if e.kind() == redis::ErrorKind::TypeError {
+        Error::TypeError
+    } else {
+        Error::Other(e.to_string())
+    }
+}
+
+type Acc<T> = Accessor<T, HasSelf<InstanceState>>;
+
+fn manager<T>(accessor: &Acc<T>, conn: &Resource<Connection>) -> wasmtime::Result<ConnectionManager> {
+    accessor.with(|mut a| Ok(a.get().table.get(conn)?.manager.clone()))
+}
+
+/// Runs one command on the connection behind `conn`.
+async fn run<T, R: redis::FromRedisValue>(
+    accessor: &Acc<T>,
+    conn: &Resource<Connection>,
+    cmd: redis::Cmd,
+) -> wasmtime::Result<Result<R, Error>> {
+    let mut m = manager(accessor, conn)?;
+    Ok(cmd.query_async(&mut m).await.map_err(other))
+}
+
+impl<T: Send> wit::HostConnectionWithStore<T> for HasSelf<InstanceState> {
+    async fn open(accessor: &Accessor<T, Self>, address: String) -> wasmtime::Result<Result<Resource<Connection>, Error>> {
+        let (checked, pool) = accessor.with(|mut a| {
+            let redis = &a.get().redis;
+            (redis.check(&address), redis.pool.clone())
+        });
+        if let Err(e) = checked {
+            return Ok(Err(e));
+        }
+        let manager = match pool.connection(&address).await {
+            Ok(m) => m,
+            Err(e) => return Ok(Err(e)),
+        };
+        accessor.with(|mut a| Ok(Ok(a.get().table.push(Connection { manager })?)))
+    }
+
+    async fn publish(accessor: &Accessor<T, Self>, self_: Resource<Connection>, channel: String, payload: Vec<u8>) -> wasmtime::Result<Result<(), Error>> {
+        run::<T, i64>(accessor, &self_, redis::cmd("PUBLISH").arg(channel).arg(payload).clone()).await.map(|r| r.map(drop))
+    }
+
+    async fn get(accessor: &Accessor<T, Self>, self_: Resource<Connection>, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
+        run(accessor, &self_, redis::cmd("GET").arg(key).clone()).await
+    }
+
+    async fn set(accessor: &Accessor<T, Self>, self_: Resource<Connection>, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), Error>> {
+        run::<T, ()>(accessor, &self_, redis::cmd("SET").arg(key).arg(value).clone()).await
+    }
+
+    async fn incr(accessor: &Accessor<T, Self>, self_: Resource<Connection>, key: String) -> wasmtime::Result<Result<i64, Error>> {
+        run(accessor, &self_, redis::cmd("INCR").arg(key).clone()).await
+    }
+
+    async fn del(accessor: &Accessor<T, Self>, self_: Resource<Connection>, keys: Vec<String>) -> wasmtime::Result<Result<u32, Error>> {
+        run(accessor, &self_, redis::cmd("DEL").arg(keys).clone()).await
+    }
+
+    async fn sadd(accessor: &Accessor<T, Self>, self_: Resource<Connection>, key: String, values: Vec<String>) -> wasmtime::Result<Result<u32, Error>> {
+        run(accessor, &self_, redis::cmd("SADD").arg(key).arg(values).clone()).await
+    }
+
+    async fn smembers(accessor: &Accessor<T, Self>, self_: Resource<Connection>, key: String) -> wasmtime::Result<Result<Vec<String>, Error>> {
+        run(accessor, &self_, redis::cmd("SMEMBERS").arg(key).clone()).await
+    }
+
+    async fn srem(accessor: &Accessor<T, Self>, self_: Resource<Connection>, key: String, values: Vec<String>) -> wasmtime::Result<Result<u32, Error>> {
+        run(accessor, &self_, redis::cmd("SREM").arg(key).arg(values).clone()).await
+    }
+
+    async fn execute(
+        accessor: &Accessor<T, Self>,
+        self_: Resource<Connection>,
+        command: String,
+        arguments: Vec<RedisParameter>,
+    ) -> wasmtime::Result<Result<Vec<RedisResult>, Error>> {
+        let mut cmd = redis::cmd(&command);
+        for arg in arguments {
+            match arg {
+                RedisParameter::Int64(n) => cmd.arg(n),
+                RedisParameter::Binary(b) => cmd.arg(b),
+            };
+        }
+        let value: Result<redis::Value, Error> = run(accessor, &self_, cmd).await?;
+        Ok(value.and_then(to_results))
+    }
+
+    async fn drop(accessor: &Accessor<T, Self>, rep: Resource<Connection>) -> wasmtime::Result<()> {
+        accessor.with(|mut a| a.get().table.delete(rep).map(drop).map_err(Into::into))
+    }
+}
+
+/// Flattens a reply into the WIT's list of results, as Spin does: arrays
+/// become their elements, nested arrays are refused.
+fn to_results(value: redis::Value) -> Result<Vec<RedisResult>, Error> {
+    match value {
+        redis::Value::Array(items) | redis::Value::Set(items) => items.into_iter().map(to_result).collect(),
+        other => Ok(vec![to_result(other)?]),
+    }
+}
+
+fn to_result(value: redis::Value) -> Result<RedisResult, Error> {
+    Ok(match value {
+        redis::Value::Nil => RedisResult::Nil,
+        redis::Value::Int(n) => RedisResult::Int64(n),
+        redis::Value::BulkString(b) => RedisResult::Binary(b),
+        redis::Value::SimpleString(s) => RedisResult::Status(s),
+        redis::Value::Okay => RedisResult::Status("OK".into()),
+        redis::Value::VerbatimString { text, .. } => RedisResult::Binary(text.into_bytes()),
+        redis::Value::Double(d) => RedisResult::Binary(d.to_string().into_bytes()),
+        redis::Value::Boolean(b) => RedisResult::Int64(b as i64),
+        redis::Value::ServerError(e) => return Err(Error::Other(format!("{e:?}"))),
+        other => return Err(Error::Other(format!("unsupported reply type: {other:?}"))),
+    })
+}
+
+impl wit::HostConnection for InstanceState {}
+
+impl wit::Host for InstanceState {}

@@ -1,0 +1,41 @@
+//! Per-instance state: what one `Store` holds for one component instance.
+
+use crate::key_value::KeyValueAccess;
+use crate::outbound_http::OutboundHttp;
+use crate::outbound_redis::RedisAccess;
+use std::collections::HashMap;
+use std::sync::Arc;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+pub struct InstanceState {
+    pub table: ResourceTable,
+    pub wasi: WasiCtx,
+    pub http: WasiHttpCtx,
+    pub outbound_http: OutboundHttp,
+    pub key_value: KeyValueAccess,
+    pub redis: RedisAccess,
+    /// The component's variables, rendered from their templates at load time.
+    pub variables: Arc<HashMap<String, String>>,
+    pub limits: wasmtime::StoreLimits,
+}
+
+impl InstanceState {
+    /// The view `ProxyHandler` uses (it wants a plain function).
+    pub fn http_view(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { hooks: &mut self.outbound_http, table: &mut self.table, ctx: &mut self.http }
+    }
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        self.http_view()
+    }
+}
