@@ -6,11 +6,20 @@
 //! variables.
 
 pub mod allowed_hosts;
+pub mod app;
 pub mod bindings;
+mod compose;
+pub mod engine;
+mod guest_log;
 pub mod key_value;
 pub mod manifest;
+pub mod metrics;
+pub mod metrics_server;
 pub mod outbound_http;
 pub mod outbound_redis;
+pub mod redis_trigger;
 pub mod state;
+pub mod runtime_config;
 pub mod variables;
+mod variables_host;
 pub mod http_trigger;

@@ -1,1 +1,205 @@
-fn main() {}
+//! `wharf`: run Spin apps on our wasmtime host.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use wharf::app::{App, AppOptions};
+use wharf::engine::{CompileCache, EngineOptions};
+use wharf::http_trigger::instances::InstancePolicy;
+use wharf::http_trigger::{HttpOptions, HttpTrigger};
+use wharf::metrics::Metrics;
+use wharf::outbound_http::Timeouts;
+
+#[derive(Parser)]
+#[command(name = "wharf", version, about = "A Spin-compatible WebAssembly component host")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the app.
+    Up(UpArgs),
+    /// Run each component's build command from spin.toml.
+    Build {
+        /// The manifest, or a directory containing spin.toml.
+        #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+        from: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct UpArgs {
+    /// The manifest, or a directory containing spin.toml.
+    #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+    from: PathBuf,
+    /// Address the HTTP trigger listens on.
+    #[arg(long, env = "SPIN_HTTP_LISTEN_ADDR", default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+    #[arg(long = "runtime-config-file")]
+    runtime_config_file: Option<PathBuf>,
+    /// Run only this component (repeatable); triggers of others are not started.
+    #[arg(long = "component-id")]
+    component_id: Vec<String>,
+    /// Environment variable for every component, KEY=VALUE (repeatable).
+    #[arg(short = 'e', long = "env", value_parser = parse_key_value)]
+    env: Vec<(String, String)>,
+    /// Where the default key-value store lives (default: .spin next to spin.toml).
+    #[arg(long = "state-dir")]
+    state_dir: Option<PathBuf>,
+    /// Requests one instance serves in turn before it is retired (1 with 1 below: a fresh instance per request).
+    #[arg(long = "max-instance-reuse-count", default_value_t = 128)]
+    max_instance_reuse_count: usize,
+    /// Requests one instance serves at once.
+    #[arg(long = "max-instance-concurrent-reuse-count", default_value_t = 16)]
+    max_instance_concurrent_reuse_count: usize,
+    /// Per-request deadline, in seconds.
+    #[arg(long = "request-timeout", default_value_t = 30.0)]
+    request_timeout: f64,
+    /// Idle instances are dropped after this many seconds.
+    #[arg(long = "idle-instance-timeout", default_value_t = 10.0)]
+    idle_instance_timeout: f64,
+    /// Largest request body accepted, in bytes (413 beyond).
+    #[arg(long = "max-request-body", default_value_t = 10 * 1024 * 1024)]
+    max_request_body: u64,
+    /// Component instances alive at once (503 when all are taken).
+    #[arg(long = "max-instances", default_value_t = 512)]
+    max_instances: u32,
+    /// Cap on each instance's linear memory, in bytes.
+    #[arg(long = "max-instance-memory", env = "SPIN_MAX_INSTANCE_MEMORY", default_value_t = 128 * 1024 * 1024)]
+    max_instance_memory: usize,
+    /// Address of the host's Prometheus metrics (off when not given).
+    #[arg(long = "metrics-listen")]
+    metrics_listen: Option<SocketAddr>,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
+    #[arg(long = "shutdown-grace", default_value_t = 10.0)]
+    shutdown_grace: f64,
+    /// Outbound HTTP connect timeout, in seconds.
+    #[arg(long = "outbound-connect-timeout", default_value_t = 5.0)]
+    outbound_connect_timeout: f64,
+    /// Outbound HTTP time to first response byte, in seconds.
+    #[arg(long = "outbound-first-byte-timeout", default_value_t = 30.0)]
+    outbound_first_byte_timeout: f64,
+    /// Compiled-code cache directory.
+    #[arg(long = "cache-dir")]
+    cache_dir: Option<PathBuf>,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("expected KEY=VALUE, got `{s}`"))
+}
+
+fn seconds(name: &str, value: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(value).map_err(|_| anyhow::anyhow!("--{name}: expected a non-negative number of seconds"))
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_target(true)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Up(args) => tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(Into::into).and_then(|rt| rt.block_on(up(args))),
+        Command::Build { from } => build(&from),
+    };
+    if let Err(e) = result {
+        eprintln!("Error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn up(args: UpArgs) -> Result<()> {
+    if args.max_instance_reuse_count == 0 || args.max_instance_concurrent_reuse_count == 0 {
+        bail!("--max-instance-reuse-count and --max-instance-concurrent-reuse-count must be at least 1");
+    }
+    let started = std::time::Instant::now();
+    let options = AppOptions {
+        manifest: args.from.clone(),
+        runtime_config: args.runtime_config_file.clone(),
+        state_dir: args.state_dir.clone(),
+        component_ids: args.component_id.clone(),
+        component_env: args.env.clone(),
+        process_env: std::env::vars().collect(),
+        engine: EngineOptions { max_instance_memory: args.max_instance_memory, max_instances: args.max_instances.saturating_mul(2) },
+        cache_dir: args.cache_dir.clone().unwrap_or_else(CompileCache::default_dir),
+        outbound_timeouts: Timeouts {
+            connect: seconds("outbound-connect-timeout", args.outbound_connect_timeout)?,
+            first_byte: seconds("outbound-first-byte-timeout", args.outbound_first_byte_timeout)?,
+        },
+    };
+    let app = Arc::new(tokio::task::block_in_place(|| App::load(&options))?);
+    let metrics = Arc::new(Metrics::default());
+    let http_options = HttpOptions {
+        policy: InstancePolicy {
+            max_reuse: args.max_instance_reuse_count,
+            max_concurrent: args.max_instance_concurrent_reuse_count,
+            request_timeout: seconds("request-timeout", args.request_timeout)?,
+            idle_timeout: seconds("idle-instance-timeout", args.idle_instance_timeout)?,
+        },
+        max_request_body: args.max_request_body,
+        max_instances: args.max_instances as usize,
+        shutdown_grace: seconds("shutdown-grace", args.shutdown_grace)?,
+    };
+    let trigger = HttpTrigger::new(app.clone(), http_options, metrics.clone(), args.listen)?;
+    let redis = wharf::redis_trigger::RedisTrigger::start(app.clone(), metrics.clone())?;
+
+    if let Some(addr) = args.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for metrics"))?;
+        tokio::spawn(wharf::metrics_server::serve(listener, metrics.clone()));
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let local = listener.local_addr()?;
+    tracing::info!(app = %app.name, components = app.components.len(), "serving on http://{local} (ready in {:?})", started.elapsed());
+    if trigger.has_routes() {
+        for trigger_spec in &app.manifest.trigger.http {
+            if let wharf::manifest::HttpRoute::Route(route) = &trigger_spec.route {
+                if app.components.contains_key(&trigger_spec.component) {
+                    tracing::info!("  http://{local}{} -> {}", route.trim_end_matches("/..."), trigger_spec.component);
+                }
+            }
+        }
+    }
+    trigger.serve(listener, shutdown_signal()).await?;
+    drop(redis);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn build(from: &std::path::Path) -> Result<()> {
+    let path = wharf::app::manifest_path(from);
+    let manifest = wharf::manifest::Manifest::load(&path)?;
+    let app_dir = wharf::manifest::Manifest::base_dir(&path);
+    for (id, component) in &manifest.component {
+        let Some(build) = &component.build else {
+            println!("{id}: no build command");
+            continue;
+        };
+        let workdir = build.workdir.as_ref().map(|w| app_dir.join(w)).unwrap_or_else(|| app_dir.clone());
+        for command in build.command.commands() {
+            println!("{id}: {command}");
+            let status = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(command)
+                .current_dir(&workdir)
+                .envs(&build.environment)
+                .status()
+                .with_context(|| format!("{id}: cannot run `{command}`"))?;
+            if !status.success() {
+                bail!("{id}: `{command}` failed ({status})");
+            }
+        }
+    }
+    Ok(())
+}

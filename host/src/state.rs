@@ -18,7 +18,6 @@ pub struct InstanceState {
     pub redis: RedisAccess,
     /// The component's variables, rendered from their templates at load time.
     pub variables: Arc<HashMap<String, String>>,
-    pub limits: wasmtime::StoreLimits,
 }
 
 impl InstanceState {

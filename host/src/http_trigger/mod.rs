@@ -1,1 +1,347 @@
+//! The HTTP trigger: routes requests to components, as Spin does.
+//!
+//! Besides the components' routes it answers `/.well-known/spin/health`. It
+//! adds Spin's `spin-*` request headers, adds no response headers beyond
+//! what the component set plus framing (`date`, `content-length` /
+//! `transfer-encoding`), caps request bodies (413), and answers host-side
+//! failures with a JSON error: 404 no route, 503 no instance slot, 504
+//! deadline, 500 trap.
+
+pub mod instances;
 pub mod routing;
+
+use crate::app::App;
+use crate::metrics::Metrics;
+use crate::outbound_http::{LocalDispatch, LocalTarget};
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use instances::{ComponentHandler, InstanceLimitReached, InstancePolicy};
+use routing::{RoutePattern, Router};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError, ProxyHandler, ProxyPre};
+use wasmtime_wasi_http::p3::bindings::ServicePre;
+use wasmtime_wasi_http::{Error as HttpError, WasiBody};
+
+pub const HEALTH_ROUTE: &str = "/.well-known/spin/health";
+
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    pub policy: InstancePolicy,
+    pub max_request_body: u64,
+    pub max_instances: usize,
+    pub shutdown_grace: Duration,
+}
+
+struct RouteTarget {
+    component: String,
+    raw_route: String,
+}
+
+/// Why a component could not answer.
+#[derive(Debug)]
+enum CallError {
+    NoSuchComponent(String),
+    InstanceLimit,
+    Deadline,
+    Failed(String),
+}
+
+pub struct HttpTrigger {
+    app: Arc<App>,
+    router: Router<RouteTarget>,
+    handlers: HashMap<String, ProxyHandler<ComponentHandler>>,
+    options: HttpOptions,
+    metrics: Arc<Metrics>,
+    /// The address requests without a `Host` header are said to be for.
+    listen: SocketAddr,
+    /// Itself, so in-process requests can outlive the borrow they start from.
+    me: Weak<HttpTrigger>,
+}
+
+impl HttpTrigger {
+    pub fn new(app: Arc<App>, options: HttpOptions, metrics: Arc<Metrics>, listen: SocketAddr) -> Result<Arc<Self>> {
+        let permits = Arc::new(Semaphore::new(options.max_instances));
+        let mut router = Router::new();
+        let mut handlers = HashMap::new();
+        for (i, trigger) in app.manifest.trigger.http.iter().enumerate() {
+            let Some(component) = app.components.get(&trigger.component) else {
+                continue; // not selected with --component-id
+            };
+            if let crate::manifest::HttpRoute::Route(route) = &trigger.route {
+                let pattern = RoutePattern::parse(route)?;
+                router
+                    .add(pattern, RouteTarget { component: trigger.component.clone(), raw_route: route.clone() })
+                    .with_context(|| format!("trigger.http[{i}].route"))?;
+            }
+            if handlers.contains_key(&trigger.component) {
+                continue;
+            }
+            let pre = ServicePre::new(component.pre.clone()).map_err(|e| {
+                anyhow::anyhow!("component `{}` is used by an HTTP trigger but does not export wasi:http/handler@0.3.0: {e}", trigger.component)
+            })?;
+            let handler = ComponentHandler {
+                component: component.clone(),
+                proxy_pre: ProxyPre::P3(pre),
+                engine: app.engine.clone(),
+                policy: options.policy,
+                instance_permits: permits.clone(),
+                metrics: metrics.clone(),
+            };
+            handlers.insert(trigger.component.clone(), ProxyHandler::new(handler));
+        }
+        if handlers.is_empty() && !app.manifest.trigger.http.is_empty() {
+            bail!("no HTTP trigger's component is loaded");
+        }
+        let trigger = Arc::new_cyclic(|me| Self { app, router, handlers, options, metrics, listen, me: me.clone() });
+        let weak: Weak<dyn LocalDispatch> = Arc::downgrade(&(trigger.clone() as Arc<dyn LocalDispatch>));
+        trigger.app.local.bind(weak);
+        Ok(trigger)
+    }
+
+    pub fn has_routes(&self) -> bool {
+        !self.handlers.is_empty()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and gives
+    /// in-flight requests `shutdown_grace` to finish.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, client) = match accepted {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            tracing::warn!("accept failed: {e}");
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let this = self.clone();
+                    let service = hyper::service::service_fn(move |req| {
+                        let this = this.clone();
+                        async move { Ok::<_, std::convert::Infallible>(this.handle(req, client).await) }
+                    });
+                    let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!("connection error: {e}");
+                        }
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        tracing::info!("shutting down: waiting up to {:?} for in-flight requests", self.options.shutdown_grace);
+        tokio::select! {
+            () = graceful.shutdown() => tracing::info!("all connections closed"),
+            () = tokio::time::sleep(self.options.shutdown_grace) => tracing::warn!("grace period over; dropping remaining connections"),
+        }
+        Ok(())
+    }
+
+    async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<WasiBody> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let (response, route, component) = self.route_and_call(req, client).await;
+        let status = response.status().as_u16();
+        let elapsed = started.elapsed();
+        if let Some(component) = &component {
+            self.metrics.observe_request(component, status, elapsed);
+        }
+        tracing::info!(
+            target: "wharf::request",
+            method = %method,
+            path = %path,
+            route = route.as_deref().unwrap_or("-"),
+            component = component.as_deref().unwrap_or("-"),
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+        );
+        response
+    }
+
+    async fn route_and_call(&self, req: Request<Incoming>, client: SocketAddr) -> (Response<WasiBody>, Option<String>, Option<String>) {
+        let path = req.uri().path();
+        if path == HEALTH_ROUTE {
+            return (text_response(StatusCode::OK, "OK"), Some(HEALTH_ROUTE.into()), None);
+        }
+        let Some((pattern, target, matched)) = self.router.route(path) else {
+            return (error_response(StatusCode::NOT_FOUND, "not_found", &format!("no route matches {path}")), None, None);
+        };
+        let route = pattern.to_string();
+        let component = target.component.clone();
+        if let Some(len) = req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()) {
+            if len > self.options.max_request_body {
+                let message = format!("request body of {len} bytes exceeds the limit of {} bytes", self.options.max_request_body);
+                return (error_response(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", &message), Some(route), Some(component));
+            }
+        }
+        let full_url = self.full_url(&req);
+        let limit = self.options.max_request_body as usize;
+        let mut req = req.map(|body| {
+            Limited::new(body, limit)
+                .map_err(move |e| match e.downcast::<hyper::Error>() {
+                    Ok(e) => HttpError::from(*e),
+                    Err(_) => HttpError::HttpRequestBodySize(Some(limit as u64)),
+                })
+                .boxed_unsync()
+        });
+        *req.uri_mut() = full_url.parse().unwrap_or_else(|_| req.uri().clone());
+        let headers = req.headers_mut();
+        for name in ["spin-full-url", "spin-path-info", "spin-matched-route", "spin-base-path", "spin-raw-component-route", "spin-component-route", "spin-client-addr"] {
+            headers.remove(name);
+        }
+        let mut set = |name: &str, value: &str| {
+            if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+                headers.insert(n, v);
+            }
+        };
+        set("spin-full-url", &full_url);
+        set("spin-path-info", &matched.path_info);
+        set("spin-matched-route", &route);
+        set("spin-base-path", "/");
+        set("spin-raw-component-route", &target.raw_route);
+        set("spin-component-route", &pattern.prefix());
+        set("spin-client-addr", &client.to_string());
+        for (name, value) in &matched.params {
+            set(&format!("spin-path-match-{}", name.to_ascii_lowercase()), value);
+        }
+        let response = match self.call(&component, req).await {
+            Ok(response) => response,
+            Err(e) => self.error_for(&component, e),
+        };
+        (response, Some(route), Some(component))
+    }
+
+    fn full_url(&self, req: &Request<Incoming>) -> String {
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(|| self.listen.to_string());
+        let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        format!("http://{host}{path}")
+    }
+
+    fn error_for(&self, component: &str, error: CallError) -> Response<WasiBody> {
+        match error {
+            CallError::NoSuchComponent(id) => error_response(StatusCode::NOT_FOUND, "not_found", &format!("no component `{id}`")),
+            CallError::InstanceLimit => {
+                error_response(StatusCode::SERVICE_UNAVAILABLE, "server_busy", "all instance slots are in use; retry shortly")
+            }
+            CallError::Deadline => {
+                Metrics::inc(&self.metrics.deadline_kills);
+                tracing::warn!(component, "request stopped at its deadline of {:?}", self.options.policy.request_timeout);
+                error_response(StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded", "the component did not answer within the request deadline")
+            }
+            CallError::Failed(message) => {
+                tracing::warn!(component, "request failed: {message}");
+                error_response(StatusCode::INTERNAL_SERVER_ERROR, "component_failed", "the component failed while handling the request")
+            }
+        }
+    }
+
+    /// Hands a request to a component's handler, bounded by the request deadline.
+    async fn call(&self, component: &str, req: Request<WasiBody>) -> Result<Response<WasiBody>, CallError> {
+        let handler = self.handlers.get(component).ok_or_else(|| CallError::NoSuchComponent(component.to_string()))?;
+        match tokio::time::timeout(self.options.policy.request_timeout, handler.handle((), req)).await {
+            Err(_elapsed) => Err(CallError::Deadline),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => Err(classify(e)),
+        }
+    }
+}
+
+fn classify(e: wasmtime::Error) -> CallError {
+    if e.is::<ExpirationError>() {
+        return CallError::Deadline;
+    }
+    if let Some(inst) = e.downcast_ref::<InstantiationError<()>>() {
+        if inst.error.is::<InstanceLimitReached>() {
+            return CallError::InstanceLimit;
+        }
+        return CallError::Failed(format!("instantiation failed: {:?}", inst.error));
+    }
+    CallError::Failed(format!("{e:?}"))
+}
+
+impl LocalDispatch for HttpTrigger {
+    /// In-process requests from components: `<id>.spin.internal` reaches that
+    /// component (as Spin does, it sees the route `/...` and the whole path as
+    /// path info); `self` and relative URLs go through the router.
+    fn dispatch(&self, target: LocalTarget, mut request: Request<WasiBody>) -> BoxFuture<'static, Result<Response<WasiBody>, HttpError>> {
+        let Some(this) = self.me.upgrade() else {
+            return Box::pin(async { Err(HttpError::DestinationUnavailable) });
+        };
+        Box::pin(async move {
+            let path = request.uri().path().to_string();
+            let (component, route, raw_route, path_info, component_route, params) = match target {
+                LocalTarget::Component(id) => (id, "/...".to_string(), "/...".to_string(), path.clone(), String::new(), Vec::new()),
+                LocalTarget::App => {
+                    let (pattern, target, matched) = this.router.route(&path).ok_or(HttpError::DestinationNotFound)?;
+                    (target.component.clone(), pattern.to_string(), target.raw_route.clone(), matched.path_info, pattern.prefix(), matched.params)
+                }
+            };
+            let headers = request.headers_mut();
+            headers.remove(http::header::HOST);
+            let mut set = |name: &str, value: &str| {
+                if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+                    headers.insert(n, v);
+                }
+            };
+            set("spin-path-info", &path_info);
+            set("spin-matched-route", &route);
+            set("spin-base-path", "/");
+            set("spin-raw-component-route", &raw_route);
+            set("spin-component-route", &component_route);
+            for (name, value) in &params {
+                set(&format!("spin-path-match-{}", name.to_ascii_lowercase()), value);
+            }
+            let started = Instant::now();
+            let result = this.call(&component, request).await;
+            let response = match result {
+                Ok(response) => response,
+                Err(CallError::NoSuchComponent(_)) => return Err(HttpError::DestinationNotFound),
+                Err(e) => this.error_for(&component, e),
+            };
+            this.metrics.observe_request(&component, response.status().as_u16(), started.elapsed());
+            Ok(response)
+        })
+    }
+}
+
+fn full_body(bytes: impl Into<Bytes>) -> WasiBody {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+}
+
+fn text_response(status: StatusCode, text: &'static str) -> Response<WasiBody> {
+    let mut r = Response::new(full_body(text));
+    *r.status_mut() = status;
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}
+
+/// A host-side error, in the app's error shape.
+pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response<WasiBody> {
+    let body = serde_json::json!({ "error": { "code": code, "message": message } });
+    let mut r = Response::new(full_body(body.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}

@@ -1,0 +1,238 @@
+//! Loading an app: manifest + runtime config → compiled, linked components
+//! ready to instantiate, and the shared capability state they use.
+
+use crate::allowed_hosts::AllowedHosts;
+use crate::engine::{CompileCache, EngineOptions};
+use crate::guest_log::GuestOutput;
+use crate::key_value::{self, Backend, KeyValueAccess, Stores};
+use crate::manifest::{ComponentSource, Manifest};
+use crate::outbound_http::{LocalServices, OutboundHttp, Timeouts};
+use crate::outbound_redis::{RedisAccess, RedisPool};
+use crate::runtime_config::{KeyValueStoreConfig, RuntimeConfig, VariablesProviderConfig};
+use crate::state::InstanceState;
+use crate::variables::{EnvProvider, Provider, StaticProvider, Variables};
+use anyhow::{Context, Result, bail};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use wasmtime::component::{HasSelf, InstancePre, Linker, ResourceTable};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi_http::WasiHttpCtx;
+
+#[derive(Debug, Clone)]
+pub struct AppOptions {
+    /// `spin.toml`, or a directory containing one.
+    pub manifest: PathBuf,
+    pub runtime_config: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    /// Load only these components (and the triggers that use them); all when empty.
+    pub component_ids: Vec<String>,
+    /// Environment variables passed to every component (`--env K=V`).
+    pub component_env: Vec<(String, String)>,
+    /// The process environment, where `SPIN_VARIABLE_*` are read.
+    pub process_env: HashMap<String, String>,
+    pub engine: EngineOptions,
+    pub cache_dir: PathBuf,
+    pub outbound_timeouts: Timeouts,
+}
+
+/// A loaded app.
+pub struct App {
+    pub name: String,
+    pub manifest: Manifest,
+    pub engine: Engine,
+    pub variables: Variables,
+    pub components: BTreeMap<String, Arc<LoadedComponent>>,
+    pub stores: Stores,
+    pub redis_pool: Arc<RedisPool>,
+    pub local: LocalServices,
+}
+
+/// One component, compiled and linked, plus what each of its instances gets.
+pub struct LoadedComponent {
+    pub id: Arc<str>,
+    pub pre: InstancePre<InstanceState>,
+    env: Vec<(String, String)>,
+    variables: Arc<HashMap<String, String>>,
+    allowed_hosts: Arc<AllowedHosts>,
+    key_value_labels: Arc<HashSet<String>>,
+    stores: Stores,
+    redis_pool: Arc<RedisPool>,
+    local: LocalServices,
+    timeouts: Timeouts,
+}
+
+impl LoadedComponent {
+    /// A fresh store for one instance of this component.
+    pub fn new_store(&self, engine: &Engine) -> Store<InstanceState> {
+        let wasi = WasiCtx::builder()
+            .envs(&self.env)
+            .stdout(GuestOutput::stdout(self.id.clone()))
+            .stderr(GuestOutput::stderr(self.id.clone()))
+            .build();
+        let state = InstanceState {
+            table: ResourceTable::new(),
+            wasi,
+            http: WasiHttpCtx::new(),
+            outbound_http: OutboundHttp {
+                component: self.id.clone(),
+                allowed: self.allowed_hosts.clone(),
+                local: self.local.clone(),
+                timeouts: self.timeouts,
+            },
+            key_value: KeyValueAccess::new(self.stores.clone(), self.key_value_labels.clone()),
+            redis: RedisAccess { allowed: self.allowed_hosts.clone(), pool: self.redis_pool.clone() },
+            variables: self.variables.clone(),
+        };
+        let mut store = Store::new(engine, state);
+        // Yield to the host at every epoch tick: a looping guest can then be
+        // stopped by its deadline, and other work on the same thread goes on.
+        store.epoch_deadline_async_yield_and_update(1);
+        store.set_epoch_deadline(1);
+        store
+    }
+}
+
+/// The manifest path for `-f`: a file, or a directory holding `spin.toml`.
+pub fn manifest_path(given: &Path) -> PathBuf {
+    if given.is_dir() { given.join("spin.toml") } else { given.to_path_buf() }
+}
+
+pub fn new_linker(engine: &Engine) -> Result<Linker<InstanceState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+    wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+    crate::bindings::imports::Imports::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut linker, |s| s)?;
+    Ok(linker)
+}
+
+impl App {
+    pub fn load(options: &AppOptions) -> Result<Self> {
+        let manifest_path = manifest_path(&options.manifest);
+        let manifest = Manifest::load(&manifest_path)?;
+        let app_dir = Manifest::base_dir(&manifest_path);
+        let runtime_config = match &options.runtime_config {
+            Some(path) => RuntimeConfig::load(path)?,
+            None => RuntimeConfig::default(),
+        };
+
+        let variables = Variables::resolve(&manifest.variables, &providers(&runtime_config, &options.process_env)?)?;
+        let state_dir = options
+            .state_dir
+            .clone()
+            .or_else(|| runtime_config.state_dir.as_ref().map(|d| runtime_config.resolve(d)))
+            .unwrap_or_else(|| app_dir.join(".spin"));
+        let stores = open_stores(&runtime_config, &state_dir)?;
+
+        for id in &options.component_ids {
+            if !manifest.component.contains_key(id) {
+                bail!("--component-id {id}: no such component in {}", manifest_path.display());
+            }
+        }
+        let engine = crate::engine::new_engine(&options.engine)?;
+        let linker = new_linker(&engine)?;
+        let cache = CompileCache::new(options.cache_dir.clone());
+        let redis_pool = Arc::new(RedisPool::default());
+        let local = LocalServices::default();
+
+        let mut components = BTreeMap::new();
+        for (id, spec) in &manifest.component {
+            if !options.component_ids.is_empty() && !options.component_ids.contains(id) {
+                continue;
+            }
+            let context = || format!("{}: component.{id}", manifest_path.display());
+            if !spec.files.is_empty() {
+                bail!("{}: `files` is not supported by this host yet", context());
+            }
+            key_value::check_labels(id, &spec.key_value_stores, &stores).with_context(context)?;
+            let wasm = crate::compose::component_bytes(&manifest, &app_dir, id).with_context(context)?;
+            let component = cache.load(&engine, &wasm).with_context(context)?;
+            let pre = linker.instantiate_pre(&component).map_err(anyhow::Error::from).with_context(context)?;
+            let rendered = |text: &String| variables.render(text);
+            let allowed_outbound_hosts = spec.allowed_outbound_hosts.iter().map(rendered).collect::<Result<Vec<_>>>().with_context(context)?;
+            let component_variables = spec
+                .variables
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), variables.render(v)?)))
+                .collect::<Result<HashMap<_, _>>>()
+                .with_context(context)?;
+            let env = spec.environment.iter().map(|(k, v)| (k.clone(), v.clone())).chain(options.component_env.iter().cloned()).collect();
+            components.insert(
+                id.clone(),
+                Arc::new(LoadedComponent {
+                    id: id.as_str().into(),
+                    pre,
+                    env,
+                    variables: Arc::new(component_variables),
+                    allowed_hosts: Arc::new(AllowedHosts::parse(&allowed_outbound_hosts).with_context(|| format!("{}.allowed_outbound_hosts", context()))?),
+                    key_value_labels: Arc::new(spec.key_value_stores.iter().cloned().collect()),
+                    stores: stores.clone(),
+                    redis_pool: redis_pool.clone(),
+                    local: local.clone(),
+                    timeouts: options.outbound_timeouts,
+                }),
+            );
+        }
+        Ok(Self { name: manifest.application.name.clone(), manifest, engine, variables, components, stores, redis_pool, local })
+    }
+}
+
+/// Runtime-config providers first (in file order), then `SPIN_VARIABLE_*`, as Spin orders them.
+fn providers(config: &RuntimeConfig, env: &HashMap<String, String>) -> Result<Vec<Box<dyn Provider>>> {
+    let mut providers: Vec<Box<dyn Provider>> = Vec::new();
+    for p in &config.variables_provider {
+        match p {
+            VariablesProviderConfig::Static { values } => providers.push(Box::new(StaticProvider(values.clone()))),
+            VariablesProviderConfig::Env { prefix, dotenv_path } => {
+                let mut vars = env.clone();
+                if let Some(path) = dotenv_path {
+                    vars.extend(read_dotenv(&config.resolve(path))?);
+                }
+                let prefix = prefix.as_deref().unwrap_or("SPIN_VARIABLE").trim_end_matches('_').to_string();
+                providers.push(Box::new(EnvProvider { prefix, env: vars }));
+            }
+        }
+    }
+    providers.push(Box::new(EnvProvider { prefix: "SPIN_VARIABLE".into(), env: env.clone() }));
+    Ok(providers)
+}
+
+fn read_dotenv(path: &Path) -> Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read dotenv file {}", path.display()))?;
+    Ok(text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+        .collect())
+}
+
+/// The `default` store is SQLite in the state dir unless the runtime config says otherwise.
+fn open_stores(config: &RuntimeConfig, state_dir: &Path) -> Result<Stores> {
+    let mut by_label: BTreeMap<String, Arc<dyn Backend>> = BTreeMap::new();
+    for (label, store) in &config.key_value_store {
+        let backend: Arc<dyn Backend> = match store {
+            KeyValueStoreConfig::Spin { path: Some(path) } => Arc::new(key_value::sqlite::SqliteBackend::open(&config.resolve(path))?),
+            KeyValueStoreConfig::Spin { path: None } => Arc::new(key_value::sqlite::SqliteBackend::in_memory()?),
+            KeyValueStoreConfig::Redis { url } => Arc::new(key_value::redis::RedisBackend::new(url)?),
+        };
+        by_label.insert(label.clone(), backend);
+    }
+    if !by_label.contains_key("default") {
+        let path = state_dir.join("sqlite_key_value.db");
+        let backend = key_value::sqlite::SqliteBackend::open(&path).with_context(|| format!("open default key-value store {}", path.display()))?;
+        by_label.insert("default".into(), Arc::new(backend));
+    }
+    Ok(Stores::new(by_label))
+}
+
+/// The bytes of a component's source file.
+pub fn read_source(manifest: &Manifest, app_dir: &Path, id: &str) -> Result<Vec<u8>> {
+    let ComponentSource::Local(path) = &manifest.component[id].source else {
+        bail!("only local sources are supported");
+    };
+    let path = app_dir.join(path);
+    std::fs::read(&path).with_context(|| format!("source: cannot read {} (was the component built? try `wharf build`)", path.display()))
+}

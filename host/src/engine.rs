@@ -1,0 +1,118 @@
+//! The engine: one per host process, shared by every component. Pooling
+//! allocator (instances come from pre-reserved slots, so creating one is a
+//! few microseconds), epoch interruption for deadlines, and an on-disk cache
+//! of compiled code.
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::time::Duration;
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances. A running guest yields to the host at each
+/// tick, which is what lets a deadline stop a guest stuck in a loop.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Cap on each linear memory of an instance, in bytes.
+    pub max_instance_memory: usize,
+    /// Component instances that may exist at once (pool slots).
+    pub max_instances: u32,
+}
+
+pub fn new_engine(options: &EngineOptions) -> Result<Engine> {
+    let mut config = Config::new();
+    config.wasm_component_model_async(true);
+    config.epoch_interruption(true);
+    let mut pool = PoolingAllocationConfig::default();
+    let instances = options.max_instances;
+    pool.total_component_instances(instances)
+        // A composed component (order + inventory) holds several core
+        // instances and memories; leave room for that in every slot.
+        .max_core_instances_per_component(64)
+        .max_memories_per_component(8)
+        .max_tables_per_component(16)
+        .total_core_instances(instances * 16)
+        .total_memories(instances * 4)
+        .total_tables(instances * 8)
+        .total_stacks(instances)
+        .max_memory_size(options.max_instance_memory);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    let engine = Engine::new(&config)?;
+    start_epoch_ticker(&engine);
+    Ok(engine)
+}
+
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("epoch-ticker".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawn epoch ticker");
+}
+
+/// Compiled components on disk, keyed by the wasm bytes and the engine's
+/// compatibility hash (so a different wasmtime or config never reuses stale code).
+pub struct CompileCache {
+    dir: PathBuf,
+}
+
+impl CompileCache {
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    /// The default cache directory: `$WHARF_CACHE_DIR`, else `$XDG_CACHE_HOME/wharf`, else `~/.cache/wharf`.
+    pub fn default_dir() -> PathBuf {
+        if let Some(dir) = std::env::var_os("WHARF_CACHE_DIR") {
+            return dir.into();
+        }
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .unwrap_or_else(std::env::temp_dir);
+        base.join("wharf")
+    }
+
+    pub fn load(&self, engine: &Engine, wasm: &[u8]) -> Result<Component> {
+        let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut engine_hash);
+        let mut key = Sha256::new();
+        key.update(wasm);
+        key.update(engine_hash.finish().to_le_bytes());
+        let path = self.dir.join(format!("{}.cwasm", hex::encode(key.finalize())));
+        if path.exists() {
+            // SAFETY: the file was written by `Component::serialize` of an
+            // engine with the same compatibility hash; wasmtime re-checks the
+            // header and refuses incompatible code, in which case we recompile.
+            match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(component) => return Ok(component),
+                Err(e) => tracing::warn!(path = %path.display(), "ignoring unusable compiled-code cache entry: {e}"),
+            }
+        }
+        let component = Component::new(engine, wasm)?;
+        if let Err(e) = self.store(&path, &component) {
+            tracing::warn!(dir = %self.dir.display(), "cannot write compiled-code cache: {e:#}");
+        }
+        Ok(component)
+    }
+
+    fn store(&self, path: &std::path::Path, component: &Component) -> Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let bytes = component.serialize()?;
+        // Write then rename, so a concurrent start never reads half a file.
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, bytes).with_context(|| format!("write {}", tmp.display()))?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    }
+}

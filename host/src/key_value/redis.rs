@@ -1,0 +1,101 @@
+//! Key-value on Redis (`type = "redis"`, for stores shared by several hosts).
+//!
+//! Compare-and-swap is a Lua script, so the compare and the write are one
+//! atomic step on the server for every host using the store. The connection
+//! is made on first use and re-made after failures, so a host starts and
+//! serves its other routes while Redis is down.
+
+use super::{Backend, BackendError, BackendResult, KeyPage};
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+const CAS_SCRIPT: &str = r"
+local current = redis.call('GET', KEYS[1])
+if ARGV[1] == 'absent' then
+  if current then return 0 end
+elseif current ~= ARGV[2] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[3])
+return 1
+";
+
+pub struct RedisBackend {
+    client: redis::Client,
+    manager: Mutex<Option<ConnectionManager>>,
+    cas: redis::Script,
+}
+
+impl RedisBackend {
+    pub fn new(url: &str) -> anyhow::Result<Self> {
+        Ok(Self { client: redis::Client::open(url)?, manager: Mutex::new(None), cas: redis::Script::new(CAS_SCRIPT) })
+    }
+
+    async fn connection(&self) -> BackendResult<ConnectionManager> {
+        let mut slot = self.manager.lock().await;
+        if let Some(m) = slot.as_ref() {
+            return Ok(m.clone());
+        }
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(2))
+            .set_response_timeout(Duration::from_secs(5))
+            .set_number_of_retries(1);
+        let manager = ConnectionManager::new_with_config(self.client.clone(), config)
+            .await
+            .map_err(|e| BackendError(format!("redis key-value store unavailable: {e}")))?;
+        *slot = Some(manager.clone());
+        Ok(manager)
+    }
+
+    async fn query<R: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> BackendResult<R> {
+        let mut conn = self.connection().await?;
+        Ok(cmd.query_async(&mut conn).await?)
+    }
+}
+
+#[async_trait]
+impl Backend for RedisBackend {
+    async fn get(&self, key: &str) -> BackendResult<Option<Vec<u8>>> {
+        self.query(redis::cmd("GET").arg(key)).await
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) -> BackendResult<()> {
+        self.query(redis::cmd("SET").arg(key).arg(value)).await
+    }
+
+    async fn delete(&self, key: &str) -> BackendResult<()> {
+        self.query::<i64>(redis::cmd("DEL").arg(key)).await.map(drop)
+    }
+
+    async fn exists(&self, key: &str) -> BackendResult<bool> {
+        self.query(redis::cmd("EXISTS").arg(key)).await
+    }
+
+    async fn keys(&self, cursor: Option<&str>, limit: usize) -> BackendResult<KeyPage> {
+        // SCAN's cursor is opaque; "0" starts and ends an iteration.
+        let (next, keys): (String, Vec<String>) =
+            self.query(redis::cmd("SCAN").arg(cursor.unwrap_or("0")).arg("COUNT").arg(limit)).await?;
+        Ok(KeyPage { keys, next: (next != "0").then_some(next) })
+    }
+
+    async fn increment(&self, key: &str, delta: i64) -> BackendResult<i64> {
+        self.query(redis::cmd("INCRBY").arg(key).arg(delta)).await
+    }
+
+    async fn compare_and_swap(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> BackendResult<bool> {
+        let mut conn = self.connection().await?;
+        let mut invocation = self.cas.key(key);
+        match expected {
+            None => invocation.arg("absent").arg(""),
+            Some(old) => invocation.arg("present").arg(old),
+        };
+        let swapped: i64 = invocation.arg(new).invoke_async(&mut conn).await?;
+        Ok(swapped == 1)
+    }
+
+    async fn ping(&self) -> BackendResult<()> {
+        self.query::<String>(&redis::cmd("PING")).await.map(drop)
+    }
+}

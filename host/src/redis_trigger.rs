@@ -1,0 +1,138 @@
+//! The Redis pub/sub trigger: `[[trigger.redis]]` channels delivered to
+//! components exporting `spin:redis/inbound-redis@3.0.0`.
+//!
+//! One subscriber connection per address. Each message gets a fresh instance
+//! of every component on its channel. Unlike Spin, which stops the trigger
+//! when Redis goes away, this one logs it, reconnects with capped exponential
+//! backoff and resubscribes, and never exits. Messages are handled
+//! concurrently (bounded), so one slow handler does not stall a channel;
+//! handlers must therefore not rely on delivery order (the app's handlers are
+//! idempotent state-machine steps).
+
+use crate::app::{App, LoadedComponent};
+use crate::bindings::redis_trigger::RedisTriggerPre;
+use crate::metrics::Metrics;
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+/// Messages being handled at once, per address.
+const MAX_IN_FLIGHT: usize = 256;
+/// Longest a handler may run.
+const HANDLER_DEADLINE: Duration = Duration::from_secs(30);
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+struct Subscriber {
+    component: Arc<LoadedComponent>,
+    pre: RedisTriggerPre<crate::state::InstanceState>,
+}
+
+/// The running trigger; dropping it stops the subscriber tasks.
+pub struct RedisTrigger {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for RedisTrigger {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl RedisTrigger {
+    pub fn start(app: Arc<App>, metrics: Arc<Metrics>) -> Result<Self> {
+        // address -> channel -> subscribers
+        let mut by_address: BTreeMap<String, BTreeMap<String, Vec<Arc<Subscriber>>>> = BTreeMap::new();
+        let default_address = app.manifest.application.trigger.redis.as_ref().map(|r| r.address.clone());
+        for (i, trigger) in app.manifest.trigger.redis.iter().enumerate() {
+            let Some(component) = app.components.get(&trigger.component) else { continue };
+            let at = || format!("trigger.redis[{i}]");
+            let address = trigger.address.clone().or_else(|| default_address.clone()).context("no address")?;
+            let address = app.variables.render(&address).with_context(|| format!("{}.address", at()))?;
+            let channel = app.variables.render(&trigger.channel).with_context(|| format!("{}.channel", at()))?;
+            let pre = RedisTriggerPre::new(component.pre.clone()).map_err(|e| {
+                anyhow::anyhow!("{}: component `{}` does not export spin:redis/inbound-redis@3.0.0: {e}", at(), trigger.component)
+            })?;
+            by_address
+                .entry(address)
+                .or_default()
+                .entry(channel)
+                .or_default()
+                .push(Arc::new(Subscriber { component: component.clone(), pre }));
+        }
+        let tasks = by_address
+            .into_iter()
+            .map(|(address, channels)| tokio::spawn(subscribe_forever(app.clone(), metrics.clone(), address, Arc::new(channels))))
+            .collect();
+        Ok(Self { tasks })
+    }
+}
+
+async fn subscribe_forever(app: Arc<App>, metrics: Arc<Metrics>, address: String, channels: Arc<BTreeMap<String, Vec<Arc<Subscriber>>>>) {
+    let shown = crate::outbound_redis::redact(&address);
+    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut backoff = BACKOFF_START;
+    loop {
+        match subscribe_once(&app, &metrics, &address, &channels, &permits, &mut backoff).await {
+            Ok(()) => tracing::warn!(address = %shown, "redis subscription ended; reconnecting in {backoff:?}"),
+            Err(e) => tracing::warn!(address = %shown, "redis trigger disconnected: {e:#}; reconnecting in {backoff:?}"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+async fn subscribe_once(
+    app: &Arc<App>,
+    metrics: &Arc<Metrics>,
+    address: &str,
+    channels: &Arc<BTreeMap<String, Vec<Arc<Subscriber>>>>,
+    permits: &Arc<Semaphore>,
+    backoff: &mut Duration,
+) -> Result<()> {
+    let client = redis::Client::open(address)?;
+    let mut pubsub = client.get_async_pubsub().await?;
+    for channel in channels.keys() {
+        pubsub.subscribe(channel).await?;
+    }
+    tracing::info!(address = %crate::outbound_redis::redact(address), channels = ?channels.keys().collect::<Vec<_>>(), "redis trigger subscribed");
+    *backoff = BACKOFF_START;
+    let mut messages = pubsub.on_message();
+    while let Some(message) = messages.next().await {
+        let channel = message.get_channel_name().to_string();
+        let payload: Vec<u8> = message.get_payload_bytes().to_vec();
+        let Some(subscribers) = channels.get(&channel) else { continue };
+        for subscriber in subscribers {
+            let permit = permits.clone().acquire_owned().await?;
+            let (app, metrics, subscriber, channel, payload) = (app.clone(), metrics.clone(), subscriber.clone(), channel.clone(), payload.clone());
+            tokio::spawn(async move {
+                Metrics::inc(&metrics.redis_messages);
+                if let Err(e) = deliver(&app, &subscriber, payload).await {
+                    Metrics::inc(&metrics.redis_handler_errors);
+                    tracing::warn!(component = %subscriber.component.id, channel, "redis handler failed: {e:#}");
+                }
+                drop(permit);
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Runs one message through a fresh instance.
+async fn deliver(app: &App, subscriber: &Subscriber, payload: Vec<u8>) -> Result<()> {
+    let mut store = subscriber.component.new_store(&app.engine);
+    let run = async {
+        let instance = subscriber.pre.instantiate_async(&mut store).await?;
+        let outcome = store
+            .run_concurrent(async |accessor| instance.spin_redis_inbound_redis().call_handle_message(accessor, payload).await)
+            .await??;
+        outcome.map_err(|e| anyhow::anyhow!("handler returned {e:?}"))
+    };
+    tokio::time::timeout(HANDLER_DEADLINE, run).await.map_err(|_| anyhow::anyhow!("handler passed its deadline of {HANDLER_DEADLINE:?}"))?
+}
