@@ -115,7 +115,9 @@ async fn subscribe_once(
                 Metrics::inc(&metrics.redis_messages);
                 if let Err(e) = deliver(&app, &subscriber, payload).await {
                     Metrics::inc(&metrics.redis_handler_errors);
-                    tracing::warn!(component = %subscriber.component.id, channel, "redis handler failed: {e:#}");
+                    // One line for the log; the wasm backtrace only at debug level.
+                    tracing::warn!(component = %subscriber.component.id, channel, error = %e.root_cause(), "redis handler failed");
+                    tracing::debug!(component = %subscriber.component.id, "redis handler failure in full: {e:?}");
                 }
                 drop(permit);
             });

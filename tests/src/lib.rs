@@ -1,1 +1,305 @@
-//! Test harness shared by the end-to-end tests.
+//! Test harness shared by the host's integration tests and the app's
+//! end-to-end tests: free loopback ports, a real `redis-server` started per
+//! test, the `wharf` host as a child process, and a small HTTP client.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use serde_json::{Value, json};
+pub use tempfile;
+
+/// The workspace root (this crate lives in `<root>/tests`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A component built by `scripts/build-components` (wasm32-wasip2, `wasm` profile).
+pub fn wasm(crate_name: &str) -> PathBuf {
+    let path = workspace_root().join("target/wasm32-wasip2/wasm").join(format!("{}.wasm", crate_name.replace('-', "_")));
+    assert!(path.exists(), "{} is missing: run scripts/build-components first", path.display());
+    path
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// A `redis-server` of the test's own on a free port, stopped on drop.
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut redis = Self { child: None, port: free_port(), dir };
+        redis.spawn();
+        redis
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/setup installs it)");
+        self.child = Some(child);
+        assert!(wait_for_port(self.port, Duration::from_secs(10)), "redis-server did not start");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn client(&self) -> redis::Connection {
+        redis::Client::open(self.url()).unwrap().get_connection().unwrap()
+    }
+
+    /// Stops the server (data is lost: it keeps none on disk).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The `wharf` binary: `$WHARF_BIN`, else the workspace's debug build.
+pub fn wharf_binary() -> PathBuf {
+    std::env::var_os("WHARF_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/debug/wharf"))
+}
+
+/// A running host process, stopped (SIGKILL) on drop unless stopped first.
+pub struct Host {
+    child: Option<Child>,
+    pub port: u16,
+    log: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+#[derive(Default, Clone)]
+pub struct HostConfig {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub port: Option<u16>,
+}
+
+impl HostConfig {
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+}
+
+impl Host {
+    /// Starts `wharf up -f <manifest>` and waits until it answers its health route.
+    pub fn start(manifest: &Path, config: HostConfig) -> Self {
+        let mut host = Self::spawn(manifest, config);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = ureq::get(&host.url("/.well-known/spin/health")).call() {
+                if r.status() == 200 {
+                    return host;
+                }
+            }
+            if let Some(status) = host.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("wharf exited with {status} before it was ready:\n{}", host.logs());
+            }
+            assert!(Instant::now() < deadline, "wharf did not become ready:\n{}", host.logs());
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Starts the host without waiting (for start-up failure tests).
+    pub fn spawn(manifest: &Path, config: HostConfig) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("wharf.log");
+        let port = config.port.unwrap_or_else(free_port);
+        let log_file = std::fs::File::create(&log).unwrap();
+        let mut command = Command::new(wharf_binary());
+        command
+            .arg("up")
+            .arg("-f")
+            .arg(manifest)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(&config.args)
+            .env("RUST_LOG", "info")
+            .env("WHARF_CACHE_DIR", workspace_root().join("target/wharf-cache"))
+            .env_remove("SPIN_HTTP_LISTEN_ADDR")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file);
+        for (k, v) in &config.env {
+            command.env(k, v);
+        }
+        let child = command.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e} (build it with cargo build -p wharf)", wharf_binary().display()));
+        Self { child: Some(child), port, log, _dir: Some(dir) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn logs(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut text);
+        }
+        text
+    }
+
+    /// Waits for the process to exit by itself and returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        if let Some(child) = &self.child {
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+        }
+    }
+
+    /// Kills the process at once (a crash, for recovery tests).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A response read in full.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends a request; non-2xx statuses are answers too, not errors.
+pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Reply {
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build();
+    let mut req = agent.request(method, url);
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    let result = match body {
+        Some(b) => req.send_bytes(b),
+        None => req.call(),
+    };
+    let response = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {url}: {e}"),
+    };
+    let status = response.status();
+    let headers = response.headers_names().into_iter().map(|n| {
+        let v = response.header(&n).unwrap_or("").to_string();
+        (n, v)
+    }).collect();
+    let body = response.into_string().unwrap_or_default();
+    Reply { status, headers, body }
+}
+
+pub fn get(url: &str) -> Reply {
+    request("GET", url, &[], None)
+}
+
+pub fn post_json(url: &str, headers: &[(&str, &str)], body: &Value) -> Reply {
+    let mut all = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    request("POST", url, &all, Some(body.to_string().as_bytes()))
+}
+
+/// Writes `text` as `spin.toml` in a fresh directory and returns both.
+pub fn manifest_dir(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spin.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout`.
+pub fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

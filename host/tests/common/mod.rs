@@ -1,0 +1,95 @@
+//! The probe app used by the host's integration tests.
+
+#![allow(dead_code)]
+
+pub use shop_tests::*;
+pub use shop_tests::tempfile;
+use std::path::PathBuf;
+
+pub struct ProbeApp {
+    pub dir: tempfile::TempDir,
+    pub manifest: PathBuf,
+    pub runtime_config: PathBuf,
+}
+
+/// An app with the probe and hello guests. `outbound` lists extra
+/// `allowed_outbound_hosts` for the probe.
+pub fn probe_app(outbound: &[&str]) -> ProbeApp {
+    let probe = wasm("guest-probe");
+    let hello = wasm("guest-hello");
+    let mut hosts: Vec<String> = vec!["http://hello.spin.internal".into(), "http://self".into()];
+    hosts.extend(outbound.iter().map(|s| s.to_string()));
+    let hosts = hosts.iter().map(|h| format!("{h:?}")).collect::<Vec<_>>().join(", ");
+    let text = format!(
+        r#"spin_manifest_version = 2
+[application]
+name = "probe-app"
+
+[variables]
+greeting = {{ default = "hello" }}
+token = {{ required = true, secret = true }}
+
+[[trigger.http]]
+route = "/probe/..."
+component = "probe"
+
+[[trigger.http]]
+route = "/items/:id/parts/..."
+component = "probe"
+
+[[trigger.http]]
+route = "/hello"
+component = "hello"
+
+[[trigger.http]]
+route = {{ private = true }}
+component = "hidden"
+
+[component.probe]
+source = {probe:?}
+key_value_stores = ["default", "other"]
+allowed_outbound_hosts = [{hosts}]
+environment = {{ FROM_MANIFEST = "yes" }}
+[component.probe.variables]
+message = "{{{{ greeting }}}}, world"
+token = "{{{{ token }}}}"
+
+[component.hello]
+source = {hello:?}
+
+[component.hidden]
+source = {hello:?}
+"#
+    );
+    let (dir, manifest) = manifest_dir(&text);
+    let runtime_config = dir.path().join("runtime-config.toml");
+    std::fs::write(
+        &runtime_config,
+        r#"
+[key_value_store.other]
+type = "spin"
+path = "other.db"
+
+[key_value_store.forbidden]
+type = "spin"
+"#,
+    )
+    .unwrap();
+    ProbeApp { dir, manifest, runtime_config }
+}
+
+impl ProbeApp {
+    /// The usual configuration: runtime config, state in the app dir, the required variable set.
+    pub fn config(&self) -> HostConfig {
+        HostConfig::default()
+            .arg("--runtime-config-file")
+            .arg(self.runtime_config.display().to_string())
+            .arg("--state-dir")
+            .arg(self.dir.path().join("state").display().to_string())
+            .env("SPIN_VARIABLE_TOKEN", "from-env")
+    }
+
+    pub fn start(&self) -> Host {
+        Host::start(&self.manifest, self.config())
+    }
+}

@@ -1,0 +1,99 @@
+//! Faults stay inside their own request: deadlines, memory caps, traps, body
+//! caps; and graceful shutdown.
+
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+fn strict(app: &ProbeApp) -> HostConfig {
+    app.config().arg("--max-instance-reuse-count").arg("1").arg("--max-instance-concurrent-reuse-count").arg("1")
+}
+
+#[test]
+fn a_runaway_guest_is_stopped_at_its_deadline_while_others_are_served() {
+    let app = probe_app(&[]);
+    for config in [strict(&app), app.config()] {
+        let host = Host::start(&app.manifest, config.arg("--request-timeout").arg("1"));
+        let url = host.url("/probe/loop");
+        let runaway = std::thread::spawn(move || {
+            let started = Instant::now();
+            (request("GET", &url, &[], None), started.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        let hello = get(&host.url("/hello"));
+        assert_eq!(hello.status, 200, "others are served while a guest loops");
+        let (r, took) = runaway.join().unwrap();
+        assert_eq!(r.status, 504, "{}", r.body);
+        assert_eq!(r.json()["error"]["code"], "deadline_exceeded");
+        assert!(took < Duration::from_secs(10), "{took:?}");
+        assert_eq!(get(&host.url("/hello")).status, 200, "the host keeps serving");
+        assert_eq!(get(&host.url("/probe/global")).status, 200, "the probe component still works");
+    }
+}
+
+#[test]
+fn a_memory_bomb_traps_only_its_own_request() {
+    let app = probe_app(&[]);
+    let host = Host::start(&app.manifest, app.config().arg("--max-instance-memory").arg((32 * 1024 * 1024).to_string()));
+    let r = get(&host.url("/probe/memory"));
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "component_failed");
+    assert_eq!(get(&host.url("/probe/global")).status, 200);
+    assert_eq!(get(&host.url("/hello")).status, 200);
+}
+
+#[test]
+fn max_instance_memory_is_read_from_the_environment() {
+    let app = probe_app(&[]);
+    let host = Host::start(&app.manifest, app.config().env("SPIN_MAX_INSTANCE_MEMORY", (24 * 1024 * 1024).to_string()));
+    assert_eq!(get(&host.url("/probe/memory")).status, 500);
+    assert_eq!(get(&host.url("/hello")).status, 200);
+}
+
+#[test]
+fn a_trap_fails_its_request_and_the_next_one_succeeds() {
+    let app = probe_app(&[]);
+    let host = app.start();
+    let r = get(&host.url("/probe/trap"));
+    assert_eq!(r.status, 500);
+    assert_eq!(get(&host.url("/probe/global")).status, 200);
+    assert!(host.logs().contains("probe was asked to trap"), "the panic message is logged");
+}
+
+#[test]
+fn oversized_bodies_get_413() {
+    let app = probe_app(&[]);
+    let host = Host::start(&app.manifest, app.config().arg("--max-request-body").arg("1000"));
+    let r = request("POST", &host.url("/probe/inspect"), &[], Some(&vec![b'x'; 1001]));
+    assert_eq!(r.status, 413);
+    assert_eq!(r.json()["error"]["code"], "payload_too_large");
+    let r = request("POST", &host.url("/probe/inspect"), &[], Some(&vec![b'x'; 1000]));
+    assert_eq!(r.json()["body_len"], 1000);
+}
+
+#[test]
+fn a_full_instance_pool_answers_503() {
+    let app = probe_app(&[]);
+    let host = Host::start(&app.manifest, strict(&app).arg("--max-instances").arg("1"));
+    let url = host.url("/probe/sleep/1500");
+    let slow = std::thread::spawn(move || request("GET", &url, &[], None));
+    std::thread::sleep(Duration::from_millis(400));
+    let r = get(&host.url("/hello"));
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "server_busy");
+    assert_eq!(slow.join().unwrap().status, 200);
+    assert_eq!(get(&host.url("/hello")).status, 200);
+}
+
+#[test]
+fn sigterm_finishes_in_flight_requests_then_exits_zero() {
+    let app = probe_app(&[]);
+    let mut host = app.start();
+    let url = host.url("/probe/sleep/1500");
+    let in_flight = std::thread::spawn(move || request("GET", &url, &[], None));
+    std::thread::sleep(Duration::from_millis(300));
+    host.terminate();
+    let r = in_flight.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(host.wait_exit(Duration::from_secs(15)), Some(0), "{}", host.logs());
+}

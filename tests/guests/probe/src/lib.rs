@@ -1,0 +1,180 @@
+//! Routes under `/probe/<action>/...`, each exercising one host capability
+//! or fault, for the host's integration tests (host/tests/*.rs).
+
+use spin_sdk::experimental::wasi::keyvalue::{atomics, store as wasi_kv};
+use spin_sdk::http::body::IncomingBodyExt;
+use spin_sdk::http::{IntoResponse, Request, Response, StatusCode};
+use spin_sdk::http_service;
+use spin_sdk::key_value::Store;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Guest state that survives between requests only when an instance is reused.
+static REQUESTS_SEEN: AtomicU64 = AtomicU64::new(0);
+
+fn json(status: u16, value: serde_json::Value) -> Response<String> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(value.to_string())
+        .unwrap()
+}
+
+#[http_service]
+async fn probe(req: Request) -> impl IntoResponse {
+    let path = req.uri().path().to_string();
+    let segments: Vec<String> = path.trim_start_matches('/').split('/').map(str::to_string).collect();
+    let args: Vec<&str> = segments.iter().skip(2).map(String::as_str).collect();
+    if segments[0] != "probe" {
+        // Any other route this component is mounted on just reports the request.
+        return inspect(req).await;
+    }
+    match segments.get(1).map(String::as_str).unwrap_or("") {
+        "inspect" => inspect(req).await,
+        "kv" => kv(req, &args).await,
+        "incr" => incr(&args),
+        "cas" => cas_increment(&args),
+        "var" => match spin_sdk::variables::get(args[0]).await {
+            Ok(value) => json(200, serde_json::json!({ "value": value })),
+            Err(e) => json(404, serde_json::json!({ "error": format!("{e:?}") })),
+        },
+        "env" => json(200, serde_json::json!({ "value": std::env::var(args[0]).ok() })),
+        "fetch" => fetch(&req).await,
+        "global" => json(200, serde_json::json!({ "seen": REQUESTS_SEEN.fetch_add(1, Ordering::SeqCst) + 1 })),
+        "sleep" => {
+            let ms: u64 = args[0].parse().unwrap();
+            spin_sdk::wasip3::clocks::monotonic_clock::wait_for(ms * 1_000_000).await;
+            json(200, serde_json::json!({ "slept_ms": ms }))
+        }
+        "log" => {
+            println!("probe says hello on stdout");
+            eprintln!("probe says hello on stderr");
+            json(200, serde_json::json!({}))
+        }
+        "loop" => {
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        "memory" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1u8; 1 << 20]);
+                std::hint::black_box(&hoard);
+            }
+        }
+        "trap" => panic!("probe was asked to trap"),
+        _ => json(404, serde_json::json!({ "error": "unknown probe" })),
+    }
+}
+
+async fn inspect(req: Request) -> Response<String> {
+    let method = req.method().to_string();
+    let uri = req.uri().to_string();
+    let headers: serde_json::Map<String, serde_json::Value> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::from(v.to_str().unwrap_or("<binary>"))))
+        .collect();
+    let body = req.into_body().bytes().await;
+    let body_len = body.as_ref().map(|b| b.len()).ok();
+    json(200, serde_json::json!({ "method": method, "uri": uri, "headers": headers, "body_len": body_len, "body_error": body.err().map(|e| format!("{e:?}")) }))
+}
+
+async fn kv(req: Request, args: &[&str]) -> Response<String> {
+    let store = match Store::open(args[0]).await {
+        Ok(store) => store,
+        Err(e) => return json(403, serde_json::json!({ "error": format!("{e:?}") })),
+    };
+    let Some(key) = args.get(1) else {
+        return match store.get_keys().await.collect().await {
+            Ok(mut keys) => {
+                keys.sort();
+                json(200, serde_json::json!({ "keys": keys }))
+            }
+            Err(e) => json(500, serde_json::json!({ "error": format!("{e:?}") })),
+        };
+    };
+    let method = req.method().clone();
+    let result = match method.as_str() {
+        "GET" => store.get(key).await.map(|v| match v {
+            Some(v) => json(200, serde_json::json!({ "value": String::from_utf8_lossy(&v) })),
+            None => json(404, serde_json::json!({ "error": "no such key" })),
+        }),
+        "PUT" => {
+            let body = req.into_body().bytes().await.unwrap();
+            store.set(key, &body).await.map(|()| json(200, serde_json::json!({})))
+        }
+        "DELETE" => store.delete(key).await.map(|()| json(200, serde_json::json!({}))),
+        _ => return json(405, serde_json::json!({ "error": "method" })),
+    };
+    result.unwrap_or_else(|e| json(500, serde_json::json!({ "error": format!("{e:?}") })))
+}
+
+fn open_bucket(label: &str) -> Result<wasi_kv::Bucket, Response<String>> {
+    wasi_kv::open(label).map_err(|e| json(403, serde_json::json!({ "error": format!("{e:?}") })))
+}
+
+fn incr(args: &[&str]) -> Response<String> {
+    let bucket = match open_bucket(args[0]) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match atomics::increment(&bucket, args[1], 1) {
+        Ok(n) => json(200, serde_json::json!({ "value": n })),
+        Err(e) => json(500, serde_json::json!({ "error": format!("{e:?}") })),
+    }
+}
+
+/// Read-modify-write with compare-and-swap, retried until it wins.
+fn cas_increment(args: &[&str]) -> Response<String> {
+    let bucket = match open_bucket(args[0]) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let mut cas = atomics::Cas::new(&bucket, args[1]).unwrap();
+    let mut retries = 0;
+    loop {
+        let current: u64 = cas.current().unwrap().map(|v| String::from_utf8(v).unwrap().parse().unwrap()).unwrap_or(0);
+        match atomics::swap(cas, (current + 1).to_string().as_bytes()) {
+            Ok(()) => return json(200, serde_json::json!({ "value": current + 1, "retries": retries })),
+            Err(atomics::CasError::CasFailed(fresh)) => {
+                retries += 1;
+                cas = fresh;
+            }
+            Err(atomics::CasError::StoreError(e)) => return json(500, serde_json::json!({ "error": format!("{e:?}") })),
+        }
+    }
+}
+
+async fn fetch(req: &Request) -> Response<String> {
+    let query = req.uri().query().unwrap_or("");
+    let url = query.strip_prefix("url=").unwrap_or("");
+    let url = percent_decode(url);
+    match spin_sdk::http::get(&url).await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let body = response.into_body().bytes().await.map(|b| String::from_utf8_lossy(&b).to_string()).unwrap_or_default();
+            json(200, serde_json::json!({ "status": status, "body": body }))
+        }
+        Err(e) => json(StatusCode::BAD_GATEWAY.as_u16(), serde_json::json!({ "error": format!("{e:?}") })),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
