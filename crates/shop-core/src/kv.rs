@@ -1,0 +1,128 @@
+//! The key-value port and the compare-and-swap helpers every service writes
+//! its records with.
+//!
+//! The port has the shape of `wasi:keyvalue` (store + atomics): plain
+//! get/set/delete, an atomic `increment`, and compare-and-swap as a read that
+//! hands out a token followed by a swap that fails when the key changed in
+//! between. Services never list keys: the host store may hold millions.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The store could not answer; services turn it into 503 `store_unavailable`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError {
+    pub message: String,
+}
+
+impl StoreError {
+    pub fn new(message: impl Into<String>) -> StoreError {
+        StoreError { message: message.into() }
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "store unavailable: {}", self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Key-value store with atomics.
+///
+/// Counters are touched only through [`Kv::increment`]; read one with
+/// `increment(key, 0)` (see [`read_counter`]) so the services never depend on
+/// how a host encodes numbers.
+#[allow(async_fn_in_trait, reason = "components are single-threaded; no Send bound is wanted")]
+pub trait Kv {
+    /// Proof of what `cas_read` saw, consumed by `cas_swap` (a `wasi:keyvalue`
+    /// `cas` resource in components).
+    type CasToken;
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Atomically adds `delta` (a missing key counts as 0) and returns the new value.
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError>;
+    /// Reads the current value (None when absent) for a later `cas_swap`.
+    async fn cas_read(&self, key: &str) -> Result<(Option<Vec<u8>>, Self::CasToken), StoreError>;
+    /// Writes `value` only if the key is unchanged since the `cas_read` that
+    /// gave `token` (absent keys included); false means someone else wrote first.
+    async fn cas_swap(&self, token: Self::CasToken, value: &[u8]) -> Result<bool, StoreError>;
+}
+
+/// How many times a compare-and-swap update is tried before giving up; only
+/// reached under pathological contention on one key.
+pub const MAX_CAS_ATTEMPTS: usize = 100;
+
+/// What an update closure decided for the record it was shown.
+pub enum Change<T, R> {
+    /// Store the new record and return `R`.
+    Write(T, R),
+    /// Leave the record as it is and return `R`.
+    Keep(R),
+}
+
+pub async fn read_counter(kv: &impl Kv, key: &str) -> Result<i64, StoreError> {
+    kv.increment(key, 0).await
+}
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes)
+        .map_err(|error| StoreError::new(format!("corrupt record at {key}: {error}")))
+}
+
+fn encode(value: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(value).expect("records are plain data")
+}
+
+pub async fn get_json<T: DeserializeOwned>(kv: &impl Kv, key: &str) -> Result<Option<T>, StoreError> {
+    match kv.get(key).await? {
+        Some(bytes) => decode(key, &bytes).map(Some),
+        None => Ok(None),
+    }
+}
+
+pub async fn set_json(kv: &impl Kv, key: &str, value: &impl Serialize) -> Result<(), StoreError> {
+    kv.set(key, &encode(value)).await
+}
+
+/// Reads the record at `key`, lets `change` decide, and writes the decision
+/// with compare-and-swap, starting over whenever another writer got there
+/// first. `change` may therefore run several times and must not have side
+/// effects; do those after this returns.
+pub async fn update_json<T, R, E>(
+    kv: &impl Kv,
+    key: &str,
+    mut change: impl FnMut(Option<T>) -> Result<Change<T, R>, E>,
+) -> Result<R, E>
+where
+    T: Serialize + DeserializeOwned,
+    E: From<StoreError>,
+{
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let (current, token) = kv.cas_read(key).await?;
+        let current = current.map(|bytes| decode(key, &bytes)).transpose()?;
+        match change(current)? {
+            Change::Keep(result) => return Ok(result),
+            Change::Write(record, result) => {
+                if kv.cas_swap(token, &encode(&record)).await? {
+                    return Ok(result);
+                }
+            }
+        }
+    }
+    Err(StoreError::new(format!("too much contention on {key}")).into())
+}
+
+/// Stores `value` at `key` unless the key already holds something; true when
+/// this call created it.
+pub async fn create_json(kv: &impl Kv, key: &str, value: &impl Serialize) -> Result<bool, StoreError> {
+    let (current, token) = kv.cas_read(key).await?;
+    if current.is_some() {
+        return Ok(false);
+    }
+    // A lost swap means a concurrent writer created the key first.
+    kv.cas_swap(token, &encode(value)).await
+}

@@ -1,0 +1,283 @@
+//! Indexes and counters of orders, kept in step with every order write.
+//!
+//! Primary data (written once per order, never rebuilt):
+//! - `order:{id}`: the [`OrderRecord`] (compare-and-swap).
+//! - `orders:seq` (counter) and `orders:at:{n}`: order id of the `n`-th
+//!   order ever made, from 1; the global newest-first list.
+//! - `orders:user:{user_id}:seq` and `orders:user:{user_id}:at:{n}`: the same per user.
+//! - `order_number:{number}`: claims an order number so it is unique.
+//!
+//! Derived data, under a generation prefix `G = orders:g{generation}`
+//! (`orders:generation`, a counter, names the live one; a reindex builds a
+//! fresh generation from the orders and then switches to it):
+//! - `G:count:{status}`: orders per status.
+//! - `G:revenue:{currency}` and `G:revenue_orders:{currency}`: sum and
+//!   number of orders that count as revenue ([`OrderStatus::counts_as_revenue`]).
+//! - `G:currencies`: currencies seen, for the summary.
+//! - `G:set:all:{status}`, `G:set:u{user_id}:{status}`: [`RankSet`]s of
+//!   positions per status, over the global and the user's list.
+//! - `G:set:all:open`: positions of open orders ([`OrderRecord::is_open`]),
+//!   walked oldest first by the reconcile.
+//!
+//! The writer whose compare-and-swap changed an order record applies the
+//! difference between the old and the new record to the derived data, with
+//! atomic increments only (plus a compare-and-swap the first time a currency
+//! is seen); increments commute, so concurrent writers of different orders,
+//! and successive writers of one order, leave the counters right. A writer
+//! that dies between its order write and its index update leaves them off
+//! until `POST /orders/reindex`.
+
+use serde::Serialize;
+
+use super::model::{OrderRecord, OrderStatus};
+use crate::http::PageRequest;
+use crate::kv::{Change, Kv, StoreError, get_json, read_counter, update_json};
+use crate::rank_set::RankSet;
+
+pub const SEQUENCE_KEY: &str = "orders:seq";
+const GENERATION_KEY: &str = "orders:generation";
+/// Hands out generation numbers, so an abandoned rebuild is never reused.
+const GENERATION_ALLOC_KEY: &str = "orders:generation_alloc";
+
+pub fn order_key(order_id: &str) -> String {
+    format!("order:{order_id}")
+}
+
+pub fn position_key(position: u64) -> String {
+    format!("orders:at:{position}")
+}
+
+pub fn user_sequence_key(user_id: u64) -> String {
+    format!("orders:user:{user_id}:seq")
+}
+
+pub fn user_position_key(user_id: u64, position: u64) -> String {
+    format!("orders:user:{user_id}:at:{position}")
+}
+
+pub fn order_number_key(order_number: &str) -> String {
+    format!("order_number:{order_number}")
+}
+
+/// Reads the length of a list from its counter.
+async fn list_len(kv: &impl Kv, sequence_key: &str) -> Result<u64, StoreError> {
+    Ok(u64::try_from(read_counter(kv, sequence_key).await?).unwrap_or(0))
+}
+
+/// `GET /orders` filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListFilter {
+    pub user_id: Option<u64>,
+    pub status: Option<OrderStatus>,
+}
+
+/// Revenue figures of one currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CurrencyRevenue {
+    pub currency: String,
+    pub total_revenue: i64,
+    pub revenue_orders: i64,
+    /// `total_revenue / revenue_orders`, rounded down; 0 without orders.
+    pub average_order_value: i64,
+}
+
+/// Order counts per status and revenue per currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Totals {
+    pub by_status: Vec<(OrderStatus, i64)>,
+    pub revenue: Vec<CurrencyRevenue>,
+}
+
+impl Totals {
+    pub fn count(&self, status: OrderStatus) -> i64 {
+        self.by_status.iter().find(|(each, _)| *each == status).map_or(0, |(_, count)| *count)
+    }
+}
+
+/// The derived data of one generation.
+pub struct Indexes<'a, K> {
+    kv: &'a K,
+    generation: i64,
+}
+
+impl<'a, K: Kv> Indexes<'a, K> {
+    /// The live generation.
+    pub async fn live(kv: &'a K) -> Result<Indexes<'a, K>, StoreError> {
+        Ok(Indexes { kv, generation: read_counter(kv, GENERATION_KEY).await? })
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("orders:g{}:{rest}", self.generation)
+    }
+
+    fn set(&self, name: &str) -> RankSet<'a, K> {
+        RankSet::new(self.kv, self.key(&format!("set:{name}")))
+    }
+
+    /// Sets the record belongs to, with its position in each set's list.
+    fn memberships(record: &OrderRecord) -> Vec<(String, u64)> {
+        let status = record.order.status.name();
+        let mut sets = vec![
+            (format!("all:{status}"), record.position),
+            (format!("u{}:{status}", record.order.user_id), record.user_position),
+        ];
+        if record.is_open() {
+            sets.push(("all:open".to_string(), record.position));
+        }
+        sets
+    }
+
+    fn revenue_of(record: &OrderRecord) -> Option<(&str, i64)> {
+        let order = &record.order;
+        order.status.counts_as_revenue().then_some((order.currency.as_str(), order.total_amount))
+    }
+
+    /// Applies the change from `before` (None for a new order) to `after`.
+    pub async fn apply(&self, before: Option<&OrderRecord>, after: &OrderRecord) -> Result<(), StoreError> {
+        let old_sets = before.map(Self::memberships).unwrap_or_default();
+        let new_sets = Self::memberships(after);
+        for (name, position) in old_sets.iter().filter(|set| !new_sets.contains(set)) {
+            self.set(name).remove(*position).await?;
+        }
+        for (name, position) in new_sets.iter().filter(|set| !old_sets.contains(set)) {
+            self.set(name).insert(*position).await?;
+        }
+
+        let old_status = before.map(|record| record.order.status);
+        if old_status != Some(after.order.status) {
+            if let Some(status) = old_status {
+                self.kv.increment(&self.key(&format!("count:{}", status.name())), -1).await?;
+            }
+            self.kv.increment(&self.key(&format!("count:{}", after.order.status.name())), 1).await?;
+        }
+
+        let old_revenue = before.and_then(Self::revenue_of);
+        let new_revenue = Self::revenue_of(after);
+        if old_revenue != new_revenue {
+            for ((currency, amount), sign) in old_revenue.into_iter().map(|r| (r, -1)).chain(new_revenue.map(|r| (r, 1))) {
+                self.kv.increment(&self.key(&format!("revenue:{currency}")), sign * amount).await?;
+                self.kv.increment(&self.key(&format!("revenue_orders:{currency}")), sign).await?;
+            }
+        }
+        if before.is_none() {
+            self.note_currency(&after.order.currency).await?;
+        }
+        Ok(())
+    }
+
+    async fn note_currency(&self, currency: &str) -> Result<(), StoreError> {
+        update_json(self.kv, &self.key("currencies"), |current: Option<Vec<String>>| {
+            let mut currencies = current.unwrap_or_default();
+            if currencies.iter().any(|known| known == currency) {
+                return Ok::<_, StoreError>(Change::Keep(()));
+            }
+            currencies.push(currency.to_string());
+            currencies.sort();
+            Ok(Change::Write(currencies, ()))
+        })
+        .await
+    }
+
+    /// The orders of one page, newest first, and how many orders match.
+    /// Costs O(page_size) store reads (O(page_size · log n) with a status filter).
+    pub async fn page(&self, filter: ListFilter, page: PageRequest) -> Result<(Vec<OrderRecord>, u64), StoreError> {
+        let (sequence_key, set_scope) = match filter.user_id {
+            Some(user_id) => (user_sequence_key(user_id), format!("u{user_id}")),
+            None => (SEQUENCE_KEY.to_string(), "all".to_string()),
+        };
+        let len = list_len(self.kv, &sequence_key).await?;
+        let take = page.page_size as usize;
+        let (positions, total) = match filter.status {
+            Some(status) => {
+                let set = self.set(&format!("{set_scope}:{}", status.name()));
+                (set.newest_first(len, page.skip(), take).await?, set.len(len).await?)
+            }
+            None => {
+                let newest = len.saturating_sub(page.skip());
+                let oldest = newest.saturating_sub(page.page_size) + 1;
+                ((oldest..=newest).rev().collect(), len)
+            }
+        };
+        let mut records = Vec::with_capacity(positions.len());
+        for position in positions {
+            let (entry_key, record_position): (String, fn(&OrderRecord) -> u64) = match filter.user_id {
+                Some(user_id) => (user_position_key(user_id, position), |record| record.user_position),
+                None => (position_key(position), |record| record.position),
+            };
+            if let Some(record) = self.record_at(&entry_key).await? {
+                // Skipped: an entry left by a creation that failed half-way and
+                // was redone at another position, and an order whose status
+                // changed since the index was read.
+                let moved = record_position(&record) != position;
+                let other_status = filter.status.is_some_and(|status| status != record.order.status);
+                if !moved && !other_status {
+                    records.push(record);
+                }
+            }
+        }
+        Ok((records, total))
+    }
+
+    /// The order a list entry points to, if both exist.
+    async fn record_at(&self, entry_key: &str) -> Result<Option<OrderRecord>, StoreError> {
+        match get_json::<String>(self.kv, entry_key).await? {
+            Some(order_id) => get_json(self.kv, &order_key(&order_id)).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The oldest `take` open orders.
+    pub async fn oldest_open(&self, take: usize) -> Result<Vec<OrderRecord>, StoreError> {
+        let len = list_len(self.kv, SEQUENCE_KEY).await?;
+        let mut records = Vec::new();
+        for position in self.set("all:open").oldest_first(len, 0, take).await? {
+            records.extend(self.record_at(&position_key(position)).await?);
+        }
+        Ok(records)
+    }
+
+    /// Counts and revenue: 9 reads plus 2 per currency, whatever the number of orders.
+    pub async fn totals(&self) -> Result<Totals, StoreError> {
+        let mut by_status = Vec::new();
+        for status in OrderStatus::ALL {
+            by_status.push((status, read_counter(self.kv, &self.key(&format!("count:{}", status.name()))).await?));
+        }
+        let currencies: Vec<String> = get_json(self.kv, &self.key("currencies")).await?.unwrap_or_default();
+        let mut revenue = Vec::new();
+        for currency in currencies {
+            let total_revenue = read_counter(self.kv, &self.key(&format!("revenue:{currency}"))).await?;
+            let revenue_orders = read_counter(self.kv, &self.key(&format!("revenue_orders:{currency}"))).await?;
+            let average_order_value = if revenue_orders > 0 { total_revenue / revenue_orders } else { 0 };
+            revenue.push(CurrencyRevenue { currency, total_revenue, revenue_orders, average_order_value });
+        }
+        Ok(Totals { by_status, revenue })
+    }
+}
+
+/// What a reindex did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReindexReport {
+    pub orders: u64,
+    pub generation: i64,
+}
+
+/// Rebuilds every derived key from the order records (reached through the
+/// global list) into a fresh generation, then makes it the live one. Reads
+/// every order: an admin repair, best run while no orders are written,
+/// since changes made during the rebuild are not in the new generation.
+pub async fn reindex(kv: &impl Kv) -> Result<ReindexReport, StoreError> {
+    let generation = kv.increment(GENERATION_ALLOC_KEY, 1).await?;
+    let fresh = Indexes { kv, generation };
+    let mut orders = 0;
+    for position in 1..=list_len(kv, SEQUENCE_KEY).await? {
+        if let Some(record) = fresh.record_at(&position_key(position)).await?
+            && record.position == position
+        {
+            fresh.apply(None, &record).await?;
+            orders += 1;
+        }
+    }
+    let live = read_counter(kv, GENERATION_KEY).await?;
+    kv.increment(GENERATION_KEY, generation - live).await?;
+    Ok(ReindexReport { orders, generation })
+}
