@@ -280,6 +280,21 @@ impl Manifest {
                     }
                     self.check_component_ref(component)
                         .with_context(|| format!("dependencies.\"{import}\".component"))?;
+                    // As in Spin: a component used as a dependency by id is
+                    // only a source of code; it may not hold grants of its own.
+                    let dep = &self.component[component];
+                    let granted = [
+                        ("allowed_outbound_hosts", dep.allowed_outbound_hosts.is_empty()),
+                        ("key_value_stores", dep.key_value_stores.is_empty()),
+                        ("sqlite_databases", dep.sqlite_databases.is_empty()),
+                        ("ai_models", dep.ai_models.is_empty()),
+                        ("variables", dep.variables.is_empty()),
+                        ("files", dep.files.is_empty()),
+                        ("dependencies", dep.dependencies.is_empty()),
+                    ];
+                    if let Some((field, _)) = granted.iter().find(|(_, empty)| !empty) {
+                        bail!("dependencies.\"{import}\": component `{component}` sets `{field}`, so it cannot be used as a dependency; use `path` to its source instead");
+                    }
                 }
                 _ => bail!(
                     "dependencies.\"{import}\": only `path` and `component` dependencies are supported by this host"
@@ -394,6 +409,17 @@ message = "{{ greeting }}!"
     fn missing_component_reference_is_refused() {
         let err = parse(&MINIMAL.replace("component = \"hello\"", "component = \"nope\"")).unwrap_err();
         assert!(format!("{err:#}").contains("trigger.http[0].component: no component named `nope`"));
+    }
+
+    #[test]
+    fn a_component_dependency_must_hold_no_grants() {
+        let with_dep = format!(
+            "{MINIMAL}[component.lib]\nsource = \"lib.wasm\"\n[component.hello.dependencies]\n\"a:b/c\" = {{ component = \"lib\" }}\n"
+        );
+        assert!(parse(&with_dep).is_ok());
+        let granted = with_dep.replace("source = \"lib.wasm\"", "source = \"lib.wasm\"\nkey_value_stores = [\"default\"]");
+        let err = format!("{:#}", parse(&granted).unwrap_err());
+        assert!(err.contains("component `lib` sets `key_value_stores`"), "{err}");
     }
 
     #[test]

@@ -95,11 +95,12 @@ impl Drop for Redis {
     }
 }
 
-/// The `wharf` binary: `$WHARF_BIN`, else the workspace's debug build.
+/// The `wharf` binary: `$WHARF_BIN`, else the workspace's release build
+/// (a debug build compiles components far too slowly for tests).
 pub fn wharf_binary() -> PathBuf {
     std::env::var_os("WHARF_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/debug/wharf"))
+        .unwrap_or_else(|| workspace_root().join("target/release/wharf"))
 }
 
 /// A running host process, stopped (SIGKILL) on drop unless stopped first.
@@ -171,7 +172,7 @@ impl Host {
         for (k, v) in &config.env {
             command.env(k, v);
         }
-        let child = command.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e} (build it with cargo build -p wharf)", wharf_binary().display()));
+        let child = command.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e} (build it with cargo build --release -p wharf)", wharf_binary().display()));
         Self { child: Some(child), port, log, _dir: Some(dir) }
     }
 

@@ -1,0 +1,27 @@
+//! The order component: `/orders/...`. Stock goes through the
+//! `shop:inventory` import (the inventory component, composed in at load
+//! time); events go to Redis.
+
+use shop_core::orders::{OrderService, OrdersConfig};
+use shop_spin::{Reply, InventoryClient, RedisPublisher, SpinKv, WasiClock, WasiRandom, api_request, response, unavailable, variable};
+use spin_sdk::http::Request;
+use spin_sdk::http_service;
+
+#[http_service]
+async fn handle(request: Request) -> Reply {
+    let request = match api_request(request).await {
+        Ok(r) => r,
+        Err(e) => return response(e),
+    };
+    match service().await {
+        Ok(service) => response(service.handle(request).await),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn service() -> Result<OrderService<SpinKv, InventoryClient, RedisPublisher, WasiClock, WasiRandom>, String> {
+    let kv = SpinKv::open_default().await.map_err(|e| e.message)?;
+    let publisher = RedisPublisher { url: variable("redis_url").await? };
+    let config = OrdersConfig::new(variable("admin_token").await?);
+    Ok(OrderService::new(kv, InventoryClient, publisher, WasiClock, WasiRandom, config))
+}
