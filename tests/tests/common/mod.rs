@@ -1,0 +1,329 @@
+//! The shop for one test: its own `redis-server`, the repo's `spin.toml` on
+//! the release `wharf`, state in a temp dir of its own; plus short helpers
+//! for the API (admin token, products, orders) and a Redis subscriber that
+//! records the app's events.
+
+#![allow(dead_code)]
+
+pub use shop_tests::tempfile;
+pub use shop_tests::*;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The admin token every test host gets (`SPIN_VARIABLE_ADMIN_TOKEN`).
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// Upper bound for anything the saga does asynchronously.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// The event channels of the app.
+pub const CHANNELS: [&str; 5] =
+    ["orders.created", "orders.cancelled", "orders.status_changed", "payments.completed", "payments.failed"];
+/// The channels the app's own Redis triggers subscribe to (spin.toml).
+pub const TRIGGER_CHANNELS: [&str; 4] = ["orders.created", "orders.cancelled", "payments.completed", "payments.failed"];
+
+/// How the host is started.
+#[derive(Clone, Default)]
+pub struct Options {
+    /// Key-value store `default` on the test's Redis (runtime config file)
+    /// instead of the embedded store in the state dir.
+    pub redis_kv: bool,
+    /// A fresh instance per request: `--max-instance-reuse-count 1 --max-instance-concurrent-reuse-count 1`.
+    pub strict_instances: bool,
+    /// More `SPIN_VARIABLE_*` (or other) environment variables.
+    pub env: Vec<(String, String)>,
+    /// Another manifest than the repo's spin.toml.
+    pub manifest: Option<PathBuf>,
+}
+
+impl Options {
+    pub fn redis_kv() -> Options {
+        Options { redis_kv: true, ..Options::default() }
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Options {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+}
+
+/// One running host of the shop.
+pub struct App {
+    pub host: Host,
+    manifest: PathBuf,
+    config: HostConfig,
+    /// State dir and runtime config; kept for restarts on the same state.
+    _dir: tempfile::TempDir,
+}
+
+impl App {
+    /// A redis-server and the shop on the embedded store.
+    pub fn start() -> (Redis, App) {
+        App::start_with(Options::default())
+    }
+
+    pub fn start_with(options: Options) -> (Redis, App) {
+        let redis = Redis::start();
+        let app = App::on(&redis, options);
+        (redis, app)
+    }
+
+    /// The shop on an existing Redis (a second replica, for instance).
+    pub fn on(redis: &Redis, options: Options) -> App {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let mut config = HostConfig::default()
+            .env("SPIN_VARIABLE_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("SPIN_VARIABLE_REDIS_URL", redis.url())
+            .arg("--state-dir")
+            .arg(state.display().to_string());
+        if options.redis_kv {
+            let runtime_config = dir.path().join("runtime-config.toml");
+            let text = format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{}\"\n", redis.url());
+            std::fs::write(&runtime_config, text).unwrap();
+            config = config.arg("--runtime-config-file").arg(runtime_config.display().to_string());
+        }
+        if options.strict_instances {
+            config = config.arg("--max-instance-reuse-count").arg("1").arg("--max-instance-concurrent-reuse-count").arg("1");
+        }
+        for (key, value) in &options.env {
+            config = config.env(key, value.clone());
+        }
+        let manifest = options.manifest.clone().unwrap_or_else(workspace_root);
+        let host = Host::start(&manifest, config.clone());
+        App { host, manifest, config, _dir: dir }
+    }
+
+    /// Kills the host (SIGKILL, a crash) and starts it again on the same
+    /// state dir and configuration (on a new port).
+    pub fn restart(&mut self) {
+        self.host.kill();
+        self.host = Host::start(&self.manifest, self.config.clone());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.host.url(path)
+    }
+
+    pub fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Reply {
+        request(method, &self.url(path), headers, body.map(str::as_bytes))
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        self.send("GET", path, &[], None)
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Reply {
+        self.send("POST", path, &[("content-type", "application/json")], Some(&body.to_string()))
+    }
+
+    pub fn post_with(&self, path: &str, headers: &[(&str, &str)], body: &Value) -> Reply {
+        let mut all = vec![("content-type", "application/json")];
+        all.extend_from_slice(headers);
+        self.send("POST", path, &all, Some(&body.to_string()))
+    }
+
+    pub fn delete(&self, path: &str) -> Reply {
+        self.send("DELETE", path, &[], None)
+    }
+
+    /// A request with `Authorization: Bearer <admin token>`.
+    pub fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
+        let auth = format!("Bearer {ADMIN_TOKEN}");
+        let text = body.map(Value::to_string);
+        self.send(method, path, &[("authorization", &auth), ("content-type", "application/json")], text.as_deref())
+    }
+
+    /// Creates or replaces a product (admin), asserting 200 or 201.
+    pub fn put_product(&self, id: &str, price: i64, currency: &str, stock: i64) -> Value {
+        let body = json!({"name": format!("Product {id}"), "price": price, "currency": currency, "stock": stock});
+        let reply = self.admin("PUT", &format!("/inventory/products/{id}"), Some(&body));
+        assert!(matches!(reply.status, 200 | 201), "PUT product {id}: {reply:?}");
+        reply.json()
+    }
+
+    pub fn product(&self, id: &str) -> Value {
+        let reply = self.get(&format!("/inventory/products/{id}"));
+        assert_eq!(reply.status, 200, "GET product {id}: {reply:?}");
+        reply.json()
+    }
+
+    /// `(available, reserved)` of a product.
+    pub fn stock(&self, id: &str) -> (i64, i64) {
+        let product = self.product(id);
+        (product["available"].as_i64().unwrap(), product["reserved"].as_i64().unwrap())
+    }
+
+    /// Places an order, asserting 201; returns the order.
+    pub fn place(&self, body: &Value) -> Value {
+        let reply = self.post("/orders", body);
+        assert_eq!(reply.status, 201, "POST /orders {body}: {reply:?}");
+        reply.json()
+    }
+
+    /// One unit-price order of `quantity` units of `product` for user 1.
+    pub fn place_simple(&self, product: &str, quantity: i64, token: Option<&str>) -> Value {
+        let mut body = json!({"user_id": 1, "product_id": product, "quantity": quantity});
+        if let Some(token) = token {
+            body["payment_token"] = json!(token);
+        }
+        self.place(&body)
+    }
+
+    pub fn order(&self, id: &str) -> Value {
+        let reply = self.get(&format!("/orders/{id}"));
+        assert_eq!(reply.status, 200, "GET order {id}: {reply:?}");
+        reply.json()
+    }
+
+    /// Polls the order until `done` holds for it.
+    pub fn wait_order(&self, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        eventually(WAIT, &format!("order {id} {what}"), || Some(self.order(id)).filter(|order| done(order)))
+    }
+
+    pub fn wait_status(&self, id: &str, status: &str) -> Value {
+        self.wait_order(id, &format!("to be {status}"), |order| order["status"] == status)
+    }
+
+    pub fn summary(&self) -> Value {
+        let reply = self.get("/orders/summary");
+        assert_eq!(reply.status, 200, "summary: {reply:?}");
+        reply.json()
+    }
+
+    pub fn sandbox_stats(&self) -> Value {
+        let reply = self.get("/sandbox/stats");
+        assert_eq!(reply.status, 200, "sandbox stats: {reply:?}");
+        reply.json()
+    }
+
+    pub fn payment(&self, id: &str) -> Value {
+        let reply = self.get(&format!("/payments/{id}"));
+        assert_eq!(reply.status, 200, "GET payment {id}: {reply:?}");
+        reply.json()
+    }
+
+    /// `POST /orders/reconcile` (admin), asserting 200; returns the report.
+    pub fn reconcile(&self) -> Value {
+        let reply = self.admin("POST", "/orders/reconcile", None);
+        assert_eq!(reply.status, 200, "reconcile: {reply:?}");
+        reply.json()
+    }
+
+    /// How many lines of the host's log contain `text`.
+    pub fn log_count(&self, text: &str) -> usize {
+        self.host.logs().lines().filter(|line| line.contains(text)).count()
+    }
+}
+
+/// Asserts an error answer exactly: status and the whole
+/// `{"error": {"code", "message", "field"?}}` body.
+#[track_caller]
+pub fn assert_error(reply: &Reply, status: u16, code: &str, message: &str, field: Option<&str>) {
+    let mut error = json!({"code": code, "message": message});
+    if let Some(field) = field {
+        error["field"] = json!(field);
+    }
+    assert_eq!((reply.status, reply.json()), (status, json!({ "error": error })), "{reply:?}");
+}
+
+/// Asserts a 400 `validation_failed` naming `field`.
+#[track_caller]
+pub fn assert_invalid(reply: &Reply, field: &str, message: &str) {
+    assert_error(reply, 400, "validation_failed", message, Some(field));
+}
+
+/// How many clients are subscribed to `channel` on the test's Redis.
+pub fn subscribers(redis: &Redis, channel: &str) -> i64 {
+    let (_, count): (String, i64) = redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query(&mut redis.client()).unwrap();
+    count
+}
+
+/// Waits until `hosts` hosts' Redis triggers are subscribed on every trigger
+/// channel (besides `others` subscribers of the test's own).
+pub fn wait_triggers(redis: &Redis, hosts: i64, others: i64) {
+    eventually(WAIT, "the redis triggers to subscribe", || {
+        TRIGGER_CHANNELS.iter().all(|channel| subscribers(redis, channel) == hosts + others).then_some(())
+    });
+}
+
+/// Publishes on the test's Redis; returns the number of receivers.
+pub fn publish(redis: &Redis, channel: &str, payload: &[u8]) -> i64 {
+    redis::cmd("PUBLISH").arg(channel).arg(payload).query(&mut redis.client()).unwrap()
+}
+
+const BARRIER: &str = "test.barrier";
+
+/// Every message on the app's channels, recorded by a subscriber thread.
+pub struct Events {
+    seen: Arc<Mutex<Vec<(String, Value)>>>,
+    redis_url: String,
+    barriers: std::sync::atomic::AtomicU64,
+}
+
+impl Events {
+    /// Subscribes to [`CHANNELS`] (and a barrier channel of the test's own)
+    /// and returns once the subscription is in place.
+    pub fn subscribe(redis: &Redis) -> Events {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let url = redis.url();
+        let sink = seen.clone();
+        std::thread::spawn(move || {
+            let mut connection = redis::Client::open(url).unwrap().get_connection().unwrap();
+            let mut pubsub = connection.as_pubsub();
+            for channel in CHANNELS.iter().chain([&BARRIER]) {
+                pubsub.subscribe(*channel).unwrap();
+            }
+            ready_tx.send(()).unwrap();
+            // Ends when Redis goes away or the test ends (the process exits).
+            while let Ok(message) = pubsub.get_message() {
+                let payload: Vec<u8> = message.get_payload_bytes().to_vec();
+                let value = serde_json::from_slice(&payload)
+                    .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&payload).into_owned()));
+                sink.lock().unwrap().push((message.get_channel_name().to_string(), value));
+            }
+        });
+        ready_rx.recv().unwrap();
+        Events { seen, redis_url: redis.url(), barriers: Default::default() }
+    }
+
+    /// Everything seen so far (barrier messages left out).
+    pub fn all(&self) -> Vec<(String, Value)> {
+        self.seen.lock().unwrap().iter().filter(|(channel, _)| channel != BARRIER).cloned().collect()
+    }
+
+    /// Events about one order, as `(channel, event)`.
+    pub fn of_order(&self, order_id: &str) -> Vec<(String, Value)> {
+        self.all().into_iter().filter(|(_, event)| event["data"]["order_id"] == order_id).collect()
+    }
+
+    /// Channels of the events about one order, sorted.
+    pub fn channels_of(&self, order_id: &str) -> Vec<String> {
+        let mut channels: Vec<String> = self.of_order(order_id).into_iter().map(|(channel, _)| channel).collect();
+        channels.sort();
+        channels
+    }
+
+    /// The events of one order on one channel.
+    pub fn on(&self, channel: &str, order_id: &str) -> Vec<Value> {
+        self.of_order(order_id).into_iter().filter(|(c, _)| c == channel).map(|(_, event)| event).collect()
+    }
+
+    /// Waits until everything published before this call has reached the
+    /// subscriber: Redis delivers one connection's messages in publish order.
+    pub fn barrier(&self) {
+        let n = self.barriers.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let token = format!("barrier-{n}");
+        let mut connection = redis::Client::open(self.redis_url.as_str()).unwrap().get_connection().unwrap();
+        let _: i64 = redis::cmd("PUBLISH").arg(BARRIER).arg(&token).query(&mut connection).unwrap();
+        eventually(WAIT, "the barrier message", || {
+            self.seen.lock().unwrap().iter().any(|(channel, value)| channel == BARRIER && *value == json!(token)).then_some(())
+        });
+    }
+
+    /// Waits until an event matching `check` was seen.
+    pub fn wait_for(&self, what: &str, check: impl Fn(&str, &Value) -> bool) -> Value {
+        eventually(WAIT, what, || self.all().into_iter().find(|(channel, event)| check(channel, event)).map(|(_, e)| e))
+    }
+}
