@@ -108,3 +108,16 @@ fn host_metrics_count_requests_by_component() {
     assert!(text.contains("wharf_http_requests_total{component=\"hello\",status=\"200\"} 3"), "{text}");
     assert!(text.contains("wharf_instances_created_total"), "{text}");
 }
+
+#[test]
+fn small_bodies_get_a_content_length_and_big_ones_stream_intact() {
+    let app = probe_app(&[]);
+    let host = app.start();
+    let small = get(&host.url("/probe/big/100"));
+    assert_eq!(small.header("content-length"), Some("100"));
+    assert_eq!(small.body.len(), 100);
+    let big = get(&host.url("/probe/big/300000"));
+    assert_eq!(big.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(big.header("content-length"), None);
+    assert_eq!(big.body, "x".repeat(300_000));
+}

@@ -7,6 +7,7 @@
 //! failures with a JSON error: 404 no route, 503 no instance slot, 504
 //! deadline, 500 trap.
 
+mod body;
 pub mod instances;
 pub mod routing;
 
@@ -222,7 +223,7 @@ impl HttpTrigger {
             set(&format!("spin-path-match-{}", name.to_ascii_lowercase()), value);
         }
         let response = match self.call(&component, req).await {
-            Ok(response) => response,
+            Ok(response) => body::coalesce(response).await,
             Err(e) => self.error_for(&component, e),
         };
         (response, Some(route), Some(component))

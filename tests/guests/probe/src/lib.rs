@@ -39,6 +39,10 @@ async fn probe(req: Request) -> impl IntoResponse {
         },
         "env" => json(200, serde_json::json!({ "value": std::env::var(args[0]).ok() })),
         "fetch" => fetch(&req).await,
+        "big" => {
+            let n: usize = args[0].parse().unwrap();
+            Response::builder().status(200).body("x".repeat(n)).unwrap()
+        }
         "global" => json(200, serde_json::json!({ "seen": REQUESTS_SEEN.fetch_add(1, Ordering::SeqCst) + 1 })),
         "sleep" => {
             let ms: u64 = args[0].parse().unwrap();
