@@ -327,3 +327,19 @@ impl Events {
         eventually(WAIT, what, || self.all().into_iter().find(|(channel, event)| check(channel, event)).map(|(_, e)| e))
     }
 }
+
+/// Seconds since the epoch of an RFC 3339 UTC time as the app writes it
+/// (`2026-01-02T03:04:05Z`).
+pub fn unix_seconds(text: &str) -> i64 {
+    let number = |range: std::ops::Range<usize>| -> i64 { text[range].parse().unwrap_or_else(|_| panic!("not a time: {text}")) };
+    assert!(text.len() == 20 && text.ends_with('Z'), "not a time: {text}");
+    let (year, month, day) = (number(0..4), number(5..7), number(8..10));
+    // Days from civil (H. Hinnant).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    days * 86_400 + number(11..13) * 3600 + number(14..16) * 60 + number(17..19)
+}
