@@ -52,6 +52,7 @@ pub struct App {
     pub host: Host,
     manifest: PathBuf,
     config: HostConfig,
+    redis_url: String,
     /// State dir and runtime config; kept for restarts on the same state.
     _dir: tempfile::TempDir,
 }
@@ -90,15 +91,37 @@ impl App {
             config = config.env(key, value.clone());
         }
         let manifest = options.manifest.clone().unwrap_or_else(workspace_root);
+        // Other manifests (composition tests) may have no Redis trigger.
+        let before = if options.manifest.is_none() { trigger_subscribers(&redis.url()) } else { None };
         let host = Host::start(&manifest, config.clone());
-        App { host, manifest, config, _dir: dir }
+        let app = App { host, manifest, config, redis_url: redis.url(), _dir: dir };
+        // Events published before the trigger subscribed would be lost.
+        if let Some(before) = before {
+            app.wait_trigger_subscribers(before.iter().map(|n| n + 1).collect());
+        }
+        app
     }
 
     /// Kills the host (SIGKILL, a crash) and starts it again on the same
-    /// state dir and configuration (on a new port).
+    /// state dir and configuration (on a new port); when Redis is up, waits
+    /// for the new host's Redis trigger to subscribe.
     pub fn restart(&mut self) {
+        let before = trigger_subscribers(&self.redis_url);
         self.host.kill();
+        if let Some(before) = &before {
+            // The killed host's subscription goes away first.
+            self.wait_trigger_subscribers(before.iter().map(|n| n - 1).collect());
+        }
         self.host = Host::start(&self.manifest, self.config.clone());
+        if let Some(before) = before {
+            self.wait_trigger_subscribers(before);
+        }
+    }
+
+    fn wait_trigger_subscribers(&self, expected: Vec<i64>) {
+        eventually(WAIT, "the host's redis trigger to (un)subscribe", || {
+            (trigger_subscribers(&self.redis_url).as_ref() == Some(&expected)).then_some(())
+        });
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -237,6 +260,18 @@ pub fn assert_invalid(reply: &Reply, field: &str, message: &str) {
 pub fn subscribers(redis: &Redis, channel: &str) -> i64 {
     let (_, count): (String, i64) = redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query(&mut redis.client()).unwrap();
     count
+}
+
+/// Subscribers of each of [`TRIGGER_CHANNELS`]; None when Redis is down.
+fn trigger_subscribers(redis_url: &str) -> Option<Vec<i64>> {
+    let mut connection = redis::Client::open(redis_url).ok()?.get_connection().ok()?;
+    TRIGGER_CHANNELS
+        .iter()
+        .map(|channel| {
+            let (_, count): (String, i64) = redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query(&mut connection).ok()?;
+            Some(count)
+        })
+        .collect()
 }
 
 /// Waits until `hosts` hosts' Redis triggers are subscribed on every trigger
