@@ -32,7 +32,13 @@ impl RedisPool {
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Duration::from_secs(2))
             .set_response_timeout(Duration::from_secs(5))
-            .set_number_of_retries(2);
+            // No retries inside a (re)connect: redis-rs waits 1-2 s before the
+            // first retry and up to 60-120 s before the second (backon's 1 s
+            // minimum delay times its factor of 100), and every command on the
+            // connection waits for that. With Redis down, `publish` and `PING`
+            // then hung past the request deadline (504) instead of failing.
+            // Now a command fails at once and the next one reconnects.
+            .set_number_of_retries(0);
         let manager = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(|e| Error::Other(format!("cannot connect to {}: {e}", redact(address))))?;

@@ -37,8 +37,9 @@ fn parameter_segments_and_specificity() {
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["error"]["code"], "not_found");
     // A client cannot forge spin-* headers.
-    let r = request("GET", &host.url("/probe/inspect"), &[("spin-path-info", "/forged")], None);
+    let r = request("GET", &host.url("/probe/inspect"), &[("spin-path-info", "/forged"), ("spin-path-match-id", "7")], None);
     assert_eq!(r.json()["headers"]["spin-path-info"], "/inspect");
+    assert_eq!(r.json()["headers"]["spin-path-match-id"], serde_json::Value::Null);
 }
 
 #[test]

@@ -204,7 +204,9 @@ impl HttpTrigger {
         });
         *req.uri_mut() = full_url.parse().unwrap_or_else(|_| req.uri().clone());
         let headers = req.headers_mut();
-        for name in ["spin-full-url", "spin-path-info", "spin-matched-route", "spin-base-path", "spin-raw-component-route", "spin-component-route", "spin-client-addr"] {
+        // Clients must not be able to forge what the host asserts.
+        let forged: Vec<HeaderName> = headers.keys().filter(|n| n.as_str().starts_with("spin-")).cloned().collect();
+        for name in forged {
             headers.remove(name);
         }
         let mut set = |name: &str, value: &str| {
