@@ -69,7 +69,7 @@ impl Metrics {
             ("wharf_instances_created_total", "Component instances created.", &self.instances_created),
             ("wharf_traps_total", "Instances retired after a trap.", &self.traps),
             ("wharf_deadline_kills_total", "Requests stopped at their deadline.", &self.deadline_kills),
-            ("wharf_redis_messages_total", "Redis messages delivered to components.", &self.redis_messages),
+            ("wharf_redis_messages_total", "Redis messages handled by components (successfully or not).", &self.redis_messages),
             ("wharf_redis_handler_errors_total", "Redis messages whose handler failed.", &self.redis_handler_errors),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", counter.load(Relaxed));

@@ -112,8 +112,9 @@ async fn subscribe_once(
             let permit = permits.clone().acquire_owned().await?;
             let (app, metrics, subscriber, channel, payload) = (app.clone(), metrics.clone(), subscriber.clone(), channel.clone(), payload.clone());
             tokio::spawn(async move {
+                let outcome = deliver(&app, &subscriber, payload).await;
                 Metrics::inc(&metrics.redis_messages);
-                if let Err(e) = deliver(&app, &subscriber, payload).await {
+                if let Err(e) = outcome {
                     Metrics::inc(&metrics.redis_handler_errors);
                     // One line for the log; the wasm backtrace only at debug level.
                     tracing::warn!(component = %subscriber.component.id, channel, error = %e.root_cause(), "redis handler failed");

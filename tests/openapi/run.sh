@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Conformance check of docs/openapi.yaml against what the app serves.
+#   bash tests/openapi/run.sh               # validate the spec, start the app, exercise and check it
+#   bash tests/openapi/run.sh --self-test   # ... and prove that mutations of the spec are reported
+#   bash tests/openapi/run.sh --verbose     # ... listing every exchange and unobserved statuses
+# Creates (or reuses) a venv with the pinned dependencies, validates the spec
+# (openapi-spec-validator), starts its own redis-server and the app on wharf
+# (target/release/wharf with the components in target/wasm32-wasip2/wasm/,
+# neither is built here) on free loopback ports with a fresh state directory,
+# runs tests/openapi/check.py, and stops everything it started on exit.
+# Environment: OPENAPI_VENV (default target/openapi-venv), WHARF (default
+# target/release/wharf), OPENAPI_START_TIMEOUT (seconds for the app to come
+# up, default 180: the first start compiles the components).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+venv="${OPENAPI_VENV:-$root/target/openapi-venv}"
+wharf="${WHARF:-$root/target/release/wharf}"
+spec="$root/docs/openapi.yaml"
+req="$root/tests/openapi/requirements.txt"
+token="openapi-check-$$"
+
+stamp="$venv/.openapi-requirements.sha256"
+want="$(sha256sum "$req" | cut -d' ' -f1)"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
+  echo "$want" > "$stamp"
+fi
+py="$venv/bin/python"
+
+echo "openapi: validating $spec"
+"$py" -m openapi_spec_validator "$spec"
+
+missing=()
+[ -x "$wharf" ] || missing+=("$wharf (cargo build --release -p wharf)")
+for c in inventory order order_events payment payment_worker gateway_sandbox ops; do
+  [ -f "$root/target/wasm32-wasip2/wasm/$c.wasm" ] || missing+=("target/wasm32-wasip2/wasm/$c.wasm (scripts/build-components)")
+done
+command -v redis-server >/dev/null || missing+=("redis-server (apt-get install redis-server)")
+if [ ${#missing[@]} -gt 0 ]; then
+  printf 'openapi: missing %s\n' "${missing[@]}" >&2
+  exit 2
+fi
+
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() { "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+redis_port="$(free_port)"
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" \
+  >"$work/redis.log" 2>&1 &
+pids+=($!)
+
+app_port="$(free_port)"
+env SPIN_VARIABLE_ADMIN_TOKEN="$token" SPIN_VARIABLE_REDIS_URL="redis://127.0.0.1:$redis_port" \
+  "$wharf" up -f "$root" --listen "127.0.0.1:$app_port" --state-dir "$work/state" \
+  >"$work/wharf.log" 2>&1 &
+wharf_pid=$!
+pids=("$wharf_pid" "${pids[@]}")
+
+# Wait for Redis, then for the host's health route, while wharf lives.
+if ! "$py" - "$redis_port" "http://127.0.0.1:$app_port/.well-known/spin/health" "$wharf_pid" \
+     "${OPENAPI_START_TIMEOUT:-180}" <<'PY'
+import os, socket, sys, time, urllib.request
+port, url, pid, timeout = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+deadline = time.monotonic() + timeout
+def alive():
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+while time.monotonic() < deadline:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        break
+    except OSError:
+        time.sleep(0.1)
+else:
+    sys.exit("redis-server did not start")
+while time.monotonic() < deadline and alive():
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            if response.status == 200:
+                sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(0.2)
+sys.exit("wharf exited" if not alive() else f"{url} did not answer within {timeout:.0f} s")
+PY
+then
+  echo "openapi: the app did not start; wharf log:" >&2
+  tail -n 40 "$work/wharf.log" >&2 || true
+  tail -n 10 "$work/redis.log" >&2 || true
+  exit 1
+fi
+
+status=0
+"$py" "$root/tests/openapi/check.py" --base-url "http://127.0.0.1:$app_port" \
+  --redis-url "redis://127.0.0.1:$redis_port" --own-redis --spec "$spec" --admin-token "$token" "$@" || status=$?
+if [ "$status" -ne 0 ]; then
+  echo "openapi: last lines of the wharf log:" >&2
+  tail -n 20 "$work/wharf.log" >&2 || true
+fi
+exit "$status"
