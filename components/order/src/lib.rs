@@ -22,6 +22,13 @@ async fn handle(request: Request) -> Reply {
 async fn service() -> Result<OrderService<SpinKv, InventoryClient, RedisPublisher, WasiClock, WasiRandom>, String> {
     let kv = SpinKv::open_default().await.map_err(|e| e.message)?;
     let publisher = RedisPublisher { url: variable("redis_url").await? };
-    let config = OrdersConfig::new(variable("admin_token").await?);
+    let mut config = OrdersConfig::new(variable("admin_token").await?);
+    // spin.toml `reconcile_after_seconds` (default 300, OrdersConfig's own):
+    // how long an open order must be untouched before the reconcile drives it
+    // on. Optional, so manifests that do not define it keep the default.
+    if let Ok(text) = variable("reconcile_after_seconds").await {
+        let seconds: u64 = text.trim().parse().map_err(|_| format!("variable `reconcile_after_seconds`: expected whole seconds, got {text:?}"))?;
+        config.stuck_after_ms = seconds.saturating_mul(1000);
+    }
     Ok(OrderService::new(kv, InventoryClient, publisher, WasiClock, WasiRandom, config))
 }
