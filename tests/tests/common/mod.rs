@@ -53,6 +53,8 @@ pub struct App {
     manifest: PathBuf,
     config: HostConfig,
     redis_url: String,
+    /// False once [`App::kill`] killed the host.
+    alive: bool,
     /// State dir and runtime config; kept for restarts on the same state.
     _dir: tempfile::TempDir,
 }
@@ -94,7 +96,7 @@ impl App {
         // Other manifests (composition tests) may have no Redis trigger.
         let before = if options.manifest.is_none() { trigger_subscribers(&redis.url()) } else { None };
         let host = Host::start(&manifest, config.clone());
-        let app = App { host, manifest, config, redis_url: redis.url(), _dir: dir };
+        let app = App { host, manifest, config, redis_url: redis.url(), alive: true, _dir: dir };
         // Events published before the trigger subscribed would be lost.
         if let Some(before) = before {
             app.wait_trigger_subscribers(before.iter().map(|n| n + 1).collect());
@@ -102,19 +104,30 @@ impl App {
         app
     }
 
-    /// Kills the host (SIGKILL, a crash) and starts it again on the same
-    /// state dir and configuration (on a new port); when Redis is up, waits
-    /// for the new host's Redis trigger to subscribe.
-    pub fn restart(&mut self) {
+    /// Kills the host (SIGKILL, a crash); when Redis is up, waits until its
+    /// Redis trigger's subscription is gone.
+    pub fn kill(&mut self) {
+        if !self.alive {
+            return;
+        }
         let before = trigger_subscribers(&self.redis_url);
         self.host.kill();
-        if let Some(before) = &before {
-            // The killed host's subscription goes away first.
+        self.alive = false;
+        if let Some(before) = before {
             self.wait_trigger_subscribers(before.iter().map(|n| n - 1).collect());
         }
+    }
+
+    /// Kills the host if it runs and starts it again on the same state dir
+    /// and configuration (on a new port); when Redis is up, waits for the new
+    /// host's Redis trigger to subscribe.
+    pub fn restart(&mut self) {
+        self.kill();
+        let before = trigger_subscribers(&self.redis_url);
         self.host = Host::start(&self.manifest, self.config.clone());
+        self.alive = true;
         if let Some(before) = before {
-            self.wait_trigger_subscribers(before);
+            self.wait_trigger_subscribers(before.iter().map(|n| n + 1).collect());
         }
     }
 
