@@ -41,7 +41,7 @@ impl RedisBackend {
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Duration::from_secs(2))
             .set_response_timeout(Duration::from_secs(5))
-            .set_number_of_retries(1);
+            .set_number_of_retries(0);
         let manager = ConnectionManager::new_with_config(self.client.clone(), config)
             .await
             .map_err(|e| BackendError(format!("redis key-value store unavailable: {e}")))?;
