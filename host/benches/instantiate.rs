@@ -29,7 +29,7 @@ fn instantiate(c: &mut Criterion) {
         component_env: vec![],
         process_env: HashMap::new(),
         engine: EngineOptions { max_instance_memory: 128 << 20, max_instances: 64 },
-        cache_dir: dir.path().join("cache"),
+        cache_dir: Some(dir.path().join("cache")),
         outbound_timeouts: Timeouts { connect: Duration::from_secs(5), first_byte: Duration::from_secs(5) },
     };
     let app = App::load(&options).unwrap();

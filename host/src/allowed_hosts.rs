@@ -68,9 +68,12 @@ impl AllowedHosts {
         })
     }
 
-    /// Whether the component may call its own app (`http://self`, relative URLs).
+    /// Whether the component may call its own app (`http://self`): an explicit
+    /// `self` entry, or the allow-everything `*://*:*`, as in Spin.
     pub fn allows_self(&self) -> bool {
-        self.0.iter().any(|p| p.host == HostMatch::SelfApp || p.host == HostMatch::Any)
+        self.0.iter().any(|p| {
+            p.host == HostMatch::SelfApp || (p.host == HostMatch::Any && p.scheme.is_none() && p.port == PortMatch::Any)
+        })
     }
 }
 
@@ -150,6 +153,8 @@ mod tests {
         assert!(h.allows("http", "127.0.0.1", 8001));
         assert!(!h.allows("http", "127.0.0.1", 8002));
         assert!(hosts(&["*://*:*"]).allows("ftp", "x", 21));
+        assert!(hosts(&["*://*:*"]).allows_self());
+        assert!(!hosts(&["https://*:443"]).allows_self(), "a host wildcard alone does not grant self");
     }
 
     #[test]

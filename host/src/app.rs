@@ -33,7 +33,8 @@ pub struct AppOptions {
     /// The process environment, where `SPIN_VARIABLE_*` are read.
     pub process_env: HashMap<String, String>,
     pub engine: EngineOptions,
-    pub cache_dir: PathBuf,
+    /// Compiled-code cache directory; `None` compiles at every start.
+    pub cache_dir: Option<PathBuf>,
     pub outbound_timeouts: Timeouts,
 }
 
@@ -158,7 +159,11 @@ impl App {
                 .map(|(k, v)| Ok((k.clone(), variables.render(v)?)))
                 .collect::<Result<HashMap<_, _>>>()
                 .with_context(context)?;
-            let env = spec.environment.iter().map(|(k, v)| (k.clone(), v.clone())).chain(options.component_env.iter().cloned()).collect();
+            // `--env` overrides the manifest: WASI hands the guest every
+            // entry and getenv takes the first, so merge rather than append.
+            let mut env: BTreeMap<String, String> = spec.environment.clone();
+            env.extend(options.component_env.iter().cloned());
+            let env = env.into_iter().collect();
             components.insert(
                 id.clone(),
                 Arc::new(LoadedComponent {

@@ -78,26 +78,29 @@ fn start_epoch_ticker(engine: &Engine) {
 }
 
 /// Compiled components on disk, keyed by the wasm bytes and the engine's
-/// compatibility hash (so a different wasmtime or config never reuses stale code).
+/// compatibility hash (so a different wasmtime or config never reuses stale
+/// code). The cache holds native code that is loaded as is, so it lives only
+/// in a directory of the user's own (created 0700), never in a shared one.
 pub struct CompileCache {
-    dir: PathBuf,
+    dir: Option<PathBuf>,
 }
 
 impl CompileCache {
-    pub fn new(dir: PathBuf) -> Self {
+    /// `None` compiles at every start.
+    pub fn new(dir: Option<PathBuf>) -> Self {
         Self { dir }
     }
 
-    /// The default cache directory: `$WHARF_CACHE_DIR`, else `$XDG_CACHE_HOME/wharf`, else `~/.cache/wharf`.
-    pub fn default_dir() -> PathBuf {
+    /// `$WHARF_CACHE_DIR`, else `$XDG_CACHE_HOME/wharf`, else `~/.cache/wharf`;
+    /// none when neither variable nor a home directory is set.
+    pub fn default_dir() -> Option<PathBuf> {
         if let Some(dir) = std::env::var_os("WHARF_CACHE_DIR") {
-            return dir.into();
+            return Some(dir.into());
         }
         let base = std::env::var_os("XDG_CACHE_HOME")
             .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .unwrap_or_else(std::env::temp_dir);
-        base.join("wharf")
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+        Some(base.join("wharf"))
     }
 
     pub fn load(&self, engine: &Engine, wasm: &[u8]) -> Result<Component> {
@@ -106,7 +109,10 @@ impl CompileCache {
         let mut key = Sha256::new();
         key.update(wasm);
         key.update(engine_hash.finish().to_le_bytes());
-        let path = self.dir.join(format!("{}.cwasm", hex::encode(key.finalize())));
+        let Some(dir) = &self.dir else {
+            return Ok(Component::new(engine, wasm)?);
+        };
+        let path = dir.join(format!("{}.cwasm", hex::encode(key.finalize())));
         if path.exists() {
             // SAFETY: the file was written by `Component::serialize` of an
             // engine with the same compatibility hash; wasmtime re-checks the
@@ -117,19 +123,20 @@ impl CompileCache {
             }
         }
         let component = Component::new(engine, wasm)?;
-        if let Err(e) = self.store(&path, &component) {
-            tracing::warn!(dir = %self.dir.display(), "cannot write compiled-code cache: {e:#}");
+        if let Err(e) = store(dir, &path, &component) {
+            tracing::warn!(dir = %dir.display(), "cannot write compiled-code cache: {e:#}");
         }
         Ok(component)
     }
+}
 
-    fn store(&self, path: &std::path::Path, component: &Component) -> Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
-        let bytes = component.serialize()?;
-        // Write then rename, so a concurrent start never reads half a file.
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, bytes).with_context(|| format!("write {}", tmp.display()))?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
-    }
+fn store(dir: &std::path::Path, path: &std::path::Path, component: &Component) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let bytes = component.serialize()?;
+    // Write then rename, so a concurrent start never reads half a file.
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
 }

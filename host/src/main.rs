@@ -127,7 +127,7 @@ async fn up(args: UpArgs) -> Result<()> {
         component_env: args.env.clone(),
         process_env: std::env::vars().collect(),
         engine: EngineOptions { max_instance_memory: args.max_instance_memory, max_instances: args.max_instances.saturating_mul(2) },
-        cache_dir: args.cache_dir.clone().unwrap_or_else(CompileCache::default_dir),
+        cache_dir: args.cache_dir.clone().or_else(CompileCache::default_dir),
         outbound_timeouts: Timeouts {
             connect: seconds("outbound-connect-timeout", args.outbound_connect_timeout)?,
             first_byte: seconds("outbound-first-byte-timeout", args.outbound_first_byte_timeout)?,

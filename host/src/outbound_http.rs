@@ -73,15 +73,16 @@ impl OutboundHttp {
             return self.allowed.allows_self().then_some(Some(LocalTarget::App)).ok_or(Error::HttpRequestDenied);
         };
         let scheme = uri.scheme_str().unwrap_or("https");
-        let host = host.to_ascii_lowercase();
-        if host == "self" || host == "self.alt" {
+        let lowercase = host.to_ascii_lowercase();
+        if lowercase == "self" || lowercase == "self.alt" {
             return self.allowed.allows_self().then_some(Some(LocalTarget::App)).ok_or(Error::HttpRequestDenied);
         }
         let port = uri.port_u16().or_else(|| crate::allowed_hosts::default_port(scheme)).unwrap_or(0);
-        if !self.allowed.allows(scheme, &host, port) {
+        if !self.allowed.allows(scheme, &lowercase, port) {
             return Err(Error::HttpRequestDenied);
         }
-        Ok(host.strip_suffix(INTERNAL_SUFFIX).map(|id| LocalTarget::Component(id.to_string())))
+        // Component ids may contain uppercase words; keep the id as written.
+        Ok(lowercase.ends_with(INTERNAL_SUFFIX).then(|| LocalTarget::Component(host[..host.len() - INTERNAL_SUFFIX.len()].to_string())))
     }
 }
 
@@ -98,7 +99,9 @@ impl WasiHttpHooks for OutboundHttp {
         drop(fut);
         let decision = self.route(request.uri());
         if let Err(Error::HttpRequestDenied) = &decision {
-            tracing::warn!(component = %self.component, uri = %request.uri(), "outbound request denied: not in allowed_outbound_hosts");
+            // The authority only: a query string may carry secrets.
+            let destination = request.uri().authority().map(|a| a.as_str()).unwrap_or("(relative)");
+            tracing::warn!(component = %self.component, destination, "outbound request denied: not in allowed_outbound_hosts");
         }
         let local = self.local.clone();
         let timeouts = self.timeouts;

@@ -15,6 +15,14 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use wasmtime::component::{Accessor, HasSelf, Resource};
 
+/// Commands that `execute` refuses: they would change the state of a
+/// connection other instances share (database, transactions, subscriptions,
+/// replies, authentication).
+const CONNECTION_STATE_COMMANDS: &[&str] = &[
+    "SELECT", "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH", "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE",
+    "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE", "CLIENT", "AUTH", "HELLO", "RESET", "MONITOR", "QUIT",
+];
+
 /// Connections shared by every instance of the app, by address.
 #[derive(Default)]
 pub struct RedisPool {
@@ -164,6 +172,11 @@ impl<T: Send> wit::HostConnectionWithStore<T> for HasSelf<InstanceState> {
         command: String,
         arguments: Vec<RedisParameter>,
     ) -> wasmtime::Result<Result<Vec<RedisResult>, Error>> {
+        // The connection is shared by every instance using this address, so
+        // commands that change connection state would leak into theirs.
+        if CONNECTION_STATE_COMMANDS.contains(&command.to_ascii_uppercase().as_str()) {
+            return Ok(Err(Error::Other(format!("{command} changes the shared connection's state and is not allowed"))));
+        }
         let mut cmd = redis::cmd(&command);
         for arg in arguments {
             match arg {

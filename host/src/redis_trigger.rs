@@ -55,6 +55,7 @@ impl RedisTrigger {
             let at = || format!("trigger.redis[{i}]");
             let address = trigger.address.clone().or_else(|| default_address.clone()).context("no address")?;
             let address = app.variables.render(&address).with_context(|| format!("{}.address", at()))?;
+            redis::Client::open(address.as_str()).with_context(|| format!("{}.address: not a Redis URL", at()))?;
             let channel = app.variables.render(&trigger.channel).with_context(|| format!("{}.channel", at()))?;
             let pre = RedisTriggerPre::new(component.pre.clone()).map_err(|e| {
                 anyhow::anyhow!("{}: component `{}` does not export spin:redis/inbound-redis@3.0.0: {e}", at(), trigger.component)

@@ -176,10 +176,11 @@ mod tests {
         .into();
         let env = EnvProvider {
             prefix: "SPIN_VARIABLE".into(),
-            env: [("SPIN_VARIABLE_A".to_string(), "env-a".to_string())].into(),
+            env: [("SPIN_VARIABLE_A".to_string(), "env-a".to_string()), ("SPIN_VARIABLE_C".to_string(), "env-c".to_string())].into(),
         };
-        let stat = StaticProvider([("a".into(), "static-a".into()), ("c".into(), "static-c".into())].into());
-        let vars = Variables::resolve(&declared, &[Box::new(env), Box::new(stat)]).unwrap();
+        let stat = StaticProvider([("c".into(), "static-c".into())].into());
+        // The app's order: runtime-config providers first, the environment after.
+        let vars = Variables::resolve(&declared, &[Box::new(stat), Box::new(env)]).unwrap();
         assert_eq!(vars.get("a").unwrap(), "env-a");
         assert_eq!(vars.get("b").unwrap(), "default-b");
         assert_eq!(vars.get("c").unwrap(), "static-c");

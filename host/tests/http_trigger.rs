@@ -95,6 +95,10 @@ fn environment_from_manifest_and_flag() {
     let host = Host::start(&app.manifest, app.config().arg("--env").arg("FROM_FLAG=1"));
     assert_eq!(get(&host.url("/probe/env/FROM_MANIFEST")).json()["value"], "yes");
     assert_eq!(get(&host.url("/probe/env/FROM_FLAG")).json()["value"], "1");
+    drop(host);
+    // As in Spin, `--env` overrides the manifest's value.
+    let host = Host::start(&app.manifest, app.config().arg("--env").arg("FROM_MANIFEST=flag"));
+    assert_eq!(get(&host.url("/probe/env/FROM_MANIFEST")).json()["value"], "flag");
 }
 
 #[test]
@@ -121,4 +125,15 @@ fn small_bodies_get_a_content_length_and_big_ones_stream_intact() {
     assert_eq!(big.header("transfer-encoding"), Some("chunked"));
     assert_eq!(big.header("content-length"), None);
     assert_eq!(big.body, "x".repeat(300_000));
+}
+
+#[test]
+fn a_host_header_that_is_not_an_authority_is_refused() {
+    let app = probe_app(&[]);
+    let host = app.start();
+    for bad in ["shop.example/admin", "shop.example?x=1", "user@shop.example"] {
+        let r = request("GET", &host.url("/probe/inspect"), &[("host", bad)], None);
+        assert_eq!(r.status, 400, "Host: {bad}: {}", r.body);
+        assert_eq!(r.json()["error"]["code"], "invalid_host");
+    }
 }

@@ -97,3 +97,27 @@ fn sigterm_finishes_in_flight_requests_then_exits_zero() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(host.wait_exit(Duration::from_secs(15)), Some(0), "{}", host.logs());
 }
+
+#[test]
+fn under_reuse_a_runaway_stalls_only_the_requests_on_its_own_instance() {
+    let app = probe_app(&[]);
+    // One instance slot: the second request can only run on the first one's instance.
+    let host = Host::start(&app.manifest, app.config().arg("--request-timeout").arg("1").arg("--max-instances").arg("1"));
+    let sleeper_url = host.url("/probe/sleep/600");
+    let sleeper = std::thread::spawn(move || request("GET", &sleeper_url, &[], None));
+    std::thread::sleep(Duration::from_millis(200));
+    // The sleeper waits on a timer, so its instance takes the runaway too.
+    let runaway = get(&host.url("/probe/loop"));
+    assert_eq!(runaway.status, 504, "{}", runaway.body);
+    // A guest spinning in a loop holds its instance's event loop (wasmtime
+    // 48), so the neighbour cannot finish: it gets 504 at its own deadline.
+    let neighbour = sleeper.join().unwrap();
+    assert_eq!(neighbour.status, 504, "{}", neighbour.body);
+    assert_eq!(neighbour.json()["error"]["code"], "deadline_exceeded");
+    // The instance was retired and dropped: the next request gets a fresh one.
+    let after = eventually(Duration::from_secs(5), "a fresh instance", || {
+        let r = get(&host.url("/probe/global"));
+        (r.status == 200).then_some(r)
+    });
+    assert_eq!(after.json()["seen"], 1, "a retired instance is never reused");
+}

@@ -4,15 +4,17 @@
 //! request. Built on wasmtime-wasi-http's `ProxyHandler`, which queues
 //! requests to workers (one worker = one store and instance).
 //!
-//! A trap, or a request passing its deadline, retires the instance at once:
-//! the kill switch below makes the worker drop its store on the next poll. Any
-//! other request still running on that instance fails with a 500 (under strict
-//! isolation there is none). The instance is never reused afterwards.
+//! A trap drops the instance at once; any other request running on it fails
+//! with 500. A request passing its deadline gets 504 and retires its instance:
+//! it accepts nothing new, the requests already on it may still finish, and
+//! once the youngest of them is past its own deadline the store is dropped,
+//! stopping whatever still runs (a guest in a loop yields at every epoch
+//! tick, so it cannot hold the host). Under strict isolation there is never
+//! anyone else on the instance. A retired instance is never reused.
 
 use crate::app::LoadedComponent;
 use crate::metrics::Metrics;
 use crate::state::InstanceState;
-use futures::task::AtomicWaker;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,34 +68,20 @@ impl HandlerState for ComponentHandler {
         let mut store = self.component.new_store(&self.engine);
         let proxy = self.proxy_pre.instantiate_async(&mut store).await?;
         Metrics::inc(&self.metrics.instances_created);
-        let kill = Arc::new(KillSwitch::default());
+        let expired = Arc::new(AtomicBool::new(false));
         Ok(Instance {
             store,
             proxy,
             view: InstanceState::http_view,
-            expiration: Expiry { policy: self.policy, kill: kill.clone(), timer: Box::pin(tokio::time::sleep(Duration::ZERO)) },
+            expiration: Expiry { policy: self.policy, expired: expired.clone(), timer: Box::pin(tokio::time::sleep(Duration::ZERO)) },
             state: Worker {
                 policy: self.policy,
                 component: self.component.id.clone(),
                 metrics: self.metrics.clone(),
-                kill,
+                expired,
                 _permit: permit,
             },
         })
-    }
-}
-
-/// Set when an instance must go now (a request on it passed its deadline).
-#[derive(Default)]
-pub struct KillSwitch {
-    fired: AtomicBool,
-    waker: AtomicWaker,
-}
-
-impl KillSwitch {
-    fn fire(&self) {
-        self.fired.store(true, Ordering::SeqCst);
-        self.waker.wake();
     }
 }
 
@@ -101,7 +89,9 @@ pub struct Worker {
     policy: InstancePolicy,
     component: Arc<str>,
     metrics: Arc<Metrics>,
-    kill: Arc<KillSwitch>,
+    /// Set by [`Expiry`] when it ends the worker at a deadline, so that is
+    /// not counted as a trap.
+    expired: Arc<AtomicBool>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -125,47 +115,50 @@ impl WorkerState for Worker {
         _data: (),
         _task: GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
-        let kill = self.kill.clone();
-        let timeout = self.policy.request_timeout;
-        Box::pin(async move {
-            tokio::time::sleep(timeout).await;
-            kill.fire();
-        })
+        Box::pin(tokio::time::sleep(self.policy.request_timeout))
     }
 
     fn drop(&self, store: Store<InstanceState>, result: wasmtime::Result<()>) {
-        if let Err(e) = result {
-            Metrics::inc(&self.metrics.traps);
-            tracing::warn!(component = %self.component, "instance retired after a trap: {e:?}");
+        match result {
+            Ok(()) => {}
+            Err(_) if self.expired.load(Ordering::SeqCst) => {
+                tracing::warn!(component = %self.component, "instance dropped: its requests passed their deadline");
+            }
+            Err(e) => {
+                Metrics::inc(&self.metrics.traps);
+                tracing::warn!(component = %self.component, "instance retired after a trap: {e:?}");
+            }
         }
         drop(store);
     }
 }
 
-/// Decides when a worker's instance is dropped: at once when killed, after
-/// `request_timeout` with requests outstanding (a second line of defence for
-/// a guest that never yields to the handler's own timer), after
-/// `idle_timeout` when idle.
+/// Decides when a worker's instance is dropped: `request_timeout` after the
+/// youngest outstanding request started (every request on it is then past
+/// its deadline), or `idle_timeout` after it went idle.
 pub struct Expiry {
     policy: InstancePolicy,
-    kill: Arc<KillSwitch>,
+    expired: Arc<AtomicBool>,
     timer: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl WorkerExpiration for Expiry {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>, status: WorkerStatus, start: Instant) -> Poll<()> {
-        self.kill.waker.register(cx.waker());
-        if self.kill.fired.load(Ordering::SeqCst) {
-            return Poll::Ready(());
-        }
         let limit = match status {
             WorkerStatus::Idle => self.policy.idle_timeout,
             WorkerStatus::Requests | WorkerStatus::PostReturn => self.policy.request_timeout,
         };
-        let deadline = tokio::time::Instant::from_std(start + limit);
+        // A limit too large to add is no limit.
+        let Some(deadline) = start.checked_add(limit).map(tokio::time::Instant::from_std) else {
+            return Poll::Pending;
+        };
         if self.timer.deadline() != deadline {
             self.timer.as_mut().reset(deadline);
         }
-        self.timer.as_mut().poll(cx)
+        let ready = self.timer.as_mut().poll(cx);
+        if ready.is_ready() && status != WorkerStatus::Idle {
+            self.expired.store(true, Ordering::SeqCst);
+        }
+        ready
     }
 }

@@ -34,6 +34,7 @@ use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 pub const HEALTH_ROUTE: &str = "/.well-known/spin/health";
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
@@ -124,7 +125,10 @@ impl HttpTrigger {
                     let (stream, client) = match accepted {
                         Ok(pair) => pair,
                         Err(e) => {
+                            // Out of file descriptors, typically: back off
+                            // instead of spinning on the error.
                             tracing::warn!("accept failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
                             continue;
                         }
                     };
@@ -134,7 +138,12 @@ impl HttpTrigger {
                         let this = this.clone();
                         async move { Ok::<_, std::convert::Infallible>(this.handle(req, client).await) }
                     });
-                    let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                    // hyper enforces its header-read timeout only with a timer:
+                    // without one a client trickling headers holds a connection forever.
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(HEADER_READ_TIMEOUT)
+                        .serve_connection(TokioIo::new(stream), service);
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {
                         if let Err(e) = conn.await {
@@ -192,7 +201,9 @@ impl HttpTrigger {
                 return (error_response(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", &message), Some(route), Some(component));
             }
         }
-        let full_url = self.full_url(&req);
+        let Some(full_url) = self.full_url(&req) else {
+            return (error_response(StatusCode::BAD_REQUEST, "invalid_host", "the Host header is not a valid authority"), Some(route), Some(component));
+        };
         let limit = self.options.max_request_body as usize;
         let mut req = req.map(|body| {
             Limited::new(body, limit)
@@ -202,28 +213,19 @@ impl HttpTrigger {
                 })
                 .boxed_unsync()
         });
-        *req.uri_mut() = full_url.parse().unwrap_or_else(|_| req.uri().clone());
-        let headers = req.headers_mut();
-        // Clients must not be able to forge what the host asserts.
-        let forged: Vec<HeaderName> = headers.keys().filter(|n| n.as_str().starts_with("spin-")).cloned().collect();
-        for name in forged {
-            headers.remove(name);
+        *req.uri_mut() = full_url.clone();
+        let full_url = full_url.to_string();
+        let client = client.to_string();
+        let component_route = pattern.prefix();
+        SpinHeaders {
+            path_info: &matched.path_info,
+            matched_route: &route,
+            raw_route: &target.raw_route,
+            component_route: &component_route,
+            params: &matched.params,
+            extra: vec![("spin-full-url", &full_url), ("spin-client-addr", &client)],
         }
-        let mut set = |name: &str, value: &str| {
-            if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-                headers.insert(n, v);
-            }
-        };
-        set("spin-full-url", &full_url);
-        set("spin-path-info", &matched.path_info);
-        set("spin-matched-route", &route);
-        set("spin-base-path", "/");
-        set("spin-raw-component-route", &target.raw_route);
-        set("spin-component-route", &pattern.prefix());
-        set("spin-client-addr", &client.to_string());
-        for (name, value) in &matched.params {
-            set(&format!("spin-path-match-{}", name.to_ascii_lowercase()), value);
-        }
+        .apply(req.headers_mut());
         let response = match self.call(&component, req).await {
             Ok(response) => body::coalesce(response).await,
             Err(e) => self.error_for(&component, e),
@@ -231,15 +233,20 @@ impl HttpTrigger {
         (response, Some(route), Some(component))
     }
 
-    fn full_url(&self, req: &Request<Incoming>) -> String {
-        let host = req
-            .headers()
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-            .unwrap_or_else(|| self.listen.to_string());
+    /// The absolute URL the component sees: the `Host` header (or the listen
+    /// address) and the request's own path. A `Host` that is not a plain
+    /// authority (a path, a query, credentials) is refused, so it can never
+    /// change the path the component sees from the one that was routed.
+    fn full_url(&self, req: &Request<Incoming>) -> Option<http::Uri> {
+        let authority: http::uri::Authority = match req.headers().get(http::header::HOST) {
+            Some(host) => host.to_str().ok()?.parse().ok()?,
+            None => self.listen.to_string().parse().ok()?,
+        };
+        if authority.as_str().contains('@') {
+            return None;
+        }
         let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        format!("http://{host}{path}")
+        http::Uri::builder().scheme("http").authority(authority).path_and_query(path).build().ok()
     }
 
     fn error_for(&self, component: &str, error: CallError) -> Response<WasiBody> {
@@ -276,7 +283,7 @@ fn classify(e: wasmtime::Error) -> CallError {
         return CallError::Deadline;
     }
     if let Some(inst) = e.downcast_ref::<InstantiationError<()>>() {
-        if inst.error.is::<InstanceLimitReached>() {
+        if inst.error.is::<InstanceLimitReached>() || inst.error.is::<wasmtime::PoolConcurrencyLimitError>() {
             return CallError::InstanceLimit;
         }
         return CallError::Failed(format!("instantiation failed: {:?}", inst.error));
@@ -301,21 +308,9 @@ impl LocalDispatch for HttpTrigger {
                     (target.component.clone(), pattern.to_string(), target.raw_route.clone(), matched.path_info, pattern.prefix(), matched.params)
                 }
             };
-            let headers = request.headers_mut();
-            headers.remove(http::header::HOST);
-            let mut set = |name: &str, value: &str| {
-                if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-                    headers.insert(n, v);
-                }
-            };
-            set("spin-path-info", &path_info);
-            set("spin-matched-route", &route);
-            set("spin-base-path", "/");
-            set("spin-raw-component-route", &raw_route);
-            set("spin-component-route", &component_route);
-            for (name, value) in &params {
-                set(&format!("spin-path-match-{}", name.to_ascii_lowercase()), value);
-            }
+            request.headers_mut().remove(http::header::HOST);
+            SpinHeaders { path_info: &path_info, matched_route: &route, raw_route: &raw_route, component_route: &component_route, params: &params, extra: vec![] }
+                .apply(request.headers_mut());
             let started = Instant::now();
             let result = this.call(&component, request).await;
             let response = match result {
@@ -326,6 +321,43 @@ impl LocalDispatch for HttpTrigger {
             this.metrics.observe_request(&component, response.status().as_u16(), started.elapsed());
             Ok(response)
         })
+    }
+}
+
+/// The `spin-*` request headers. Applying them first removes every `spin-*`
+/// header already present: neither a client nor a component forwarding its
+/// own request headers can assert what the host asserts.
+struct SpinHeaders<'a> {
+    path_info: &'a str,
+    matched_route: &'a str,
+    raw_route: &'a str,
+    component_route: &'a str,
+    params: &'a [(String, String)],
+    extra: Vec<(&'static str, &'a str)>,
+}
+
+impl SpinHeaders<'_> {
+    fn apply(&self, headers: &mut http::HeaderMap) {
+        let present: Vec<HeaderName> = headers.keys().filter(|n| n.as_str().starts_with("spin-")).cloned().collect();
+        for name in present {
+            headers.remove(name);
+        }
+        let mut set = |name: &str, value: &str| {
+            if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+                headers.insert(n, v);
+            }
+        };
+        set("spin-path-info", self.path_info);
+        set("spin-matched-route", self.matched_route);
+        set("spin-base-path", "/");
+        set("spin-raw-component-route", self.raw_route);
+        set("spin-component-route", self.component_route);
+        for (name, value) in self.params {
+            set(&format!("spin-path-match-{}", name.to_ascii_lowercase()), value);
+        }
+        for (name, value) in &self.extra {
+            set(name, value);
+        }
     }
 }
 

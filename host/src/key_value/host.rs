@@ -108,33 +108,41 @@ impl<D> StreamProducer<D> for KeysProducer {
             return Poll::Ready(Ok(StreamResult::Dropped));
         }
         let this = &mut *self;
-        let pending = this.pending.get_or_insert_with(|| {
-            let backend = this.backend.clone();
-            let cursor = this.cursor.clone();
-            Box::pin(async move { backend.keys(cursor.as_deref(), KEYS_PAGE).await })
-        });
-        match pending.as_mut().poll(cx) {
-            Poll::Pending if finish => Poll::Ready(Ok(StreamResult::Cancelled)),
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(page) => {
-                this.pending = None;
-                let outcome = match page {
-                    Ok(page) => {
-                        this.cursor = page.next.clone();
-                        destination.set_buffer(page.keys.into());
-                        if page.next.is_some() {
-                            return Poll::Ready(Ok(StreamResult::Completed));
-                        }
-                        Ok(())
-                    }
-                    Err(e) => Err(spin_err(e)),
-                };
-                this.finished = true;
-                if let Some(tx) = this.result_tx.take() {
-                    let _ = tx.send(outcome);
+        // A page may be empty while more follow (Redis SCAN does that), and
+        // a read must deliver at least one key or end: fetch until it can.
+        loop {
+            let pending = this.pending.get_or_insert_with(|| {
+                let backend = this.backend.clone();
+                let cursor = this.cursor.clone();
+                Box::pin(async move { backend.keys(cursor.as_deref(), KEYS_PAGE).await })
+            });
+            let page = match pending.as_mut().poll(cx) {
+                Poll::Pending if finish => return Poll::Ready(Ok(StreamResult::Cancelled)),
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(page) => page,
+            };
+            this.pending = None;
+            let outcome = match page {
+                Ok(page) if page.keys.is_empty() && page.next.is_some() => {
+                    this.cursor = page.next;
+                    continue;
                 }
-                Poll::Ready(Ok(StreamResult::Dropped))
+                Ok(page) => {
+                    let more = page.next.is_some();
+                    this.cursor = page.next;
+                    destination.set_buffer(page.keys.into());
+                    if more {
+                        return Poll::Ready(Ok(StreamResult::Completed));
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(spin_err(e)),
+            };
+            this.finished = true;
+            if let Some(tx) = this.result_tx.take() {
+                let _ = tx.send(outcome);
             }
+            return Poll::Ready(Ok(StreamResult::Dropped));
         }
     }
 }

@@ -99,3 +99,44 @@ impl Backend for RedisBackend {
         self.query::<String>(&redis::cmd("PING")).await.map(drop)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn conformance_on_a_real_redis() {
+        let redis = shop_tests::Redis::start();
+        super::super::conformance::check(Arc::new(RedisBackend::new(&redis.url()).unwrap())).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn atomic_under_contention() {
+        let redis = shop_tests::Redis::start();
+        super::super::conformance::check_atomic_under_contention(Arc::new(RedisBackend::new(&redis.url()).unwrap())).await;
+    }
+
+    #[tokio::test]
+    async fn fails_fast_while_redis_is_down_and_recovers_without_a_restart() {
+        let mut redis = shop_tests::Redis::start();
+        let backend = RedisBackend::new(&redis.url()).unwrap();
+        backend.set("k", b"v").await.unwrap();
+        redis.stop();
+        let started = std::time::Instant::now();
+        assert!(backend.get("k").await.is_err());
+        assert!(started.elapsed() < Duration::from_secs(10));
+        redis.restart();
+        // The server keeps no data across restarts; what matters is that the store answers again.
+        let mut answered = false;
+        for _ in 0..50 {
+            if backend.set("k", b"again").await.is_ok() {
+                answered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(answered, "the store answers again after Redis comes back");
+        assert_eq!(backend.get("k").await.unwrap().as_deref(), Some(&b"again"[..]));
+    }
+}
