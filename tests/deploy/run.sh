@@ -10,13 +10,5 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 venv="${DEPLOY_VENV:-$root/target/deploy-venv}"
 req="$root/tests/deploy/requirements.txt"
-stamp="$venv/.deploy-requirements.sha256"
-want="$(sha256sum "$req" | cut -d' ' -f1)"
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-fi
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
-  echo "$want" > "$stamp"
-fi
+"$root/scripts/venv" "$venv" "$req"
 exec "$venv/bin/python" "$root/tests/deploy/validate.py" "$@"

@@ -19,15 +19,7 @@ spec="$root/docs/openapi.yaml"
 req="$root/tests/openapi/requirements.txt"
 token="openapi-check-$$"
 
-stamp="$venv/.openapi-requirements.sha256"
-want="$(sha256sum "$req" | cut -d' ' -f1)"
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-fi
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
-  echo "$want" > "$stamp"
-fi
+"$root/scripts/venv" "$venv" "$req"
 py="$venv/bin/python"
 
 echo "openapi: validating $spec"
