@@ -68,3 +68,20 @@ fn second_start_uses_the_compiled_code_cache() {
     let host = Host::start(&manifest, config);
     assert_eq!(get(&host.url("/")).body, "Hello, world!");
 }
+
+#[test]
+fn build_runs_each_components_commands_and_stops_at_a_failure() {
+    let text = hello_manifest("[component.hello.build]\ncommand = [\"echo one > built.txt\", \"echo two >> built.txt\"]\nworkdir = \"sub\"", "/");
+    let (dir, manifest) = manifest_dir(&text);
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let status = std::process::Command::new(wharf_binary()).arg("build").arg("-f").arg(&manifest).status().unwrap();
+    assert!(status.success());
+    assert_eq!(std::fs::read_to_string(dir.path().join("sub/built.txt")).unwrap(), "one\ntwo\n");
+
+    let failing = hello_manifest("[component.hello.build]\ncommand = \"exit 3\"", "/");
+    let (_dir, manifest) = manifest_dir(&failing);
+    let out = std::process::Command::new(wharf_binary()).arg("build").arg("-f").arg(&manifest).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("hello: `exit 3` failed"), "{stderr}");
+}
