@@ -6,3 +6,40 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 1 300); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
+
+# measure <label> <connections> <url> [wrk lua script]: one wrk run; prints a
+# line and appends a row `| label | connections | req/s | p50 | p99 |` to rows.
+rows=()
+measure() {
+  local label=$1 conns=$2 url=$3 script=${4:-}
+  local threads=$(( conns < 2 ? 1 : 2 ))
+  local args=("-t$threads" "-c$conns" "-d${duration}s" --latency)
+  [ -n "$script" ] && args+=(-s "$script")
+  wrk "${args[@]}" "$url" > "$work/wrk.txt"
+  local rps p50 p99
+  rps=$(awk '/^Requests\/sec/ {print $2}' "$work/wrk.txt")
+  p50=$(awk '$1=="50%" {print $2}' "$work/wrk.txt")
+  p99=$(awk '$1=="99%" {print $2}' "$work/wrk.txt")
+  if grep -q "Non-2xx" "$work/wrk.txt"; then
+    echo "warning: $label had non-2xx answers: $(grep Non-2xx "$work/wrk.txt")" >&2
+  fi
+  printf '%-48s c=%-3s %10s req/s  p50 %-9s p99 %s\n' "$label" "$conns" "$rps" "$p50" "$p99"
+  rows+=("| $label | $conns | ${rps%.*} | $p50 | $p99 |")
+}
+
+# write_section <name> <title> <table file>: replaces the text between
+# <!-- name:begin --> and <!-- name:end --> in docs/benchmarks.md, adding the
+# section at the end the first time.
+write_section() {
+  python3 - "$1" "$2" "$3" docs/benchmarks.md <<'PY'
+import sys, re, pathlib
+name, title, table, doc = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3]).read_text(), pathlib.Path(sys.argv[4])
+text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+if begin not in text:
+    text += f"\n## {title}\n\n{begin}\n{end}\n"
+text = re.sub(re.escape(begin) + ".*" + re.escape(end), lambda _: begin + "\n" + table.rstrip("\n") + "\n" + end, text, flags=re.S)
+doc.write_text(text)
+PY
+  echo "wrote the $1 section of docs/benchmarks.md"
+}

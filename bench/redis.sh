@@ -85,12 +85,5 @@ Command: \`EVENTS=$events ORDERS=$orders bench/redis.sh\` on $(nproc) cores, $(d
 MD
 )
 echo "$table"
-python3 - "$table" docs/benchmarks.md <<'PY'
-import sys, re, pathlib
-table, doc = sys.argv[1], pathlib.Path(sys.argv[2])
-text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-if "<!-- redis:begin -->" not in text:
-    text += "\n## Redis trigger and saga\n\n<!-- redis:begin -->\n<!-- redis:end -->\n"
-text = re.sub(r"<!-- redis:begin -->.*<!-- redis:end -->", "<!-- redis:begin -->\n" + table + "\n<!-- redis:end -->", text, flags=re.S)
-doc.write_text(text)
-PY
+echo "$table" > "$work/table.md"
+write_section redis "Redis trigger and saga" "$work/table.md"

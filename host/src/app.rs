@@ -54,6 +54,10 @@ pub struct App {
 pub struct LoadedComponent {
     pub id: Arc<str>,
     pub pre: InstancePre<InstanceState>,
+    /// Whether its synchronous `wasi:keyvalue` calls may wait on I/O: it
+    /// imports the interface and one of its stores is a backend that waits
+    /// (see the HTTP trigger's instance policy).
+    pub sync_calls_wait: bool,
     env: Vec<(String, String)>,
     variables: Arc<HashMap<String, String>>,
     allowed_hosts: Arc<AllowedHosts>,
@@ -151,6 +155,8 @@ impl App {
             let wasm = crate::compose::component_bytes(&manifest, &app_dir, id).with_context(context)?;
             let component = cache.load(&engine, &wasm).with_context(context)?;
             let pre = linker.instantiate_pre(&component).map_err(anyhow::Error::from).with_context(context)?;
+            let sync_calls_wait = component.component_type().imports(&engine).any(|(name, _)| name.starts_with("wasi:keyvalue/"))
+                && spec.key_value_stores.iter().any(|label| stores.get(label).is_some_and(|b| b.waits_on_io()));
             let rendered = |text: &String| variables.render(text);
             let allowed_outbound_hosts = spec.allowed_outbound_hosts.iter().map(rendered).collect::<Result<Vec<_>>>().with_context(context)?;
             let component_variables = spec
@@ -169,6 +175,7 @@ impl App {
                 Arc::new(LoadedComponent {
                     id: id.as_str().into(),
                     pre,
+                    sync_calls_wait,
                     env,
                     variables: Arc::new(component_variables),
                     allowed_hosts: Arc::new(AllowedHosts::parse(&allowed_outbound_hosts).with_context(|| format!("{}.allowed_outbound_hosts", context()))?),

@@ -59,6 +59,20 @@ impl Kv for SpinKv {
     }
 
     async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        // shop-core reads a counter as `increment(key, 0)`. A read needs no
+        // atomicity, and the async `get` lets the instance run its other
+        // requests meanwhile, where the synchronous wasi:keyvalue call holds
+        // the whole instance until the store answers. Counters are decimal
+        // text on every backend.
+        if delta == 0 {
+            return match self.get(key).await? {
+                None => Ok(0),
+                Some(bytes) => std::str::from_utf8(&bytes)
+                    .ok()
+                    .and_then(|text| text.parse().ok())
+                    .ok_or_else(|| StoreError::new(format!("counter `{key}` is not an integer"))),
+            };
+        }
         atomics::increment(&self.bucket, key, delta).map_err(store_error)
     }
 

@@ -91,11 +91,20 @@ impl HttpTrigger {
             let pre = ServicePre::new(component.pre.clone()).map_err(|e| {
                 anyhow::anyhow!("component `{}` is used by an HTTP trigger but does not export wasi:http/handler@0.3.0: {e}", trigger.component)
             })?;
+            // wasmtime 48 hangs an instance whose concurrent requests make
+            // synchronous imported calls that wait on I/O (wasi:keyvalue on
+            // Redis, seen under load). Such components take one request at a
+            // time per instance; reuse in turn stays as configured.
+            let mut policy = options.policy;
+            if component.sync_calls_wait && policy.max_concurrent > 1 {
+                tracing::info!(component = %component.id, "synchronous wasi:keyvalue calls on a store that waits: one request at a time per instance");
+                policy.max_concurrent = 1;
+            }
             let handler = ComponentHandler {
                 component: component.clone(),
                 proxy_pre: ProxyPre::P3(pre),
                 engine: app.engine.clone(),
-                policy: options.policy,
+                policy,
                 instance_permits: permits.clone(),
                 metrics: metrics.clone(),
             };

@@ -50,8 +50,12 @@ pub trait Backend: Send + Sync {
     async fn increment(&self, key: &str, delta: i64) -> BackendResult<i64>;
     /// Writes `new` only if the current value is still `expected` (`None`: absent).
     async fn compare_and_swap(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> BackendResult<bool>;
-    /// Whether the backend answers at all (for health checks).
+    /// Whether the backend answers at all.
     async fn ping(&self) -> BackendResult<()>;
+    /// Whether calls may wait on I/O (and so suspend the calling guest).
+    fn waits_on_io(&self) -> bool {
+        true
+    }
 }
 
 /// The stores of the app, by label.

@@ -1,13 +1,14 @@
 //! Key-value on Redis (`type = "redis"`, for stores shared by several hosts).
 //!
 //! Compare-and-swap is a Lua script, so the compare and the write are one
-//! atomic step on the server for every host using the store. The connection
-//! is made on first use and re-made after failures, so a host starts and
-//! serves its other routes while Redis is down.
+//! atomic step on the server for every host using the store. One multiplexed
+//! connection is made on first use and dropped after a connection-level
+//! failure, so the next command reconnects: a host starts and serves its
+//! other routes while Redis is down, and commands fail fast meanwhile.
 
 use super::{Backend, BackendError, BackendResult, KeyPage};
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
+use redis::aio::MultiplexedConnection;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
@@ -24,34 +25,47 @@ return 1
 
 pub struct RedisBackend {
     client: redis::Client,
-    manager: Mutex<Option<ConnectionManager>>,
+    connection: Mutex<Option<MultiplexedConnection>>,
     cas: redis::Script,
 }
 
 impl RedisBackend {
     pub fn new(url: &str) -> anyhow::Result<Self> {
-        Ok(Self { client: redis::Client::open(url)?, manager: Mutex::new(None), cas: redis::Script::new(CAS_SCRIPT) })
+        Ok(Self { client: redis::Client::open(url)?, connection: Mutex::new(None), cas: redis::Script::new(CAS_SCRIPT) })
     }
 
-    async fn connection(&self) -> BackendResult<ConnectionManager> {
-        let mut slot = self.manager.lock().await;
-        if let Some(m) = slot.as_ref() {
-            return Ok(m.clone());
+    async fn connection(&self) -> BackendResult<MultiplexedConnection> {
+        let mut slot = self.connection.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
         }
-        let config = redis::aio::ConnectionManagerConfig::new()
+        let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Duration::from_secs(2))
-            .set_response_timeout(Duration::from_secs(5))
-            .set_number_of_retries(0);
-        let manager = ConnectionManager::new_with_config(self.client.clone(), config)
+            .set_response_timeout(Duration::from_secs(5));
+        let connection = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(|e| BackendError(format!("redis key-value store unavailable: {e}")))?;
-        *slot = Some(manager.clone());
-        Ok(manager)
+        *slot = Some(connection.clone());
+        Ok(connection)
+    }
+
+    /// Forgets the connection after a failure of the connection itself, so
+    /// the next command makes a new one.
+    async fn check<R>(&self, result: redis::RedisResult<R>) -> BackendResult<R> {
+        if let Err(e) = &result {
+            if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+                *self.connection.lock().await = None;
+            }
+        }
+        Ok(result?)
     }
 
     async fn query<R: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> BackendResult<R> {
         let mut conn = self.connection().await?;
-        Ok(cmd.query_async(&mut conn).await?)
+        let result = cmd.query_async(&mut conn).await;
+        self.check(result).await
     }
 }
 
@@ -91,7 +105,7 @@ impl Backend for RedisBackend {
             None => invocation.arg("absent").arg(""),
             Some(old) => invocation.arg("present").arg(old),
         };
-        let swapped: i64 = invocation.arg(new).invoke_async(&mut conn).await?;
+        let swapped: i64 = self.check(invocation.arg(new).invoke_async(&mut conn).await).await?;
         Ok(swapped == 1)
     }
 

@@ -135,6 +135,11 @@ impl Backend for SqliteBackend {
     async fn ping(&self) -> BackendResult<()> {
         self.with(|c| c.query_row("SELECT 1", [], |_| Ok(())))
     }
+
+    /// Statements run inline and never suspend the guest.
+    fn waits_on_io(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
