@@ -45,8 +45,6 @@ pub struct App {
     pub engine: Engine,
     pub variables: Variables,
     pub components: BTreeMap<String, Arc<LoadedComponent>>,
-    pub stores: Stores,
-    pub redis_pool: Arc<RedisPool>,
     pub local: LocalServices,
 }
 
@@ -187,7 +185,7 @@ impl App {
                 }),
             );
         }
-        Ok(Self { name: manifest.application.name.clone(), manifest, engine, variables, components, stores, redis_pool, local })
+        Ok(Self { name: manifest.application.name.clone(), manifest, engine, variables, components, local })
     }
 }
 
