@@ -111,11 +111,32 @@ pub fn new_linker(engine: &Engine) -> Result<Linker<InstanceState>> {
     Ok(linker)
 }
 
+/// Where a manifest came from: names it in errors and places its state.
+pub struct ManifestOrigin {
+    /// The file or registry reference, as errors name it.
+    pub label: String,
+    /// What relative paths in the manifest are relative to.
+    pub base_dir: PathBuf,
+    /// Where the `default` store lives unless `--state-dir` or the runtime
+    /// config say otherwise; `None` keeps it in memory.
+    pub default_state_dir: Option<PathBuf>,
+}
+
 impl App {
+    /// Loads the app from the `spin.toml` named by `options.manifest`.
     pub fn load(options: &AppOptions) -> Result<Self> {
         let manifest_path = manifest_path(&options.manifest);
         let manifest = Manifest::load(&manifest_path)?;
-        let app_dir = Manifest::base_dir(&manifest_path);
+        let base_dir = Manifest::base_dir(&manifest_path);
+        let origin =
+            ManifestOrigin { label: manifest_path.display().to_string(), default_state_dir: Some(base_dir.join(".spin")), base_dir };
+        Self::from_manifest(manifest, &origin, options)
+    }
+
+    /// Loads an app from a manifest already read (from a file or a registry);
+    /// `options.manifest` is not used.
+    pub fn from_manifest(manifest: Manifest, origin: &ManifestOrigin, options: &AppOptions) -> Result<Self> {
+        let app_dir = &origin.base_dir;
         let runtime_config = match &options.runtime_config {
             Some(path) => RuntimeConfig::load(path)?,
             None => RuntimeConfig::default(),
@@ -126,12 +147,12 @@ impl App {
             .state_dir
             .clone()
             .or_else(|| runtime_config.state_dir.as_ref().map(|d| runtime_config.resolve(d)))
-            .unwrap_or_else(|| app_dir.join(".spin"));
-        let stores = open_stores(&runtime_config, &state_dir)?;
+            .or_else(|| origin.default_state_dir.clone());
+        let stores = open_stores(&runtime_config, state_dir.as_deref())?;
 
         for id in &options.component_ids {
             if !manifest.component.contains_key(id) {
-                bail!("--component-id {id}: no such component in {}", manifest_path.display());
+                bail!("--component-id {id}: no such component in {}", origin.label);
             }
         }
         let engine = crate::engine::new_engine(&options.engine)?;
@@ -145,12 +166,12 @@ impl App {
             if !options.component_ids.is_empty() && !options.component_ids.contains(id) {
                 continue;
             }
-            let context = || format!("{}: component.{id}", manifest_path.display());
+            let context = || format!("{}: component.{id}", origin.label);
             if !spec.files.is_empty() {
                 bail!("{}: `files` is not supported by this host yet", context());
             }
             key_value::check_labels(id, &spec.key_value_stores, &stores).with_context(context)?;
-            let wasm = crate::compose::component_bytes(&manifest, &app_dir, id).with_context(context)?;
+            let wasm = crate::compose::component_bytes(&manifest, app_dir, id).with_context(context)?;
             let component = cache.load(&engine, &wasm).with_context(context)?;
             let pre = linker.instantiate_pre(&component).map_err(anyhow::Error::from).with_context(context)?;
             let sync_calls_wait = component.component_type().imports(&engine).any(|(name, _)| name.starts_with("wasi:keyvalue/"))
@@ -219,8 +240,9 @@ fn read_dotenv(path: &Path) -> Result<Vec<(String, String)>> {
         .collect())
 }
 
-/// The `default` store is SQLite in the state dir unless the runtime config says otherwise.
-fn open_stores(config: &RuntimeConfig, state_dir: &Path) -> Result<Stores> {
+/// The `default` store is SQLite in the state dir (in memory without one)
+/// unless the runtime config says otherwise.
+fn open_stores(config: &RuntimeConfig, state_dir: Option<&Path>) -> Result<Stores> {
     let mut by_label: BTreeMap<String, Arc<dyn Backend>> = BTreeMap::new();
     for (label, store) in &config.key_value_store {
         let backend: Arc<dyn Backend> = match store {
@@ -231,8 +253,16 @@ fn open_stores(config: &RuntimeConfig, state_dir: &Path) -> Result<Stores> {
         by_label.insert(label.clone(), backend);
     }
     if !by_label.contains_key("default") {
-        let path = state_dir.join("sqlite_key_value.db");
-        let backend = key_value::sqlite::SqliteBackend::open(&path).with_context(|| format!("open default key-value store {}", path.display()))?;
+        let backend = match state_dir {
+            Some(dir) => {
+                let path = dir.join("sqlite_key_value.db");
+                key_value::sqlite::SqliteBackend::open(&path).with_context(|| format!("open default key-value store {}", path.display()))?
+            }
+            None => {
+                tracing::warn!("no state directory: the `default` key-value store is in memory and ends with the process (set --state-dir or a runtime-config store)");
+                key_value::sqlite::SqliteBackend::in_memory()?
+            }
+        };
         by_label.insert("default".into(), Arc::new(backend));
     }
     Ok(Stores::new(by_label))

@@ -15,6 +15,7 @@ pub mod key_value;
 pub mod manifest;
 pub mod metrics;
 pub mod metrics_server;
+pub mod oci;
 pub mod outbound_http;
 pub mod outbound_redis;
 pub mod redis_trigger;

@@ -6,11 +6,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use wharf::app::{App, AppOptions};
+use wharf::app::{App, AppOptions, ManifestOrigin};
 use wharf::engine::{CompileCache, EngineOptions};
 use wharf::http_trigger::instances::InstancePolicy;
 use wharf::http_trigger::{HttpOptions, HttpTrigger};
 use wharf::metrics::Metrics;
+use wharf::oci::RegistryOptions;
 use wharf::outbound_http::Timeouts;
 
 #[derive(Parser)]
@@ -30,13 +31,45 @@ enum Command {
         #[arg(short = 'f', long = "from", default_value = "spin.toml")]
         from: PathBuf,
     },
+    /// Push the app to an OCI registry, or pull it, in Spin's layout.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+}
+
+#[derive(Subcommand)]
+enum RegistryCommand {
+    /// Push the app (each component composed with its dependencies) to REFERENCE.
+    Push {
+        /// Where to push, e.g. ghcr.io/acme/shop:v1.
+        reference: String,
+        /// The manifest, or a directory containing spin.toml.
+        #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+        from: PathBuf,
+        /// Use plain HTTP for the registry.
+        #[arg(short = 'k', long)]
+        insecure: bool,
+    },
+    /// Pull the app at REFERENCE into the cache, as `up -f REFERENCE` would.
+    Pull {
+        reference: String,
+        /// Use plain HTTP for the registry.
+        #[arg(short = 'k', long)]
+        insecure: bool,
+        /// The host's cache directory.
+        #[arg(long = "cache-dir")]
+        cache_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
 struct UpArgs {
-    /// The manifest, or a directory containing spin.toml.
+    /// The manifest, a directory containing spin.toml, or a registry
+    /// reference with its registry named (ghcr.io/acme/shop:v1).
     #[arg(short = 'f', long = "from", default_value = "spin.toml")]
     from: PathBuf,
+    /// Use plain HTTP for the registry given to `-f`.
+    #[arg(short = 'k', long)]
+    insecure: bool,
     /// Address the HTTP trigger listens on.
     #[arg(long, env = "SPIN_HTTP_LISTEN_ADDR", default_value = "127.0.0.1:3000")]
     listen: SocketAddr,
@@ -84,7 +117,7 @@ struct UpArgs {
     /// Outbound HTTP time to first response byte, in seconds.
     #[arg(long = "outbound-first-byte-timeout", default_value_t = 30.0)]
     outbound_first_byte_timeout: f64,
-    /// Compiled-code cache directory.
+    /// The host's cache directory: compiled code and pulled blobs.
     #[arg(long = "cache-dir")]
     cache_dir: Option<PathBuf>,
 }
@@ -105,13 +138,38 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Up(args) => tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(Into::into).and_then(|rt| rt.block_on(up(args))),
+        Command::Up(args) => runtime().and_then(|rt| rt.block_on(up(args))),
         Command::Build { from } => build(&from),
+        Command::Registry(command) => runtime().and_then(|rt| rt.block_on(registry(command))),
     };
     if let Err(e) = result {
         eprintln!("Error: {e:#}");
         std::process::exit(1);
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn cache_dir(given: Option<PathBuf>) -> Result<PathBuf> {
+    given.or_else(CompileCache::default_dir).context("no cache directory: set --cache-dir, WHARF_CACHE_DIR or HOME")
+}
+
+async fn registry(command: RegistryCommand) -> Result<()> {
+    match command {
+        RegistryCommand::Push { reference, from, insecure } => {
+            let options = RegistryOptions { insecure, cache_dir: cache_dir(None)? };
+            let digest = wharf::oci::push(&wharf::app::manifest_path(&from), &reference, &options).await?;
+            println!("Pushed {reference}@{digest}");
+        }
+        RegistryCommand::Pull { reference, insecure, cache_dir: dir } => {
+            let options = RegistryOptions { insecure, cache_dir: cache_dir(dir)? };
+            let pulled = wharf::oci::pull(&reference, &options).await?;
+            println!("Pulled {reference}@{} ({} components)", pulled.digest, pulled.manifest.component.len());
+        }
+    }
+    Ok(())
 }
 
 async fn up(args: UpArgs) -> Result<()> {
@@ -133,7 +191,17 @@ async fn up(args: UpArgs) -> Result<()> {
             first_byte: seconds("outbound-first-byte-timeout", args.outbound_first_byte_timeout)?,
         },
     };
-    let app = Arc::new(tokio::task::block_in_place(|| App::load(&options))?);
+    let from = args.from.to_string_lossy();
+    let app = if wharf::oci::is_registry_reference(&from) {
+        let registry = RegistryOptions { insecure: args.insecure, cache_dir: cache_dir(args.cache_dir.clone())? };
+        let pulled = wharf::oci::pull(&from, &registry).await?;
+        tracing::info!("pulled {from}@{}", pulled.digest);
+        let origin = ManifestOrigin { label: from.to_string(), base_dir: PathBuf::from("."), default_state_dir: None };
+        tokio::task::block_in_place(|| App::from_manifest(pulled.manifest, &origin, &options))?
+    } else {
+        tokio::task::block_in_place(|| App::load(&options))?
+    };
+    let app = Arc::new(app);
     let metrics = Arc::new(Metrics::default());
     let http_options = HttpOptions {
         policy: InstancePolicy {

@@ -204,7 +204,7 @@ impl Manifest {
         Ok(manifest)
     }
 
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if self.spin_manifest_version != 2 {
             bail!(
                 "spin_manifest_version: expected 2, found {}",

@@ -95,6 +95,117 @@ impl Drop for Redis {
     }
 }
 
+/// Debian's `docker-registry` (the CNCF distribution registry) of the test's
+/// own: a free port, storage and config in a temp dir; stopped on drop.
+pub struct OciRegistry {
+    child: Child,
+    pub port: u16,
+    /// The address it listens on (loopback unless started on all interfaces).
+    pub host: String,
+    dir: tempfile::TempDir,
+}
+
+impl OciRegistry {
+    /// On loopback, open to all.
+    pub fn start() -> Self {
+        Self::start_with("127.0.0.1", None)
+    }
+
+    /// Listening on `ip`; with `user` set, only that user and password get in
+    /// (htpasswd, as a private registry).
+    pub fn start_with(ip: &str, user: Option<(&str, &str)>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {ip}:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((name, password)) = user {
+            let htpasswd = dir.path().join("htpasswd");
+            std::fs::write(&htpasswd, format!("{name}:{}\n", bcrypt::hash(password, 4).unwrap())).unwrap();
+            config.push_str(&format!("auth:\n  htpasswd:\n    realm: test\n    path: {}\n", htpasswd.display()));
+        }
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("registry.log")).unwrap())
+            .spawn()
+            .expect("docker-registry must be installed (scripts/setup installs it)");
+        let registry = Self { child, port, host: format!("{ip}:{port}"), dir };
+        let ready = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(&registry.host).is_err() {
+            assert!(Instant::now() < ready, "docker-registry did not start: {}", registry.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        registry
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// `<host>/<repository>`.
+    pub fn reference(&self, repository: &str) -> String {
+        format!("{}/{repository}", self.host)
+    }
+
+    /// An image manifest, as stored (`repository`, tag or digest).
+    pub fn manifest(&self, repository: &str, tag: &str) -> Value {
+        let url = format!("http://{}/v2/{repository}/manifests/{tag}", self.host);
+        let reply = request("GET", &url, &[("accept", "application/vnd.oci.image.manifest.v1+json")], None);
+        assert_eq!(reply.status, 200, "GET {url}: {reply:?}");
+        reply.json()
+    }
+
+    /// A blob's bytes, as served.
+    pub fn blob(&self, repository: &str, digest: &str) -> Vec<u8> {
+        let url = format!("http://{}/v2/{repository}/blobs/{digest}", self.host);
+        let response = ureq::get(&url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let mut bytes = Vec::new();
+        response.into_reader().read_to_end(&mut bytes).unwrap();
+        bytes
+    }
+
+    /// Where the registry keeps a blob on disk (its filesystem driver's layout).
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        self.dir.path().join(format!("data/docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
+    }
+}
+
+impl Drop for OciRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An address of this machine that is not loopback (`hostname -I`), for
+/// what must differ between loopback and the network.
+pub fn non_loopback_ip() -> String {
+    let output = Command::new("hostname").arg("-I").output().expect("hostname -I");
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split_whitespace()
+        .find(|a| a.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| !ip.is_loopback()))
+        .unwrap_or_else(|| panic!("this test needs an IPv4 address other than loopback; `hostname -I` gave: {text}"))
+        .to_string()
+}
+
+/// Runs `wharf <args>` to completion with `env` added; returns (success, stdout + stderr).
+pub fn wharf(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let mut command = Command::new(wharf_binary());
+    command.args(args).current_dir(workspace_root()).env("RUST_LOG", "warn").stdin(Stdio::null());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let output = command.output().unwrap_or_else(|e| panic!("cannot run {}: {e}", wharf_binary().display()));
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
 /// The `wharf` binary: `$WHARF_BIN`, else the workspace's release build
 /// (a debug build compiles components far too slowly for tests).
 pub fn wharf_binary() -> PathBuf {

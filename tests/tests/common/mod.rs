@@ -34,6 +34,10 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Another manifest than the repo's spin.toml.
     pub manifest: Option<PathBuf>,
+    /// Run the shop from this registry reference, started as SpinKube's
+    /// operator starts an executor: `-f <reference>`, the runtime config and
+    /// `SPIN_VARIABLE_*`, no state dir; blobs cached in `cache_dir`.
+    pub registry: Option<(String, PathBuf)>,
 }
 
 impl Options {
@@ -75,11 +79,12 @@ impl App {
     pub fn on(redis: &Redis, options: Options) -> App {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
-        let mut config = HostConfig::default()
-            .env("SPIN_VARIABLE_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("SPIN_VARIABLE_REDIS_URL", redis.url())
-            .arg("--state-dir")
-            .arg(state.display().to_string());
+        let mut config =
+            HostConfig::default().env("SPIN_VARIABLE_ADMIN_TOKEN", ADMIN_TOKEN).env("SPIN_VARIABLE_REDIS_URL", redis.url());
+        match &options.registry {
+            None => config = config.arg("--state-dir").arg(state.display().to_string()),
+            Some((_, cache_dir)) => config = config.env("WHARF_CACHE_DIR", cache_dir.display().to_string()),
+        }
         if options.redis_kv {
             let runtime_config = dir.path().join("runtime-config.toml");
             let text = format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{}\"\n", redis.url());
@@ -92,7 +97,10 @@ impl App {
         for (key, value) in &options.env {
             config = config.env(key, value.clone());
         }
-        let manifest = options.manifest.clone().unwrap_or_else(workspace_root);
+        let manifest = match &options.registry {
+            Some((reference, _)) => PathBuf::from(reference),
+            None => options.manifest.clone().unwrap_or_else(workspace_root),
+        };
         // Other manifests (composition tests) may have no Redis trigger.
         let before = if options.manifest.is_none() { trigger_subscribers(&redis.url()) } else { None };
         let host = Host::start(&manifest, config.clone());

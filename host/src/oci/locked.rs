@@ -1,0 +1,512 @@
+//! Spin's locked app: the JSON document an app is pushed as.
+//!
+//! Spin resolves `spin.toml` into this form before running or pushing an app;
+//! in a registry it is the last layer of the artifact, and every component's
+//! source is a content digest naming another layer. Our types cover the fields
+//! Spin writes; reading refuses what this host could not honour (unknown
+//! `must_understand` entries, host requirements, trigger types, trigger
+//! fields) with the field named, as manifest loading does.
+
+use crate::manifest::{
+    Application, ApplicationHttp, ApplicationRedis, ApplicationTriggers, Component, ComponentSource, Dependency, HttpRoute, HttpTrigger,
+    Manifest, RedisTrigger, Triggers, VariableDecl,
+};
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The host requirement Spin records for a component that calls others through
+/// `*.spin.internal`; the only one Spin defines, and one this host provides.
+const SERVICE_CHAINING: &str = "local_service_chaining";
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedApp {
+    /// 0, or 1 when `must_understand` is set (as Spin writes it).
+    pub spin_lock_version: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub must_understand: Vec<String>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub metadata: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub host_requirements: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<String, LockedVariable>,
+    pub triggers: Vec<LockedTrigger>,
+    pub components: Vec<LockedComponent>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedVariable {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// No default means the variable is required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secret: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedTrigger {
+    pub id: String,
+    pub trigger_type: String,
+    pub trigger_config: Value,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedComponent {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub metadata: Map<String, Value>,
+    pub source: LockedSource,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<Value>,
+    /// The component's variables (`[component.x.variables]`), templates unresolved.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dependencies: BTreeMap<String, LockedDependency>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub host_requirements: Map<String, Value>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedSource {
+    pub content_type: String,
+    #[serde(flatten)]
+    pub content: ContentRef,
+}
+
+/// Where content is: a URL, inline bytes (base64) or a digest naming a layer.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ContentRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+/// A dependency an app was pushed with uncomposed (Spin's `--compose=false`).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedDependency {
+    pub source: LockedSource,
+    pub export: Option<String>,
+    /// `"All"`, or `{"Some": [..]}`; absent means none is inherited.
+    #[serde(default)]
+    pub inherit: Option<Value>,
+}
+
+/// The locked app for a manifest whose components were composed with their
+/// dependencies: `digests` maps each component id to its wasm layer's digest.
+pub fn lock(manifest: &Manifest, digests: &BTreeMap<String, String>) -> Result<LockedApp> {
+    let application = &manifest.application;
+    let mut metadata = Map::new();
+    metadata.insert("name".into(), json!(application.name));
+    if let Some(version) = &application.version {
+        metadata.insert("version".into(), json!(version));
+    }
+    if let Some(description) = &application.description {
+        metadata.insert("description".into(), json!(description));
+    }
+    if !application.authors.is_empty() {
+        metadata.insert("authors".into(), json!(application.authors));
+    }
+    let mut trigger_globals = Map::new();
+    if let Some(http) = &application.trigger.http {
+        let base = http.base.as_ref().map(|base| ("base".to_string(), json!(base)));
+        trigger_globals.insert("http".into(), Value::Object(base.into_iter().collect()));
+    }
+    if let Some(redis) = &application.trigger.redis {
+        trigger_globals.insert("redis".into(), json!({ "address": redis.address }));
+    }
+    metadata.insert("triggers".into(), Value::Object(trigger_globals));
+
+    let variables = manifest
+        .variables
+        .iter()
+        .map(|(name, decl)| {
+            (name.clone(), LockedVariable { description: decl.description.clone(), default: decl.default.clone(), secret: decl.secret })
+        })
+        .collect();
+
+    let mut triggers = Vec::new();
+    let mut ids = IdAllocator::default();
+    for t in &manifest.trigger.http {
+        let route = match &t.route {
+            HttpRoute::Route(route) => json!(route),
+            HttpRoute::Private(private) => json!({ "private": private.private }),
+        };
+        let mut config = json!({ "component": t.component, "route": route });
+        if let Some(executor) = &t.executor {
+            config["executor"] = serde_json::to_value(executor)?;
+        }
+        triggers.push(LockedTrigger { id: ids.take(t.id.as_deref(), "http", &t.component), trigger_type: "http".into(), trigger_config: config });
+    }
+    for t in &manifest.trigger.redis {
+        let mut config = json!({ "component": t.component, "channel": t.channel });
+        if let Some(address) = &t.address {
+            config["address"] = json!(address);
+        }
+        triggers.push(LockedTrigger { id: ids.take(t.id.as_deref(), "redis", &t.component), trigger_type: "redis".into(), trigger_config: config });
+    }
+
+    let mut components = Vec::new();
+    for (id, spec) in &manifest.component {
+        if !spec.files.is_empty() {
+            bail!("component.{id}: `files` cannot be pushed by this host yet");
+        }
+        let digest = digests.get(id).with_context(|| format!("component.{id}: no layer"))?;
+        let mut metadata = Map::new();
+        if let Some(description) = &spec.description {
+            metadata.insert("description".into(), json!(description));
+        }
+        metadata.insert("allowed_outbound_hosts".into(), json!(spec.allowed_outbound_hosts));
+        metadata.insert("key_value_stores".into(), json!(spec.key_value_stores));
+        metadata.insert("databases".into(), json!(spec.sqlite_databases));
+        metadata.insert("ai_models".into(), json!(spec.ai_models));
+        let mut host_requirements = Map::new();
+        if spec.allowed_outbound_hosts.iter().any(|h| !h.contains("{{") && h.contains(".spin.internal")) {
+            host_requirements.insert(SERVICE_CHAINING.into(), json!("required"));
+        }
+        components.push(LockedComponent {
+            id: id.clone(),
+            metadata,
+            source: LockedSource {
+                content_type: "application/wasm".into(),
+                content: ContentRef { digest: Some(digest.clone()), ..Default::default() },
+            },
+            env: spec.environment.clone(),
+            files: Vec::new(),
+            config: spec.variables.clone(),
+            dependencies: BTreeMap::new(),
+            host_requirements,
+        });
+    }
+    let must_understand: Vec<String> =
+        if components.iter().any(|c| !c.host_requirements.is_empty()) { vec!["component_host_requirements".into()] } else { Vec::new() };
+    Ok(LockedApp {
+        spin_lock_version: if must_understand.is_empty() { 0 } else { 1 },
+        must_understand,
+        metadata,
+        host_requirements: Map::new(),
+        variables,
+        triggers,
+        components,
+    })
+}
+
+/// Trigger ids: the manifest's where given, otherwise `<type>-<component>`
+/// (numbered when a component has several triggers of one type).
+#[derive(Default)]
+struct IdAllocator(std::collections::HashSet<String>);
+
+impl IdAllocator {
+    fn take(&mut self, given: Option<&str>, trigger_type: &str, component: &str) -> String {
+        let id = match given {
+            Some(id) => id.to_string(),
+            None => {
+                let base = format!("{trigger_type}-{component}");
+                (0..).map(|n| if n == 0 { base.clone() } else { format!("{base}-{n}") }).find(|id| !self.0.contains(id)).expect("unbounded")
+            }
+        };
+        self.0.insert(id.clone());
+        id
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpTriggerConfig {
+    component: String,
+    route: HttpRouteConfig,
+    #[serde(default)]
+    executor: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum HttpRouteConfig {
+    Route(String),
+    Private { private: bool },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedisTriggerConfig {
+    component: String,
+    channel: String,
+    #[serde(default)]
+    address: Option<String>,
+}
+
+impl LockedApp {
+    /// The app as this host's manifest model, with each component's source at
+    /// `blob(digest)`. Refuses what the host cannot run, naming the field.
+    pub fn into_manifest(self, blob: impl Fn(&str) -> Result<PathBuf>) -> Result<Manifest> {
+        if self.spin_lock_version > 1 {
+            bail!("spin_lock_version {}: this host reads versions 0 and 1", self.spin_lock_version);
+        }
+        for item in &self.must_understand {
+            if item != "host_requirements" && item != "component_host_requirements" {
+                bail!("must_understand: `{item}` is not understood by this host");
+            }
+        }
+        check_host_requirements(&self.host_requirements).context("host_requirements")?;
+
+        let text = |key: &str| self.metadata.get(key).and_then(Value::as_str).map(str::to_string);
+        let name = text("name").context("metadata.name: missing")?;
+        let globals = self.metadata.get("triggers").cloned().unwrap_or(Value::Null);
+        let http = globals.get("http").map(|h| ApplicationHttp { base: h.get("base").and_then(Value::as_str).map(str::to_string) });
+        let redis = match globals.get("redis") {
+            Some(r) => Some(ApplicationRedis {
+                address: r.get("address").and_then(Value::as_str).context("metadata.triggers.redis.address: missing")?.to_string(),
+            }),
+            None => None,
+        };
+        let authors = match self.metadata.get("authors") {
+            Some(a) => serde_json::from_value(a.clone()).context("metadata.authors")?,
+            None => Vec::new(),
+        };
+        let application = Application {
+            name,
+            version: text("version"),
+            description: text("description"),
+            authors,
+            targets: Vec::new(),
+            trigger: ApplicationTriggers { http, redis },
+        };
+
+        let variables = self
+            .variables
+            .into_iter()
+            .map(|(name, v)| {
+                let decl = VariableDecl { required: v.default.is_none(), default: v.default, secret: v.secret, description: v.description };
+                (name, decl)
+            })
+            .collect();
+
+        let mut trigger = Triggers::default();
+        for t in self.triggers {
+            let at = format!("triggers[id={}]", t.id);
+            match t.trigger_type.as_str() {
+                "http" => {
+                    let c: HttpTriggerConfig = serde_json::from_value(t.trigger_config).with_context(|| format!("{at}.trigger_config"))?;
+                    let route = match c.route {
+                        HttpRouteConfig::Route(route) => HttpRoute::Route(route),
+                        HttpRouteConfig::Private { private } => HttpRoute::Private(crate::manifest::PrivateRoute { private }),
+                    };
+                    let executor = c.executor.map(|e| serde_json::from_value(e)).transpose().with_context(|| format!("{at}.trigger_config.executor"))?;
+                    trigger.http.push(HttpTrigger { id: Some(t.id), route, component: c.component, executor });
+                }
+                "redis" => {
+                    let c: RedisTriggerConfig = serde_json::from_value(t.trigger_config).with_context(|| format!("{at}.trigger_config"))?;
+                    trigger.redis.push(RedisTrigger { id: Some(t.id), channel: c.channel, component: c.component, address: c.address });
+                }
+                other => bail!("{at}.trigger_type: `{other}` triggers are not run by this host (it runs http and redis)"),
+            }
+        }
+
+        let mut component = BTreeMap::new();
+        for c in self.components {
+            let at = format!("components[id={}]", c.id);
+            check_host_requirements(&c.host_requirements).with_context(|| format!("{at}.host_requirements"))?;
+            let list = |key: &str| -> Result<Vec<String>> {
+                match c.metadata.get(key) {
+                    Some(v) => serde_json::from_value(v.clone()).with_context(|| format!("{at}.metadata.{key}")),
+                    None => Ok(Vec::new()),
+                }
+            };
+            let source = local_source(&c.source, &blob).with_context(|| format!("{at}.source"))?;
+            let mut dependencies = BTreeMap::new();
+            let mut inherit_all = None;
+            for (key, dependency) in &c.dependencies {
+                let path = local_source(&dependency.source, &blob).with_context(|| format!("{at}.dependencies.\"{key}\".source"))?;
+                let inherits = dependency.inherit.as_ref().is_some_and(|i| i == "All");
+                if inherit_all.is_some_and(|all| all != inherits) {
+                    bail!("{at}.dependencies: dependencies that inherit different configuration cannot be composed by this host");
+                }
+                inherit_all = Some(inherits);
+                dependencies.insert(key.clone(), Dependency::Local { path, export: dependency.export.clone() });
+            }
+            if !c.files.is_empty() {
+                bail!("{at}.files: `files` is not supported by this host yet");
+            }
+            let spec = Component {
+                source: ComponentSource::Local(source),
+                description: c.metadata.get("description").and_then(Value::as_str).map(str::to_string),
+                variables: c.config,
+                environment: c.env,
+                files: Vec::new(),
+                exclude_files: Vec::new(),
+                allowed_outbound_hosts: list("allowed_outbound_hosts")?,
+                key_value_stores: list("key_value_stores")?,
+                sqlite_databases: list("databases")?,
+                ai_models: list("ai_models")?,
+                build: None,
+                tool: BTreeMap::new(),
+                dependencies_inherit_configuration: inherit_all.unwrap_or(false),
+                dependencies,
+            };
+            if component.insert(c.id.clone(), spec).is_some() {
+                bail!("{at}: duplicate component id");
+            }
+        }
+        let manifest = Manifest { spin_manifest_version: 2, application, variables, trigger, component };
+        manifest.validate()?;
+        Ok(manifest)
+    }
+}
+
+fn check_host_requirements(requirements: &Map<String, Value>) -> Result<()> {
+    for key in requirements.keys() {
+        if key != SERVICE_CHAINING {
+            bail!("`{key}` is required but not provided by this host");
+        }
+    }
+    Ok(())
+}
+
+/// The path of a source's content: only digests (layers) are accepted, since a
+/// pushed app must not make the host read URLs or local files it names.
+fn local_source(source: &LockedSource, blob: &impl Fn(&str) -> Result<PathBuf>) -> Result<String> {
+    let Some(digest) = &source.content.digest else {
+        bail!("no `digest`: only sources stored as layers can be run from a registry");
+    };
+    if source.content.inline.is_some() || source.content.source.is_some() {
+        bail!("`inline` and `source` are not accepted for Wasm from a registry; expected a layer digest only");
+    }
+    Ok(blob(digest)?.to_str().context("cache path is not UTF-8")?.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(text: &str) -> Manifest {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spin.toml");
+        std::fs::write(&path, text).unwrap();
+        Manifest::load(&path).unwrap()
+    }
+
+    const APP: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "shop"
+version = "1.2.0"
+authors = ["A <a@example.com>"]
+[application.trigger.redis]
+address = "{{ redis_url }}"
+[variables]
+redis_url = { default = "redis://127.0.0.1" }
+token = { required = true, secret = true }
+[[trigger.http]]
+route = "/orders/..."
+component = "order"
+[[trigger.http]]
+route = { private = true }
+component = "order"
+[[trigger.redis]]
+channel = "orders.created"
+component = "worker"
+[component.order]
+source = "order.wasm"
+key_value_stores = ["default"]
+allowed_outbound_hosts = ["http://gateway.spin.internal", "{{ redis_url }}"]
+environment = { MODE = "test" }
+[component.order.variables]
+token = "{{ token }}"
+[component.worker]
+source = "worker.wasm"
+"#;
+
+    fn digests() -> BTreeMap<String, String> {
+        [("order", "sha256:aa"), ("worker", "sha256:bb")].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn lock_writes_spins_shape() {
+        let locked = serde_json::to_value(lock(&manifest(APP), &digests()).unwrap()).unwrap();
+        assert_eq!(locked["spin_lock_version"], 1);
+        assert_eq!(locked["must_understand"], json!(["component_host_requirements"]));
+        assert_eq!(locked["metadata"]["name"], "shop");
+        assert_eq!(locked["metadata"]["triggers"]["redis"]["address"], "{{ redis_url }}");
+        assert_eq!(locked["variables"]["token"], json!({ "secret": true }));
+        assert_eq!(locked["triggers"][0], json!({ "id": "http-order", "trigger_type": "http", "trigger_config": { "component": "order", "route": "/orders/..." } }));
+        assert_eq!(locked["triggers"][1]["id"], "http-order-1");
+        assert_eq!(locked["triggers"][1]["trigger_config"]["route"], json!({ "private": true }));
+        assert_eq!(locked["triggers"][2]["trigger_config"], json!({ "component": "worker", "channel": "orders.created" }));
+        let order = &locked["components"][0];
+        assert_eq!(order["source"], json!({ "content_type": "application/wasm", "digest": "sha256:aa" }));
+        assert_eq!(order["config"]["token"], "{{ token }}");
+        assert_eq!(order["env"]["MODE"], "test");
+        assert_eq!(order["host_requirements"], json!({ "local_service_chaining": "required" }));
+        assert_eq!(locked["components"][1].get("host_requirements"), None);
+    }
+
+    #[test]
+    fn a_locked_app_reads_back_as_the_same_manifest() {
+        let original = manifest(APP);
+        let json = serde_json::to_vec(&lock(&original, &digests()).unwrap()).unwrap();
+        let locked: LockedApp = serde_json::from_slice(&json).unwrap();
+        let back = locked.into_manifest(|digest| Ok(PathBuf::from(format!("/cache/{digest}")))).unwrap();
+        assert_eq!(back.application.name, "shop");
+        assert_eq!(back.application.version.as_deref(), Some("1.2.0"));
+        assert!(back.variables["token"].required && back.variables["token"].secret);
+        assert_eq!(back.variables["redis_url"].default.as_deref(), Some("redis://127.0.0.1"));
+        assert_eq!(back.trigger.http.len(), 2);
+        assert_eq!(back.trigger.redis[0].channel, "orders.created");
+        assert_eq!(back.application.trigger.redis.as_ref().unwrap().address, "{{ redis_url }}");
+        let order = &back.component["order"];
+        assert!(matches!(&order.source, ComponentSource::Local(p) if p == "/cache/sha256:aa"));
+        assert_eq!(order.key_value_stores, ["default"]);
+        assert_eq!(order.allowed_outbound_hosts, original.component["order"].allowed_outbound_hosts);
+        assert_eq!(order.variables["token"], "{{ token }}");
+    }
+
+    fn read(json: Value) -> Result<Manifest> {
+        let locked: LockedApp = serde_json::from_value(json)?;
+        locked.into_manifest(|digest| Ok(PathBuf::from(digest)))
+    }
+
+    fn minimal() -> Value {
+        json!({
+            "spin_lock_version": 0,
+            "metadata": { "name": "app" },
+            "triggers": [{ "id": "t", "trigger_type": "http", "trigger_config": { "component": "c", "route": "/..." } }],
+            "components": [{ "id": "c", "source": { "content_type": "application/wasm", "digest": "sha256:cc" } }]
+        })
+    }
+
+    #[test]
+    fn what_the_host_cannot_honour_is_refused_by_name() {
+        assert!(read(minimal()).is_ok());
+        let cases: Vec<(fn(&mut Value), &str)> = vec![
+            (|v| v["must_understand"] = json!(["time_travel"]), "must_understand: `time_travel`"),
+            (|v| v["components"][0]["host_requirements"] = json!({ "gpu": "required" }), "`gpu` is required"),
+            (|v| v["triggers"][0]["trigger_type"] = json!("cron"), "`cron` triggers"),
+            (|v| v["triggers"][0]["trigger_config"]["static_response"] = json!({}), "unknown field `static_response`"),
+            (|v| v["components"][0]["source"] = json!({ "content_type": "application/wasm", "source": "file:///etc/passwd" }), "no `digest`"),
+            (|v| v["triggers"][0]["trigger_config"]["component"] = json!("nope"), "no component named `nope`"),
+            (|v| v["spin_lock_version"] = json!(2), "spin_lock_version 2"),
+        ];
+        for (mutate, expected) in cases {
+            let mut value = minimal();
+            mutate(&mut value);
+            let err = format!("{:#}", read(value).unwrap_err());
+            assert!(err.contains(expected), "expected `{expected}` in: {err}");
+        }
+    }
+}

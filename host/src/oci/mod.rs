@@ -1,0 +1,328 @@
+//! Apps as OCI artifacts in Spin's layout: `wharf registry push` and
+//! `wharf up -f <reference>`.
+//!
+//! An image manifest whose layers are one Wasm layer per component (composed
+//! with its dependencies, identical bytes pushed once) and, last, the locked
+//! app JSON; its config is an OCI image config labelled with the locked app's
+//! digest. That is what `spin registry push` writes, so the containerd shim
+//! and `spin up` run what we push, and we run what Spin pushes.
+//!
+//! Pulled blobs are cached by digest and checked against it twice: as they
+//! arrive (a blob that does not hash to its digest is refused), and when a
+//! cached copy is used (a damaged copy is dropped and fetched again). Digests
+//! are validated before they become file names.
+
+pub mod locked;
+
+use crate::manifest::Manifest;
+use anyhow::{Context, Result, anyhow, bail};
+use futures::{StreamExt, TryStreamExt};
+use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::manifest::{IMAGE_CONFIG_MEDIA_TYPE, OciDescriptor, OciImageManifest};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+pub const WASM_LAYER: &str = "application/vnd.wasm.content.layer.v1+wasm";
+/// What wasm-pkg tools push; Spin accepts it for components, so do we.
+const WASM_LAYER_WKG: &str = "application/wasm";
+pub const APP_LAYER: &str = "application/vnd.fermyon.spin.application.v1+config";
+pub const LOCKED_APP_DIGEST_LABEL: &str = "com.fermyon.spin.lockedAppDigest";
+/// Blobs fetched at once when pulling.
+const PULL_CONCURRENCY: usize = 4;
+
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// Speak plain HTTP to the registry (`--insecure`). Loopback registries
+    /// get plain HTTP without it, as Docker and containerd treat them.
+    pub insecure: bool,
+    /// Root of the host's cache; blobs go under `registry/blobs/sha256/`.
+    pub cache_dir: PathBuf,
+}
+
+/// An app pulled from a registry, ready for [`crate::app::App::from_manifest`].
+pub struct PulledApp {
+    pub manifest: Manifest,
+    /// The image manifest's digest: what exactly is running.
+    pub digest: String,
+}
+
+/// Whether `-f` names a registry reference rather than a file: it has an
+/// explicit registry (`host.name/...`, `host:port/...` or `localhost/...`).
+/// An existing path always wins, as in Spin.
+pub fn is_registry_reference(from: &str) -> bool {
+    if Path::new(from).exists() {
+        return false;
+    }
+    match from.split_once('/') {
+        Some((registry, _)) if !registry.starts_with('.') => registry.contains('.') || registry.contains(':') || registry == "localhost",
+        Some(_) => false,
+        None => false,
+    }
+}
+
+fn parse_reference(reference: &str) -> Result<Reference> {
+    reference.parse().map_err(|e| anyhow!("`{reference}` is not a valid OCI reference: {e}"))
+}
+
+struct Registry {
+    client: Client,
+    auth: RegistryAuth,
+    plain_http: bool,
+}
+
+impl Registry {
+    fn new(reference: &Reference, insecure: bool) -> Result<Self> {
+        // reqwest is built without a default TLS crypto provider; ring is the
+        // one the rest of the host already links.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let registry = reference.resolve_registry().to_string();
+        let plain_http = insecure || is_loopback(&registry);
+        let protocol = if plain_http { ClientProtocol::HttpsExcept(vec![registry.clone()]) } else { ClientProtocol::Https };
+        let client = Client::new(ClientConfig { protocol, ..Default::default() });
+        Ok(Self { client, auth: credentials(&registry)?, plain_http })
+    }
+
+    /// An error from the registry client, said in terms of what to do about it.
+    fn explain(&self, reference: &Reference, error: OciDistributionError) -> anyhow::Error {
+        let registry = reference.resolve_registry();
+        let not_found = |codes: &[OciErrorCode]| match &error {
+            OciDistributionError::ImageManifestNotFoundError(_) => true,
+            OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| codes.contains(&e.code)),
+            _ => false,
+        };
+        if not_found(&[OciErrorCode::ManifestUnknown, OciErrorCode::NameUnknown]) {
+            return anyhow!("{reference}: not found in the registry (no such repository or tag)");
+        }
+        match &error {
+            OciDistributionError::UnauthorizedError { .. }
+            | OciDistributionError::AuthenticationFailure(_)
+            | OciDistributionError::ServerError { code: 401 | 403, .. } => {
+                let how = match self.auth {
+                    RegistryAuth::Anonymous => "no credentials for it were found in the docker config ($DOCKER_CONFIG/config.json or ~/.docker/config.json)",
+                    _ => "the credentials from the docker config were refused",
+                };
+                anyhow!("{registry}: access denied: {how} ({error})")
+            }
+            OciDistributionError::DigestError(e) => anyhow!("{reference}: content does not match its digest, refused: {e}"),
+            OciDistributionError::RequestError(e) if !self.plain_http => {
+                anyhow!("{registry}: cannot reach the registry over HTTPS ({}); if it serves plain HTTP, pass --insecure (-k)", causes(e))
+            }
+            OciDistributionError::RequestError(e) => anyhow!("{registry}: cannot reach the registry ({})", causes(e)),
+            _ => anyhow::Error::new(error).context(format!("{reference}")),
+        }
+    }
+}
+
+/// An error and its sources on one line (reqwest's own message leaves out
+/// the cause, such as "connection refused").
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn is_loopback(registry: &str) -> bool {
+    let host = match registry.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+        _ => registry,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Credentials for `registry` from the docker config (and its credential
+/// helpers), as Docker, Spin and SpinKube's tooling read them.
+fn credentials(registry: &str) -> Result<RegistryAuth> {
+    use docker_credential::{CredentialRetrievalError as E, DockerCredential};
+    match docker_credential::get_credential(registry) {
+        Ok(DockerCredential::UsernamePassword(user, password)) => Ok(RegistryAuth::Basic(user, password)),
+        Ok(DockerCredential::IdentityToken(_)) => {
+            tracing::warn!(registry, "the docker config holds an identity token for this registry; those are not supported, going anonymous");
+            Ok(RegistryAuth::Anonymous)
+        }
+        Err(E::ConfigNotFound | E::ConfigReadError | E::NoCredentialConfigured) => Ok(RegistryAuth::Anonymous),
+        Err(e) => Err(anyhow!("credentials for {registry} from the docker config: {e}")),
+    }
+}
+
+/// Pushes the app at `manifest_path` to `reference`; returns the image
+/// manifest's digest. Nothing time-dependent goes in, so pushing the same
+/// content again gives the same digest.
+pub async fn push(manifest_path: &Path, reference: &str, options: &RegistryOptions) -> Result<String> {
+    let reference = parse_reference(reference)?;
+    let manifest = Manifest::load(manifest_path)?;
+    let app_dir = Manifest::base_dir(manifest_path);
+
+    let mut layers = Vec::new();
+    let mut pushed = BTreeSet::new();
+    let mut digests = BTreeMap::new();
+    for id in manifest.component.keys() {
+        let wasm = tokio::task::block_in_place(|| crate::compose::component_bytes(&manifest, &app_dir, id))
+            .with_context(|| format!("{}: component.{id}", manifest_path.display()))?;
+        let layer = ImageLayer::new(wasm, WASM_LAYER.into(), None);
+        let digest = layer.sha256_digest();
+        if pushed.insert(digest.clone()) {
+            layers.push(layer);
+        }
+        digests.insert(id.clone(), digest);
+    }
+    let locked = locked::lock(&manifest, &digests).with_context(|| manifest_path.display().to_string())?;
+    let app_layer = ImageLayer::new(serde_json::to_vec(&locked)?, APP_LAYER.into(), None);
+    let config = json!({
+        "architecture": "wasm",
+        "os": "wasip1",
+        "config": { "Labels": { LOCKED_APP_DIGEST_LABEL: app_layer.sha256_digest() } },
+        "rootfs": { "type": "layers", "diff_ids": [] },
+    });
+    layers.push(app_layer);
+    let config = Config::new(serde_json::to_vec(&config)?, IMAGE_CONFIG_MEDIA_TYPE.into(), None);
+
+    let application = &manifest.application;
+    let mut annotations = BTreeMap::from([("org.opencontainers.image.title".to_string(), application.name.clone())]);
+    if let Some(version) = &application.version {
+        annotations.insert("org.opencontainers.image.version".into(), version.clone());
+    }
+    if let Some(description) = &application.description {
+        annotations.insert("org.opencontainers.image.description".into(), description.clone());
+    }
+    if !application.authors.is_empty() {
+        annotations.insert("org.opencontainers.image.authors".into(), application.authors.join(", "));
+    }
+    let image_manifest = OciImageManifest::build(&layers, &config, Some(annotations));
+
+    let registry = Registry::new(&reference, options.insecure)?;
+    registry.client.push(&reference, &layers, config, &registry.auth, Some(image_manifest)).await.map_err(|e| registry.explain(&reference, e))?;
+    registry.client.fetch_manifest_digest(&reference, &registry.auth).await.map_err(|e| registry.explain(&reference, e))
+}
+
+/// Pulls the app at `reference` into the blob cache and reads its locked app.
+pub async fn pull(reference: &str, options: &RegistryOptions) -> Result<PulledApp> {
+    let reference = parse_reference(reference)?;
+    let registry = Registry::new(&reference, options.insecure)?;
+    let explain = |e| registry.explain(&reference, e);
+    let (image, digest, config) = registry.client.pull_manifest_and_config(&reference, &registry.auth).await.map_err(explain)?;
+
+    let app_layer = image
+        .layers
+        .iter()
+        .rfind(|l| l.media_type == APP_LAYER)
+        .with_context(|| format!("{reference} is not a Spin app: it has no `{APP_LAYER}` layer"))?;
+    let config: serde_json::Value = serde_json::from_str(&config).with_context(|| format!("{reference}: the image config is not JSON"))?;
+    if let Some(label) = config.pointer("/config/Labels").and_then(|l| l.get(LOCKED_APP_DIGEST_LABEL)) {
+        if label != app_layer.digest.as_str() {
+            bail!("{reference}: the config's {LOCKED_APP_DIGEST_LABEL} ({label}) is not the digest of the locked app layer ({})", app_layer.digest);
+        }
+    }
+    let mut locked_json = Vec::new();
+    registry.client.pull_blob(&reference, app_layer, &mut locked_json).await.map_err(explain)?;
+    let locked: locked::LockedApp = serde_json::from_slice(&locked_json).with_context(|| format!("{reference}: the locked app is not valid"))?;
+
+    let cache = BlobCache::new(&options.cache_dir)?;
+    let wasm_layers: Vec<&OciDescriptor> = image.layers.iter().filter(|l| l.media_type == WASM_LAYER || l.media_type == WASM_LAYER_WKG).collect();
+    let paths: HashMap<String, PathBuf> = futures::stream::iter(wasm_layers)
+        .map(|layer| async {
+            let path = cache.fetch(&registry, &reference, layer).await?;
+            Ok::<_, anyhow::Error>((layer.digest.clone(), path))
+        })
+        .buffer_unordered(PULL_CONCURRENCY)
+        .try_collect()
+        .await?;
+    let manifest = locked
+        .into_manifest(|digest| paths.get(digest).cloned().with_context(|| format!("`{digest}` is not a Wasm layer of {reference}")))
+        .with_context(|| format!("{reference}: the locked app"))?;
+    Ok(PulledApp { manifest, digest })
+}
+
+/// Blobs by digest under `<cache>/registry/blobs/sha256/<hex>`.
+struct BlobCache {
+    dir: PathBuf,
+}
+
+impl BlobCache {
+    fn new(cache_dir: &Path) -> Result<Self> {
+        let dir = cache_dir.join("registry").join("blobs").join("sha256");
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the blob cache {}", dir.display()))?;
+        Ok(Self { dir })
+    }
+
+    /// The cached copy of `layer`, fetched first unless an intact copy is there.
+    async fn fetch(&self, registry: &Registry, reference: &Reference, layer: &OciDescriptor) -> Result<PathBuf> {
+        let hex = sha256_hex(&layer.digest).with_context(|| format!("{reference}: layer digest"))?;
+        let path = self.dir.join(hex);
+        if let Ok(bytes) = tokio::fs::read(&path).await {
+            if hex::encode(Sha256::digest(&bytes)) == hex {
+                return Ok(path);
+            }
+            tracing::warn!(path = %path.display(), "cached blob does not match its digest; fetching it again");
+        }
+        let partial = Partial(self.dir.join(format!("{hex}.partial-{}", std::process::id())));
+        let file = tokio::fs::File::create(&partial.0).await.with_context(|| format!("cannot write {}", partial.0.display()))?;
+        registry.client.pull_blob(reference, layer, file).await.map_err(|e| registry.explain(reference, e).context(format!("layer {}", layer.digest)))?;
+        tokio::fs::rename(&partial.0, &path).await.with_context(|| format!("cannot store {}", path.display()))?;
+        Ok(path)
+    }
+}
+
+/// A blob being fetched; removed unless it was renamed into place, also when
+/// its fetch is dropped because another one failed.
+struct Partial(PathBuf);
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The hex of a `sha256:<64 hex>` digest; anything else is refused before it
+/// can name a file.
+fn sha256_hex(digest: &str) -> Result<&str> {
+    match digest.strip_prefix("sha256:") {
+        Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) => Ok(hex),
+        _ => bail!("`{digest}` is not a sha256 digest"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_registries_are_recognised() {
+        for r in ["localhost", "localhost:5000", "127.0.0.1:5000", "127.1.2.3", "[::1]:5000"] {
+            assert!(is_loopback(r), "{r}");
+        }
+        for r in ["ghcr.io", "registry.example.com:5000", "10.0.0.1:5000", "localhost.example.com", "[fd00::1]:443"] {
+            assert!(!is_loopback(r), "{r}");
+        }
+    }
+
+    #[test]
+    fn references_need_an_explicit_registry() {
+        assert!(is_registry_reference("ghcr.io/shop/app:v1"));
+        assert!(is_registry_reference("127.0.0.1:5000/shop:v1"));
+        assert!(is_registry_reference("localhost/shop@sha256:0123"));
+        assert!(!is_registry_reference("spin.toml"));
+        assert!(!is_registry_reference("apps/shop"));
+        assert!(!is_registry_reference("."));
+        assert!(!is_registry_reference("../apps/shop"));
+    }
+
+    #[test]
+    fn only_sha256_digests_name_blobs() {
+        let good = format!("sha256:{}", "ab".repeat(32));
+        assert_eq!(sha256_hex(&good).unwrap(), "ab".repeat(32));
+        for bad in ["sha256:../../etc/passwd", "sha512:00", "sha256:AB", &format!("sha256:{}", "AB".repeat(32))] {
+            assert!(sha256_hex(bad).is_err(), "{bad}");
+        }
+    }
+}
