@@ -148,7 +148,8 @@ impl App {
             .clone()
             .or_else(|| runtime_config.state_dir.as_ref().map(|d| runtime_config.resolve(d)))
             .or_else(|| origin.default_state_dir.clone());
-        let stores = open_stores(&runtime_config, state_dir.as_deref())?;
+        let default_used = manifest.component.values().any(|c| c.key_value_stores.iter().any(|label| label == "default"));
+        let stores = open_stores(&runtime_config, state_dir.as_deref(), default_used)?;
 
         for id in &options.component_ids {
             if !manifest.component.contains_key(id) {
@@ -240,9 +241,10 @@ fn read_dotenv(path: &Path) -> Result<Vec<(String, String)>> {
         .collect())
 }
 
-/// The `default` store is SQLite in the state dir (in memory without one)
-/// unless the runtime config says otherwise.
-fn open_stores(config: &RuntimeConfig, state_dir: Option<&Path>) -> Result<Stores> {
+/// The stores of the runtime config, and `default` when a component uses it
+/// and the runtime config does not place it: SQLite in the state dir (in
+/// memory without one). No file is created for an app that has no use for it.
+fn open_stores(config: &RuntimeConfig, state_dir: Option<&Path>, default_used: bool) -> Result<Stores> {
     let mut by_label: BTreeMap<String, Arc<dyn Backend>> = BTreeMap::new();
     for (label, store) in &config.key_value_store {
         let backend: Arc<dyn Backend> = match store {
@@ -252,7 +254,7 @@ fn open_stores(config: &RuntimeConfig, state_dir: Option<&Path>) -> Result<Store
         };
         by_label.insert(label.clone(), backend);
     }
-    if !by_label.contains_key("default") {
+    if default_used && !by_label.contains_key("default") {
         let backend = match state_dir {
             Some(dir) => {
                 let path = dir.join("sqlite_key_value.db");

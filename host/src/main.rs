@@ -90,7 +90,7 @@ struct UpArgs {
     /// Requests one instance serves at once.
     #[arg(long = "max-instance-concurrent-reuse-count", default_value_t = 16)]
     max_instance_concurrent_reuse_count: usize,
-    /// Per-request deadline, in seconds.
+    /// Deadline of each HTTP request and each Redis message's handler, in seconds.
     #[arg(long = "request-timeout", default_value_t = 30.0)]
     request_timeout: f64,
     /// Idle instances are dropped after this many seconds.
@@ -214,8 +214,9 @@ async fn up(args: UpArgs) -> Result<()> {
         max_instances: args.max_instances as usize,
         shutdown_grace: seconds("shutdown-grace", args.shutdown_grace)?,
     };
+    let message_deadline = http_options.policy.request_timeout;
     let trigger = HttpTrigger::new(app.clone(), http_options, metrics.clone(), args.listen)?;
-    let redis = wharf::redis_trigger::RedisTrigger::start(app.clone(), metrics.clone())?;
+    let redis = wharf::redis_trigger::RedisTrigger::start(app.clone(), metrics.clone(), message_deadline)?;
 
     if let Some(addr) = args.metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for metrics"))?;

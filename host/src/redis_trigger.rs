@@ -22,8 +22,6 @@ use tokio::task::JoinHandle;
 
 /// Messages being handled at once, per address.
 const MAX_IN_FLIGHT: usize = 256;
-/// Longest a handler may run.
-const HANDLER_DEADLINE: Duration = Duration::from_secs(30);
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
@@ -46,7 +44,9 @@ impl Drop for RedisTrigger {
 }
 
 impl RedisTrigger {
-    pub fn start(app: Arc<App>, metrics: Arc<Metrics>) -> Result<Self> {
+    /// Subscribes every Redis trigger; each message's handler may run for
+    /// `deadline` (the host's `--request-timeout`) before it is stopped.
+    pub fn start(app: Arc<App>, metrics: Arc<Metrics>, deadline: Duration) -> Result<Self> {
         // address -> channel -> subscribers
         let mut by_address: BTreeMap<String, BTreeMap<String, Vec<Arc<Subscriber>>>> = BTreeMap::new();
         let default_address = app.manifest.application.trigger.redis.as_ref().map(|r| r.address.clone());
@@ -69,18 +69,24 @@ impl RedisTrigger {
         }
         let tasks = by_address
             .into_iter()
-            .map(|(address, channels)| tokio::spawn(subscribe_forever(app.clone(), metrics.clone(), address, Arc::new(channels))))
+            .map(|(address, channels)| tokio::spawn(subscribe_forever(app.clone(), metrics.clone(), address, Arc::new(channels), deadline)))
             .collect();
         Ok(Self { tasks })
     }
 }
 
-async fn subscribe_forever(app: Arc<App>, metrics: Arc<Metrics>, address: String, channels: Arc<BTreeMap<String, Vec<Arc<Subscriber>>>>) {
+async fn subscribe_forever(
+    app: Arc<App>,
+    metrics: Arc<Metrics>,
+    address: String,
+    channels: Arc<BTreeMap<String, Vec<Arc<Subscriber>>>>,
+    deadline: Duration,
+) {
     let shown = crate::outbound_redis::redact(&address);
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut backoff = BACKOFF_START;
     loop {
-        match subscribe_once(&app, &metrics, &address, &channels, &permits, &mut backoff).await {
+        match subscribe_once(&app, &metrics, &address, &channels, &permits, &mut backoff, deadline).await {
             Ok(()) => tracing::warn!(address = %shown, "redis subscription ended; reconnecting in {backoff:?}"),
             Err(e) => tracing::warn!(address = %shown, "redis trigger disconnected: {e:#}; reconnecting in {backoff:?}"),
         }
@@ -96,6 +102,7 @@ async fn subscribe_once(
     channels: &Arc<BTreeMap<String, Vec<Arc<Subscriber>>>>,
     permits: &Arc<Semaphore>,
     backoff: &mut Duration,
+    deadline: Duration,
 ) -> Result<()> {
     let client = redis::Client::open(address)?;
     let mut pubsub = client.get_async_pubsub().await?;
@@ -113,7 +120,7 @@ async fn subscribe_once(
             let permit = permits.clone().acquire_owned().await?;
             let (app, metrics, subscriber, channel, payload) = (app.clone(), metrics.clone(), subscriber.clone(), channel.clone(), payload.clone());
             tokio::spawn(async move {
-                let outcome = deliver(&app, &subscriber, payload).await;
+                let outcome = deliver(&app, &subscriber, payload, deadline).await;
                 Metrics::inc(&metrics.redis_messages);
                 if let Err(e) = outcome {
                     Metrics::inc(&metrics.redis_handler_errors);
@@ -129,7 +136,7 @@ async fn subscribe_once(
 }
 
 /// Runs one message through a fresh instance.
-async fn deliver(app: &App, subscriber: &Subscriber, payload: Vec<u8>) -> Result<()> {
+async fn deliver(app: &App, subscriber: &Subscriber, payload: Vec<u8>, deadline: Duration) -> Result<()> {
     let mut store = subscriber.component.new_store(&app.engine);
     let run = async {
         let instance = subscriber.pre.instantiate_async(&mut store).await?;
@@ -138,5 +145,5 @@ async fn deliver(app: &App, subscriber: &Subscriber, payload: Vec<u8>) -> Result
             .await??;
         outcome.map_err(|e| anyhow::anyhow!("handler returned {e:?}"))
     };
-    tokio::time::timeout(HANDLER_DEADLINE, run).await.map_err(|_| anyhow::anyhow!("handler passed its deadline of {HANDLER_DEADLINE:?}"))?
+    tokio::time::timeout(deadline, run).await.map_err(|_| anyhow::anyhow!("handler passed its deadline of {deadline:?}"))?
 }

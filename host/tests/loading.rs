@@ -58,6 +58,19 @@ fn bad_runtime_config() {
 }
 
 #[test]
+fn no_store_file_is_made_for_an_app_that_uses_none() {
+    let (dir, manifest) = manifest_dir(&hello_manifest("", "/"));
+    let host = Host::start(&manifest, HostConfig::default());
+    assert_eq!(get(&host.url("/")).status, 200);
+    assert!(!dir.path().join(".spin").exists(), "no state directory for an app without key-value stores");
+    drop(host);
+    let (dir, manifest) = manifest_dir(&hello_manifest("key_value_stores = [\"default\"]", "/"));
+    let host = Host::start(&manifest, HostConfig::default());
+    assert!(dir.path().join(".spin/sqlite_key_value.db").exists(), "the default store in .spin next to spin.toml");
+    drop(host);
+}
+
+#[test]
 fn second_start_uses_the_compiled_code_cache() {
     let (_dir, manifest) = manifest_dir(&hello_manifest("", "/"));
     let cache = tempfile::tempdir().unwrap();

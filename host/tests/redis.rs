@@ -31,8 +31,12 @@ reply_channel = "outbox"
 }
 
 fn start(redis: &Redis, manifest: &std::path::Path, state: &std::path::Path) -> Host {
+    start_with(redis, manifest, state, HostConfig::default())
+}
+
+fn start_with(redis: &Redis, manifest: &std::path::Path, state: &std::path::Path, config: HostConfig) -> Host {
     // The sink has no HTTP route; the health route still tells when it is up.
-    Host::start(manifest, HostConfig::default().env("SPIN_VARIABLE_REDIS_URL", redis.url()).arg("--state-dir").arg(state.display().to_string()))
+    Host::start(manifest, config.env("SPIN_VARIABLE_REDIS_URL", redis.url()).arg("--state-dir").arg(state.display().to_string()))
 }
 
 fn subscribe(redis: &Redis, channel: &str) -> std::sync::mpsc::Receiver<String> {
@@ -99,6 +103,23 @@ fn a_trapping_handler_is_logged_and_later_messages_are_handled() {
         let logs = host.logs();
         logs.lines().any(|l| l.contains("redis handler failed") && l.contains("channel=\"inbox\"")).then_some(())
     });
+}
+
+#[test]
+fn a_handler_past_the_request_timeout_is_stopped_and_others_go_on() {
+    let redis = Redis::start();
+    let (dir, manifest) = sink_app(&redis);
+    let host = start_with(&redis, &manifest, dir.path(), HostConfig::default().arg("--request-timeout").arg("1"));
+    wait_subscribed(&redis);
+    let replies = subscribe(&redis, "outbox");
+    publish(&redis, "inbox", "spin");
+    publish(&redis, "inbox", "beside");
+    assert_eq!(replies.recv_timeout(Duration::from_secs(10)).unwrap(), "beside", "a spinning handler holds up nobody else");
+    eventually(Duration::from_secs(10), "the spinning handler stopped at its deadline", || {
+        host.logs().lines().any(|l| l.contains("redis handler failed") && l.contains("deadline of 1s")).then_some(())
+    });
+    publish(&redis, "inbox", "after");
+    assert_eq!(replies.recv_timeout(Duration::from_secs(10)).unwrap(), "after");
 }
 
 #[test]

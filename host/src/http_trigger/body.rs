@@ -20,7 +20,10 @@ use wasmtime_wasi_http::WasiBody;
 const WAIT: Duration = Duration::from_millis(5);
 const MAX_BUFFERED: usize = 64 * 1024;
 
-pub async fn coalesce(response: Response<WasiBody>) -> Response<WasiBody> {
+/// `head`: the request was HEAD. A component that wrote the body anyway gets
+/// its length sent (what GET would send); one that wrote nothing gets no
+/// `content-length: 0`, which would misstate the GET's length.
+pub async fn coalesce(response: Response<WasiBody>, head: bool) -> Response<WasiBody> {
     let (mut parts, mut body) = response.into_parts();
     if parts.headers.contains_key(http::header::CONTENT_LENGTH) || parts.headers.contains_key(http::header::TRANSFER_ENCODING) {
         return Response::from_parts(parts, body);
@@ -33,7 +36,9 @@ pub async fn coalesce(response: Response<WasiBody>) -> Response<WasiBody> {
     loop {
         match tokio::time::timeout_at(deadline, body.frame()).await {
             Ok(None) => {
-                parts.headers.insert(http::header::CONTENT_LENGTH, buffered.len().into());
+                if !(head && buffered.is_empty()) {
+                    parts.headers.insert(http::header::CONTENT_LENGTH, buffered.len().into());
+                }
                 let full = Full::new(buffered.freeze()).map_err(|never| match never {}).boxed_unsync();
                 return Response::from_parts(parts, full);
             }
@@ -52,4 +57,40 @@ pub async fn coalesce(response: Response<WasiBody>) -> Response<WasiBody> {
     let rest = http_body_util::BodyStream::new(body);
     let stream = futures::StreamExt::chain(prefix, rest);
     Response::from_parts(parts, StreamBody::new(stream).boxed_unsync())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(body: &'static str) -> Response<WasiBody> {
+        Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed_unsync())
+    }
+
+    async fn sent(response: Response<WasiBody>) -> (Option<String>, Bytes) {
+        let length = response.headers().get(http::header::CONTENT_LENGTH).map(|v| v.to_str().unwrap().to_string());
+        (length, response.into_body().collect().await.unwrap().to_bytes())
+    }
+
+    #[tokio::test]
+    async fn a_small_body_goes_with_its_length() {
+        assert_eq!(sent(coalesce(response("hello"), false).await).await, (Some("5".into()), Bytes::from("hello")));
+        assert_eq!(sent(coalesce(response(""), false).await).await, (Some("0".into()), Bytes::new()));
+    }
+
+    #[tokio::test]
+    async fn head_gets_a_length_only_for_a_body_that_was_written() {
+        assert_eq!(sent(coalesce(response("hello"), true).await).await.0, Some("5".into()));
+        assert_eq!(sent(coalesce(response(""), true).await).await.0, None);
+    }
+
+    #[tokio::test]
+    async fn the_components_own_framing_is_kept() {
+        let mut own = response("hello");
+        own.headers_mut().insert(http::header::CONTENT_LENGTH, 5.into());
+        own.headers_mut().insert("x-kept", "yes".parse().unwrap());
+        let out = coalesce(own, false).await;
+        assert_eq!(out.headers()["x-kept"], "yes");
+        assert_eq!(sent(out).await, (Some("5".into()), Bytes::from("hello")));
+    }
 }

@@ -56,6 +56,9 @@ pub struct ComponentHandler {
     /// Shared by all components: instances alive at once.
     pub instance_permits: Arc<Semaphore>,
     pub metrics: Arc<Metrics>,
+    /// Set once the trigger has stopped serving: workers dropped after that
+    /// go with the runtime, not because anything failed.
+    pub stopped: Arc<AtomicBool>,
 }
 
 impl HandlerState for ComponentHandler {
@@ -78,6 +81,7 @@ impl HandlerState for ComponentHandler {
                 policy: self.policy,
                 component: self.component.id.clone(),
                 metrics: self.metrics.clone(),
+                stopped: self.stopped.clone(),
                 expired,
                 _permit: permit,
             },
@@ -89,6 +93,7 @@ pub struct Worker {
     policy: InstancePolicy,
     component: Arc<str>,
     metrics: Arc<Metrics>,
+    stopped: Arc<AtomicBool>,
     /// Set by [`Expiry`] when it ends the worker at a deadline, so that is
     /// not counted as a trap.
     expired: Arc<AtomicBool>,
@@ -121,6 +126,9 @@ impl WorkerState for Worker {
     fn drop(&self, store: Store<InstanceState>, result: wasmtime::Result<()>) {
         match result {
             Ok(()) => {}
+            Err(_) if self.stopped.load(Ordering::SeqCst) => {
+                tracing::debug!(component = %self.component, "instance dropped at shutdown");
+            }
             Err(_) if self.expired.load(Ordering::SeqCst) => {
                 tracing::warn!(component = %self.component, "instance dropped: its requests passed their deadline");
             }

@@ -25,6 +25,7 @@ use instances::{ComponentHandler, InstanceLimitReached, InstancePolicy};
 use routing::{RoutePattern, Router};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -68,11 +69,14 @@ pub struct HttpTrigger {
     listen: SocketAddr,
     /// Itself, so in-process requests can outlive the borrow they start from.
     me: Weak<HttpTrigger>,
+    /// Set when [`HttpTrigger::serve`] returns (see [`ComponentHandler::stopped`]).
+    stopped: Arc<AtomicBool>,
 }
 
 impl HttpTrigger {
     pub fn new(app: Arc<App>, options: HttpOptions, metrics: Arc<Metrics>, listen: SocketAddr) -> Result<Arc<Self>> {
         let permits = Arc::new(Semaphore::new(options.max_instances));
+        let stopped = Arc::new(AtomicBool::new(false));
         let mut router = Router::new();
         let mut handlers = HashMap::new();
         for (i, trigger) in app.manifest.trigger.http.iter().enumerate() {
@@ -107,13 +111,14 @@ impl HttpTrigger {
                 policy,
                 instance_permits: permits.clone(),
                 metrics: metrics.clone(),
+                stopped: stopped.clone(),
             };
             handlers.insert(trigger.component.clone(), ProxyHandler::new(handler));
         }
         if handlers.is_empty() && !app.manifest.trigger.http.is_empty() {
             bail!("no HTTP trigger's component is loaded");
         }
-        let trigger = Arc::new_cyclic(|me| Self { app, router, handlers, options, metrics, listen, me: me.clone() });
+        let trigger = Arc::new_cyclic(|me| Self { app, router, handlers, options, metrics, listen, me: me.clone(), stopped });
         let weak: Weak<dyn LocalDispatch> = Arc::downgrade(&(trigger.clone() as Arc<dyn LocalDispatch>));
         trigger.app.local.bind(weak);
         Ok(trigger)
@@ -169,6 +174,7 @@ impl HttpTrigger {
             () = graceful.shutdown() => tracing::info!("all connections closed"),
             () = tokio::time::sleep(self.options.shutdown_grace) => tracing::warn!("grace period over; dropping remaining connections"),
         }
+        self.stopped.store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 
@@ -213,6 +219,7 @@ impl HttpTrigger {
         let Some(full_url) = self.full_url(&req) else {
             return (error_response(StatusCode::BAD_REQUEST, "invalid_host", "the Host header is not a valid authority"), Some(route), Some(component));
         };
+        let head = req.method() == http::Method::HEAD;
         let limit = self.options.max_request_body as usize;
         let mut req = req.map(|body| {
             Limited::new(body, limit)
@@ -236,7 +243,7 @@ impl HttpTrigger {
         }
         .apply(req.headers_mut());
         let response = match self.call(&component, req).await {
-            Ok(response) => body::coalesce(response).await,
+            Ok(response) => body::coalesce(response, head).await,
             Err(e) => self.error_for(&component, e),
         };
         (response, Some(route), Some(component))

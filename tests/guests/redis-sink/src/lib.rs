@@ -1,7 +1,7 @@
 //! For each message: count it in key-value (`received`), and publish it back
 //! on `<reply_channel>` through outbound Redis, so a test sees both the
 //! trigger and outbound Redis work. A message `trap` makes the handler trap;
-//! `noop` returns at once.
+//! `spin` loops until the host stops it; `noop` returns at once.
 
 use anyhow::Result;
 use bytes::Bytes;
@@ -12,6 +12,9 @@ use spin_sdk::redis_subscriber;
 async fn on_message(message: Bytes) -> Result<()> {
     match message.as_ref() {
         b"trap" => panic!("asked to trap"),
+        b"spin" => loop {
+            std::hint::black_box(());
+        },
         // The trivial handler of bench/redis.sh: what the trigger itself costs.
         b"noop" => return Ok(()),
         _ => {}
