@@ -1,4 +1,5 @@
-//! Moves orders on payment events (`payments.completed`, `payments.failed`).
+//! Moves orders on payment events (`payments.completed`, `payments.failed`,
+//! `payments.refunded`).
 
 use shop_core::orders::{OrderService, OrdersConfig};
 use shop_spin::{InventoryClient, RedisPublisher, SpinKv, WasiClock, WasiRandom, event_outcome, variable};

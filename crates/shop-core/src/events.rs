@@ -16,6 +16,7 @@ pub const ORDERS_CANCELLED: &str = "orders.cancelled";
 pub const ORDERS_STATUS_CHANGED: &str = "orders.status_changed";
 pub const PAYMENTS_COMPLETED: &str = "payments.completed";
 pub const PAYMENTS_FAILED: &str = "payments.failed";
+pub const PAYMENTS_REFUNDED: &str = "payments.refunded";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -151,4 +152,13 @@ pub struct PaymentFailedData {
     pub payment_id: String,
     pub order_id: String,
     pub reason: String,
+}
+
+/// A completed payment was refunded in full.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRefundedData {
+    pub payment_id: String,
+    pub order_id: String,
+    pub amount: i64,
+    pub currency: String,
 }

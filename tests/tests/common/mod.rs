@@ -17,10 +17,11 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const WAIT: Duration = Duration::from_secs(30);
 
 /// The event channels of the app.
-pub const CHANNELS: [&str; 5] =
-    ["orders.created", "orders.cancelled", "orders.status_changed", "payments.completed", "payments.failed"];
+pub const CHANNELS: [&str; 6] =
+    ["orders.created", "orders.cancelled", "orders.status_changed", "payments.completed", "payments.failed", "payments.refunded"];
 /// The channels the app's own Redis triggers subscribe to (spin.toml).
-pub const TRIGGER_CHANNELS: [&str; 4] = ["orders.created", "orders.cancelled", "payments.completed", "payments.failed"];
+pub const TRIGGER_CHANNELS: [&str; 5] =
+    ["orders.created", "orders.cancelled", "payments.completed", "payments.failed", "payments.refunded"];
 
 /// How the host is started.
 #[derive(Clone, Default)]

@@ -14,6 +14,7 @@ use crate::payments::PaymentStatus;
 use super::{Inventory, InventoryError, OrderService};
 use crate::events::{
     Event, EventError, EventOutcome, ORDERS_CANCELLED, ORDERS_STATUS_CHANGED, OrderCancelledData, OrderStatusChangedData, PaymentCompletedData, PaymentFailedData,
+    PaymentRefundedData,
 };
 use crate::http::{ApiError, ApiRequest, ApiResponse, Query};
 use crate::json::{Fields, parse_body};
@@ -298,6 +299,32 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
                     record.set_status(OrderStatus::Cancelled, Some(&note), now);
                 }
                 Ok::<_, EventError>(awaiting)
+            })
+            .await?;
+        Ok(event_outcome(changed))
+    }
+
+    /// `payments.refunded`: the order's payment is refunded and no refund is
+    /// owed any more. Its status stays what it is (cancelled, typically).
+    pub(super) async fn on_payment_refunded(&self, payment: PaymentRefundedData) -> Result<EventOutcome, EventError> {
+        let now = self.clock.now_ms();
+        let changed = self
+            .change_order(&payment.order_id, |record| {
+                let order = &mut record.order;
+                if order.payment_id.as_deref() != Some(payment.payment_id.as_str()) {
+                    return Err(EventError::Rejected(format!(
+                        "refunded payment {} is not the payment of order {}",
+                        payment.payment_id, order.id
+                    )));
+                }
+                if order.payment_status == PaymentStatus::Refunded {
+                    return Ok(false);
+                }
+                order.payment_status = PaymentStatus::Refunded;
+                order.refund_required = false;
+                record.append_note("payment refunded", now);
+                record.touch(now);
+                Ok(true)
             })
             .await?;
         Ok(event_outcome(changed))

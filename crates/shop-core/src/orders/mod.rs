@@ -54,7 +54,8 @@ use serde_json::{Value, json};
 
 use self::index::{Indexes, Totals, reindex};
 use crate::events::{
-    Event, EventError, EventOutcome, PAYMENTS_COMPLETED, PAYMENTS_FAILED, PaymentCompletedData, PaymentFailedData,
+    Event, EventError, EventOutcome, PAYMENTS_COMPLETED, PAYMENTS_FAILED, PAYMENTS_REFUNDED, PaymentCompletedData, PaymentFailedData,
+    PaymentRefundedData,
 };
 use crate::http::{ApiError, ApiRequest, ApiResponse, Method, PageRequest, Query, allow, respond};
 use crate::json::is_identifier;
@@ -69,6 +70,7 @@ const SOURCE: &str = "orders";
 enum PaymentEvent {
     Completed(PaymentCompletedData),
     Failed(PaymentFailedData),
+    Refunded(PaymentRefundedData),
 }
 
 #[derive(Debug, Clone)]
@@ -215,7 +217,7 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
         ))
     }
 
-    /// Handles `payments.completed` and `payments.failed` (the Redis-triggered
+    /// Handles `payments.completed`, `payments.failed` and `payments.refunded` (the Redis-triggered
     /// component passes the raw payload). Repeats change nothing.
     pub async fn handle_event(&self, payload: &[u8]) -> Result<EventOutcome, EventError> {
         let event = Event::parse(payload)?;
@@ -226,6 +228,7 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
         let payment = match event.event_type.as_str() {
             PAYMENTS_COMPLETED => PaymentEvent::Completed(event.data()?),
             PAYMENTS_FAILED => PaymentEvent::Failed(event.data()?),
+            PAYMENTS_REFUNDED => PaymentEvent::Refunded(event.data()?),
             other => return Err(EventError::UnknownType(other.to_string())),
         };
         let marker = format!("orders:event:{}", event.event_id);
@@ -235,6 +238,7 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
         let outcome = match payment {
             PaymentEvent::Completed(data) => self.on_payment_completed(data).await?,
             PaymentEvent::Failed(data) => self.on_payment_failed(data).await?,
+            PaymentEvent::Refunded(data) => self.on_payment_refunded(data).await?,
         };
         self.kv.set(&marker, b"1").await?;
         Ok(outcome)

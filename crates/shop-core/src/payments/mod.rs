@@ -36,7 +36,7 @@ use serde_json::json;
 
 use crate::events::{
     Event, EventError, EventOutcome, ORDERS_CANCELLED, ORDERS_CREATED, OrderCancelledData, OrderCreatedData,
-    PAYMENTS_COMPLETED, PAYMENTS_FAILED, PaymentCompletedData, PaymentFailedData,
+    PAYMENTS_COMPLETED, PAYMENTS_FAILED, PAYMENTS_REFUNDED, PaymentCompletedData, PaymentFailedData, PaymentRefundedData,
 };
 use crate::http::{ApiError, ApiRequest, ApiResponse, Method, allow, respond};
 use crate::idempotency::{self, Claim};
@@ -289,8 +289,9 @@ impl<K: Kv, G: Gateway, P: Publisher, C: Clock, R: Random, S: Sleeper> PaymentSe
         Ok((charge_response(&payment), true))
     }
 
-    /// Publishes `payments.completed` or `payments.failed` for a settled
-    /// payment, with an id fixed per payment so that consumers can drop repeats.
+    /// Publishes `payments.completed`, `payments.failed` or `payments.refunded`
+    /// for a settled payment, with an id fixed per payment and outcome so that
+    /// consumers can drop repeats.
     async fn publish_outcome(&self, payment: &Payment) {
         let occurred_at = rfc3339(self.clock.now_ms());
         let event = match payment.status {
@@ -312,8 +313,16 @@ impl<K: Kv, G: Gateway, P: Publisher, C: Clock, R: Random, S: Sleeper> PaymentSe
                 };
                 Event::new(format!("evt_{}_failed", payment.payment_id), PAYMENTS_FAILED, occurred_at, SOURCE, &data)
             }
-            // A refunded payment has nothing left for the order side to learn.
-            PaymentStatus::Pending | PaymentStatus::Refunded => return,
+            PaymentStatus::Refunded => {
+                let data = PaymentRefundedData {
+                    payment_id: payment.payment_id.clone(),
+                    order_id: payment.order_id.clone(),
+                    amount: payment.amount,
+                    currency: payment.currency.clone(),
+                };
+                Event::new(format!("evt_{}_refunded", payment.payment_id), PAYMENTS_REFUNDED, occurred_at, SOURCE, &data)
+            }
+            PaymentStatus::Pending => return,
         };
         // A lost event is published again when the order reconcile re-sends
         // `orders.created` and the worker replays this payment.
@@ -360,6 +369,7 @@ impl<K: Kv, G: Gateway, P: Publisher, C: Clock, R: Random, S: Sleeper> PaymentSe
         .await?;
         if newly_refunded {
             self.kv.increment(&stat_key("refunded"), 1).await?;
+            self.publish_outcome(&payment).await;
         }
         Ok((payment, newly_refunded))
     }
@@ -416,7 +426,11 @@ impl<K: Kv, G: Gateway, P: Publisher, C: Clock, R: Random, S: Sleeper> PaymentSe
         };
         match self.refund(&payment_id).await {
             Ok((_, true)) => Ok(EventOutcome::Applied),
-            Ok((_, false)) => Ok(EventOutcome::Duplicate),
+            Ok((payment, false)) => {
+                // Refunded before: say so again, in case that event was lost.
+                self.publish_outcome(&payment).await;
+                Ok(EventOutcome::Duplicate)
+            }
             Err(error) => Err(event_error(error)),
         }
     }

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use serde_json::{Value, json};
 use shop_core::events::{
     Event, EventError, EventOutcome, ORDERS_CANCELLED, ORDERS_CREATED, ORDERS_STATUS_CHANGED, PAYMENTS_COMPLETED,
-    PAYMENTS_FAILED,
+    PAYMENTS_FAILED, PAYMENTS_REFUNDED,
 };
 use shop_core::http::Method;
 use shop_core::kv::{get_json, set_json};
@@ -322,6 +322,34 @@ fn a_payment_arriving_after_cancellation_asks_for_a_refund() {
         assert_eq!(cancelled.len(), 2);
         assert_eq!(cancelled[1].data["refund_required"], true);
         assert_eq!(shop.product("p1").await["available"], 1_000_000);
+    });
+}
+
+fn payment_refunded(event_id: &str, order_id: &str, payment_id: &str) -> Vec<u8> {
+    let data = json!({"payment_id": payment_id, "order_id": order_id, "amount": 2000, "currency": "EUR"});
+    Event::new(event_id.to_string(), PAYMENTS_REFUNDED, String::new(), "payments", &data).to_bytes()
+}
+
+#[test]
+fn a_refund_settles_what_the_cancelled_order_owed() {
+    run(async {
+        let shop = shop_with_stock().await;
+        let id = place(&shop, Some("tok_approve")).await;
+        shop.orders.handle_event(&payment_completed("evt_p", &id, 2000)).await.unwrap();
+        shop.orders.handle(request(Method::Delete, &format!("/orders/{id}"), None)).await;
+        let wrong = shop.orders.handle_event(&payment_refunded("evt_r0", &id, "pay_other")).await;
+        assert!(matches!(wrong, Err(EventError::Rejected(_))), "{wrong:?}");
+        assert_eq!(shop.get_order(&id).await["refund_required"], true, "a refund of another payment changes nothing");
+
+        assert_eq!(shop.orders.handle_event(&payment_refunded("evt_r", &id, "pay_1")).await, Ok(EventOutcome::Applied));
+        let order = shop.get_order(&id).await;
+        assert_eq!(
+            (order["status"].as_str(), order["payment_status"].as_str(), order["refund_required"].as_bool()),
+            (Some("cancelled"), Some("refunded"), Some(false))
+        );
+        assert_eq!(shop.orders.handle_event(&payment_refunded("evt_r", &id, "pay_1")).await, Ok(EventOutcome::Duplicate));
+        assert_eq!(shop.orders.handle_event(&payment_refunded("evt_r2", &id, "pay_1")).await, Ok(EventOutcome::Duplicate));
+        assert_eq!(shop.get_order(&id).await, order);
     });
 }
 

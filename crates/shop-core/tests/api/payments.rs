@@ -2,7 +2,9 @@
 //! a scripted provider and end to end against the sandbox.
 
 use serde_json::{Value, json};
-use shop_core::events::{Event, EventError, EventOutcome, ORDERS_CANCELLED, ORDERS_CREATED, PAYMENTS_COMPLETED, PAYMENTS_FAILED};
+use shop_core::events::{
+    Event, EventError, EventOutcome, ORDERS_CANCELLED, ORDERS_CREATED, PAYMENTS_COMPLETED, PAYMENTS_FAILED, PAYMENTS_REFUNDED,
+};
 use shop_core::http::{ApiRequest, ApiResponse, Method};
 use shop_core::payments::{Gateway, PaymentService, PaymentsConfig, ProviderGateway, RetryPolicy};
 use shop_core::sandbox::{Sandbox, SandboxConfig};
@@ -230,6 +232,11 @@ fn the_worker_refunds_a_cancelled_order_once() {
         assert_eq!(rig.payments.handle_event(&order_cancelled("c1", Some(&payment_id), true)).await, Ok(EventOutcome::Applied));
         assert_eq!(rig.payments.handle_event(&order_cancelled("c1", Some(&payment_id), true)).await, Ok(EventOutcome::Duplicate));
         assert_eq!(gateway.calls().iter().filter(|call| call.operation == "refund").count(), 1);
+        // Told once per refund attempt, under one event id, for an order side that missed it.
+        let refunded = rig.publisher.events_on(PAYMENTS_REFUNDED);
+        assert_eq!(refunded.len(), 2);
+        assert!(refunded.iter().all(|event| event.event_id == format!("evt_{payment_id}_refunded")));
+        assert_eq!(refunded[0].data, json!({"payment_id": payment_id, "order_id": "ord_1", "amount": 2500, "currency": "EUR"}));
         let unnamed = rig.payments.handle_event(&order_cancelled("c2", None, true)).await;
         assert!(matches!(unnamed, Err(EventError::Rejected(_))));
     });
