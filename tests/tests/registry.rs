@@ -96,6 +96,48 @@ fn the_pushed_shop_has_spins_layout_and_runs_from_the_registry_as_an_executor_ru
     assert_eq!(cached_blobs(cache.path()), expected, "the cache holds exactly the Wasm layers");
 }
 
+/// `spec.components` of one of deploy/base's SpinApps.
+fn spinapp_components(file: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(workspace_root().join("deploy/base").join(file)).unwrap();
+    let list = text.split("\n  components:\n").nth(1).unwrap_or_else(|| panic!("{file} has no spec.components"));
+    list.lines()
+        .take_while(|line| line.starts_with("    "))
+        .filter_map(|line| line.trim().strip_prefix("- "))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_two_spinapps_of_deploy_base_run_the_saga_from_one_artifact() {
+    let registry = OciRegistry::start();
+    let reference = registry.reference("shop:v1");
+    push(&reference, &[]);
+    let http = spinapp_components("spinapp-shop.yaml");
+    let workers = spinapp_components("spinapp-shop-worker.yaml");
+    assert!(http.contains(&"order".to_string()) && workers.contains(&"payment-worker".to_string()), "{http:?} {workers:?}");
+
+    let redis = Redis::start();
+    let pod = |components: &[String], cache: &Path| Options {
+        redis_kv: true,
+        registry: Some((reference.clone(), cache.to_path_buf())),
+        component_ids: components.to_vec(),
+        ..Options::default()
+    };
+    let (http_cache, worker_cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let shop = App::on(&redis, pod(&http, http_cache.path()));
+    let worker = App::on(&redis, pod(&workers, worker_cache.path()));
+    wait_triggers(&redis, 1, 0);
+    assert_eq!(shop.get("/health").status, 200);
+    assert_eq!(worker.get("/orders").status, 404, "the worker pods serve no order routes");
+
+    shop.put_product("p1", 250, "USD", 5);
+    let paid = shop.place_simple("p1", 2, Some("tok_approve"));
+    assert_eq!(shop.wait_status(paid["id"].as_str().unwrap(), "paid")["total_amount"], 500);
+    let declined = shop.place_simple("p1", 1, Some("tok_decline"));
+    shop.wait_status(declined["id"].as_str().unwrap(), "cancelled");
+    assert_eq!(shop.stock("p1"), (3, 0));
+}
+
 #[test]
 fn a_blob_that_does_not_match_its_digest_is_refused() {
     let registry = OciRegistry::start();

@@ -39,6 +39,9 @@ pub struct Options {
     /// operator starts an executor: `-f <reference>`, the runtime config and
     /// `SPIN_VARIABLE_*`, no state dir; blobs cached in `cache_dir`.
     pub registry: Option<(String, PathBuf)>,
+    /// Run only these components (`--component-id`, as the operator passes a
+    /// SpinApp's `components`); all when empty.
+    pub component_ids: Vec<String>,
 }
 
 impl Options {
@@ -98,12 +101,16 @@ impl App {
         for (key, value) in &options.env {
             config = config.env(key, value.clone());
         }
+        for id in &options.component_ids {
+            config = config.arg("--component-id").arg(id.clone());
+        }
         let manifest = match &options.registry {
             Some((reference, _)) => PathBuf::from(reference),
             None => options.manifest.clone().unwrap_or_else(workspace_root),
         };
-        // Other manifests (composition tests) may have no Redis trigger.
-        let before = if options.manifest.is_none() { trigger_subscribers(&redis.url()) } else { None };
+        // Other manifests (composition tests) and component subsets may
+        // have no Redis trigger, or only some.
+        let before = if options.manifest.is_none() && options.component_ids.is_empty() { trigger_subscribers(&redis.url()) } else { None };
         let host = Host::start(&manifest, config.clone());
         let app = App { host, manifest, config, redis_url: redis.url(), alive: true, _dir: dir };
         // Events published before the trigger subscribed would be lost.
