@@ -46,6 +46,8 @@ pub struct App {
     pub variables: Variables,
     pub components: BTreeMap<String, Arc<LoadedComponent>>,
     pub local: LocalServices,
+    /// The components' `files`, copied at load; removed with the app.
+    _files: Option<tempfile::TempDir>,
 }
 
 /// One component, compiled and linked, plus what each of its instances gets.
@@ -56,6 +58,8 @@ pub struct LoadedComponent {
     /// imports the interface and one of its stores is a backend that waits
     /// (see the HTTP trigger's instance policy).
     pub sync_calls_wait: bool,
+    /// The component's `files`, mounted read-only at `/`.
+    files: Option<PathBuf>,
     env: Vec<(String, String)>,
     variables: Arc<HashMap<String, String>>,
     allowed_hosts: Arc<AllowedHosts>,
@@ -68,12 +72,15 @@ pub struct LoadedComponent {
 
 impl LoadedComponent {
     /// A fresh store for one instance of this component.
-    pub fn new_store(&self, engine: &Engine) -> Store<InstanceState> {
-        let wasi = WasiCtx::builder()
-            .envs(&self.env)
-            .stdout(GuestOutput::stdout(self.id.clone()))
-            .stderr(GuestOutput::stderr(self.id.clone()))
-            .build();
+    pub fn new_store(&self, engine: &Engine) -> Result<Store<InstanceState>> {
+        let mut wasi = WasiCtx::builder();
+        wasi.envs(&self.env).stdout(GuestOutput::stdout(self.id.clone())).stderr(GuestOutput::stderr(self.id.clone()));
+        if let Some(files) = &self.files {
+            wasi.preopened_dir(files, "/", wasmtime_wasi::FsPerms::ReadOnly)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("cannot mount the files of `{}` from {}", self.id, files.display()))?;
+        }
+        let wasi = wasi.build();
         let state = InstanceState {
             table: ResourceTable::new(),
             wasi,
@@ -93,7 +100,7 @@ impl LoadedComponent {
         // stopped by its deadline, and other work on the same thread goes on.
         store.epoch_deadline_async_yield_and_update(1);
         store.set_epoch_deadline(1);
-        store
+        Ok(store)
     }
 }
 
@@ -163,14 +170,23 @@ impl App {
         let local = LocalServices::default();
 
         let mut components = BTreeMap::new();
+        let mut files_root: Option<tempfile::TempDir> = None;
         for (id, spec) in &manifest.component {
             if !options.component_ids.is_empty() && !options.component_ids.contains(id) {
                 continue;
             }
             let context = || format!("{}: component.{id}", origin.label);
-            if !spec.files.is_empty() {
-                bail!("{}: `files` is not supported by this host yet", context());
-            }
+            let files = if spec.files.is_empty() {
+                None
+            } else {
+                let root = match &mut files_root {
+                    Some(root) => root,
+                    None => files_root.insert(tempfile::Builder::new().prefix("wharf-files-").tempdir()?),
+                };
+                let dir = root.path().join(id);
+                crate::files::materialize(spec, app_dir, &dir).with_context(context)?;
+                Some(dir)
+            };
             key_value::check_labels(id, &spec.key_value_stores, &stores).with_context(context)?;
             let wasm = crate::compose::component_bytes(&manifest, app_dir, id).with_context(context)?;
             let component = cache.load(&engine, &wasm).with_context(context)?;
@@ -196,6 +212,7 @@ impl App {
                     id: id.as_str().into(),
                     pre,
                     sync_calls_wait,
+                    files,
                     env,
                     variables: Arc::new(component_variables),
                     allowed_hosts: Arc::new(AllowedHosts::parse(&allowed_outbound_hosts).with_context(|| format!("{}.allowed_outbound_hosts", context()))?),
@@ -207,7 +224,7 @@ impl App {
                 }),
             );
         }
-        Ok(Self { name: manifest.application.name.clone(), manifest, engine, variables, components, local })
+        Ok(Self { name: manifest.application.name.clone(), manifest, engine, variables, components, local, _files: files_root })
     }
 }
 

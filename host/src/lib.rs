@@ -10,6 +10,7 @@ pub mod app;
 pub mod bindings;
 mod compose;
 pub mod engine;
+mod files;
 mod guest_log;
 pub mod key_value;
 pub mod manifest;

@@ -137,7 +137,7 @@ async fn subscribe_once(
 
 /// Runs one message through a fresh instance.
 async fn deliver(app: &App, subscriber: &Subscriber, payload: Vec<u8>, deadline: Duration) -> Result<()> {
-    let mut store = subscriber.component.new_store(&app.engine);
+    let mut store = subscriber.component.new_store(&app.engine)?;
     let run = async {
         let instance = subscriber.pre.instantiate_async(&mut store).await?;
         let outcome = store

@@ -11,6 +11,7 @@ use std::path::Path;
 
 const WASM_LAYER: &str = "application/vnd.wasm.content.layer.v1+wasm";
 const APP_LAYER: &str = "application/vnd.fermyon.spin.application.v1+config";
+const DATA_LAYER: &str = "application/vnd.wasm.content.layer.v1+data";
 
 /// Pushes the repo's shop to `reference`; returns the digest wharf printed.
 fn push(reference: &str, env: &[(&str, &str)]) -> String {
@@ -136,6 +137,42 @@ fn the_two_spinapps_of_deploy_base_run_the_saga_from_one_artifact() {
     let declined = shop.place_simple("p1", 1, Some("tok_decline"));
     shop.wait_status(declined["id"].as_str().unwrap(), "cancelled");
     assert_eq!(shop.stock("p1"), (3, 0));
+}
+
+#[test]
+fn files_go_inline_or_as_data_layers_and_are_mounted_when_run_from_the_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = "x".repeat(4096);
+    std::fs::create_dir_all(dir.path().join("assets")).unwrap();
+    std::fs::write(dir.path().join("assets/small.txt"), "tiny").unwrap();
+    std::fs::write(dir.path().join("assets/big.txt"), &big).unwrap();
+    let manifest = dir.path().join("spin.toml");
+    let text = format!(
+        "spin_manifest_version = 2\n[application]\nname = \"files\"\n[[trigger.http]]\nroute = \"/probe/...\"\ncomponent = \"probe\"\n\
+         [component.probe]\nsource = {:?}\nfiles = [{{ source = \"assets\", destination = \"/srv\" }}]\n",
+        wasm("guest-probe")
+    );
+    std::fs::write(&manifest, text).unwrap();
+    let registry = OciRegistry::start();
+    let reference = registry.reference("files:v1");
+    let manifest_arg = manifest.display().to_string();
+    let (ok, out) = wharf(&["registry", "push", "-f", &manifest_arg, &reference], &[]);
+    assert!(ok, "{out}");
+
+    let image = registry.manifest("files", "v1");
+    let data: Vec<&Value> = image["layers"].as_array().unwrap().iter().filter(|l| l["mediaType"] == DATA_LAYER).collect();
+    assert_eq!(data.len(), 1, "only the big file is a layer: {image}");
+    assert_eq!(registry.blob("files", data[0]["digest"].as_str().unwrap()), big.as_bytes());
+    let locked: Value = serde_json::from_slice(&registry.blob("files", image["layers"].as_array().unwrap().last().unwrap()["digest"].as_str().unwrap())).unwrap();
+    let files = &locked["components"][0]["files"];
+    assert_eq!(files[0]["path"], "srv/big.txt");
+    assert_eq!((&files[0]["digest"], files[0].get("inline")), (&data[0]["digest"], None));
+    assert_eq!((&files[1]["path"], &files[1]["inline"]), (&json!("srv/small.txt"), &json!("dGlueQ")), "base64 without padding, as Spin writes it");
+
+    let cache = tempfile::tempdir().unwrap();
+    let host = Host::start(Path::new(&reference), HostConfig::default().env("WHARF_CACHE_DIR", cache.path().display().to_string()));
+    assert_eq!(get(&host.url("/probe/file/srv/small.txt")).json()["text"], "tiny");
+    assert_eq!(get(&host.url("/probe/file/srv/big.txt")).json()["text"], big.as_str());
 }
 
 #[test]

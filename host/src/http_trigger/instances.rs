@@ -68,7 +68,7 @@ impl HandlerState for ComponentHandler {
 
     async fn instantiate(&self) -> wasmtime::Result<Instance<InstanceState, Expiry, Worker>> {
         let permit = self.instance_permits.clone().try_acquire_owned().map_err(|_| InstanceLimitReached)?;
-        let mut store = self.component.new_store(&self.engine);
+        let mut store = self.component.new_store(&self.engine).map_err(wasmtime::Error::from_anyhow)?;
         let proxy = self.proxy_pre.instantiate_async(&mut store).await?;
         Metrics::inc(&self.metrics.instances_created);
         let expired = Arc::new(AtomicBool::new(false));

@@ -8,14 +8,15 @@
 //! fields) with the field named, as manifest loading does.
 
 use crate::manifest::{
-    Application, ApplicationHttp, ApplicationRedis, ApplicationTriggers, Component, ComponentSource, Dependency, HttpRoute, HttpTrigger,
-    Manifest, RedisTrigger, Triggers, VariableDecl,
+    Application, ApplicationHttp, ApplicationRedis, ApplicationTriggers, Component, ComponentSource, Dependency, FileMount, HttpRoute,
+    HttpTrigger, Manifest, RedisTrigger, Triggers, VariableDecl,
 };
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use sha2::Digest;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The host requirement Spin records for a component that calls others through
 /// `*.spin.internal`; the only one Spin defines, and one this host provides.
@@ -68,7 +69,7 @@ pub struct LockedComponent {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub files: Vec<Value>,
+    pub files: Vec<LockedFile>,
     /// The component's variables (`[component.x.variables]`), templates unresolved.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
@@ -97,6 +98,15 @@ pub struct ContentRef {
     pub digest: Option<String>,
 }
 
+/// One file of a component's `files`, at `path` (relative, `/`-separated)
+/// under the component's root.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LockedFile {
+    #[serde(flatten)]
+    pub content: ContentRef,
+    pub path: String,
+}
+
 /// A dependency an app was pushed with uncomposed (Spin's `--compose=false`).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -109,8 +119,9 @@ pub struct LockedDependency {
 }
 
 /// The locked app for a manifest whose components were composed with their
-/// dependencies: `digests` maps each component id to its wasm layer's digest.
-pub fn lock(manifest: &Manifest, digests: &BTreeMap<String, String>) -> Result<LockedApp> {
+/// dependencies: `digests` maps each component id to its wasm layer's
+/// digest, `files` to its files.
+pub fn lock(manifest: &Manifest, digests: &BTreeMap<String, String>, mut files: BTreeMap<String, Vec<LockedFile>>) -> Result<LockedApp> {
     let application = &manifest.application;
     let mut metadata = Map::new();
     metadata.insert("name".into(), json!(application.name));
@@ -164,9 +175,6 @@ pub fn lock(manifest: &Manifest, digests: &BTreeMap<String, String>) -> Result<L
 
     let mut components = Vec::new();
     for (id, spec) in &manifest.component {
-        if !spec.files.is_empty() {
-            bail!("component.{id}: `files` cannot be pushed by this host yet");
-        }
         let digest = digests.get(id).with_context(|| format!("component.{id}: no layer"))?;
         let mut metadata = Map::new();
         if let Some(description) = &spec.description {
@@ -188,7 +196,7 @@ pub fn lock(manifest: &Manifest, digests: &BTreeMap<String, String>) -> Result<L
                 content: ContentRef { digest: Some(digest.clone()), ..Default::default() },
             },
             env: spec.environment.clone(),
-            files: Vec::new(),
+            files: files.remove(id).unwrap_or_default(),
             config: spec.variables.clone(),
             dependencies: BTreeMap::new(),
             host_requirements,
@@ -253,8 +261,9 @@ struct RedisTriggerConfig {
 
 impl LockedApp {
     /// The app as this host's manifest model, with each component's source at
-    /// `blob(digest)`. Refuses what the host cannot run, naming the field.
-    pub fn into_manifest(self, blob: impl Fn(&str) -> Result<PathBuf>) -> Result<Manifest> {
+    /// `blob(digest)` and its files written under `files_dir/<id>`. Refuses
+    /// what the host cannot run, naming the field.
+    pub fn into_manifest(self, blob: impl Fn(&str) -> Result<PathBuf>, files_dir: &Path) -> Result<Manifest> {
         if self.spin_lock_version > 1 {
             bail!("spin_lock_version {}: this host reads versions 0 and 1", self.spin_lock_version);
         }
@@ -340,15 +349,20 @@ impl LockedApp {
                 inherit_all = Some(inherits);
                 dependencies.insert(key.clone(), Dependency::Local { path, export: dependency.export.clone() });
             }
-            if !c.files.is_empty() {
-                bail!("{at}.files: `files` is not supported by this host yet");
-            }
+            let files = if c.files.is_empty() {
+                Vec::new()
+            } else {
+                let root = files_dir.join(&c.id);
+                write_files(&c.files, &root, &blob).with_context(|| format!("{at}.files"))?;
+                let source = root.to_str().context("files directory is not UTF-8")?.to_string();
+                vec![FileMount::Placement { source, destination: "/".into() }]
+            };
             let spec = Component {
                 source: ComponentSource::Local(source),
                 description: c.metadata.get("description").and_then(Value::as_str).map(str::to_string),
                 variables: c.config,
                 environment: c.env,
-                files: Vec::new(),
+                files,
                 exclude_files: Vec::new(),
                 allowed_outbound_hosts: list("allowed_outbound_hosts")?,
                 key_value_stores: list("key_value_stores")?,
@@ -373,6 +387,39 @@ fn check_host_requirements(requirements: &Map<String, Value>) -> Result<()> {
     for key in requirements.keys() {
         if key != SERVICE_CHAINING {
             bail!("`{key}` is required but not provided by this host");
+        }
+    }
+    Ok(())
+}
+
+/// Writes each file under `root`: inline content (checked against its
+/// digest) or the layer its digest names. Paths must stay under `root`.
+fn write_files(files: &[LockedFile], root: &Path, blob: &impl Fn(&str) -> Result<PathBuf>) -> Result<()> {
+    use base64::Engine;
+    for file in files {
+        let relative = crate::files::guest_relative(&format!("/{}", file.path)).with_context(|| format!("path `{}`", file.path))?;
+        if relative.as_os_str().is_empty() {
+            bail!("path `{}`: names no file", file.path);
+        }
+        let digest = file.content.digest.as_deref().with_context(|| format!("`{}`: no digest", file.path))?;
+        let to = root.join(&relative);
+        if let Some(dir) = to.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        match &file.content.inline {
+            Some(inline) => {
+                let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+                    .decode(inline.trim_end_matches('='))
+                    .with_context(|| format!("`{}`: inline content is not base64", file.path))?;
+                let actual = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
+                if actual != digest {
+                    bail!("`{}`: inline content does not match its digest {digest} (it is {actual})", file.path);
+                }
+                std::fs::write(&to, bytes)?;
+            }
+            None => {
+                std::fs::copy(blob(digest)?, &to).with_context(|| format!("cannot write {}", to.display()))?;
+            }
         }
     }
     Ok(())
@@ -438,7 +485,7 @@ source = "worker.wasm"
 
     #[test]
     fn lock_writes_spins_shape() {
-        let locked = serde_json::to_value(lock(&manifest(APP), &digests()).unwrap()).unwrap();
+        let locked = serde_json::to_value(lock(&manifest(APP), &digests(), BTreeMap::new()).unwrap()).unwrap();
         assert_eq!(locked["spin_lock_version"], 1);
         assert_eq!(locked["must_understand"], json!(["component_host_requirements"]));
         assert_eq!(locked["metadata"]["name"], "shop");
@@ -459,9 +506,9 @@ source = "worker.wasm"
     #[test]
     fn a_locked_app_reads_back_as_the_same_manifest() {
         let original = manifest(APP);
-        let json = serde_json::to_vec(&lock(&original, &digests()).unwrap()).unwrap();
+        let json = serde_json::to_vec(&lock(&original, &digests(), BTreeMap::new()).unwrap()).unwrap();
         let locked: LockedApp = serde_json::from_slice(&json).unwrap();
-        let back = locked.into_manifest(|digest| Ok(PathBuf::from(format!("/cache/{digest}")))).unwrap();
+        let back = locked.into_manifest(|digest| Ok(PathBuf::from(format!("/cache/{digest}"))), Path::new("/nowhere")).unwrap();
         assert_eq!(back.application.name, "shop");
         assert_eq!(back.application.version.as_deref(), Some("1.2.0"));
         assert!(back.variables["token"].required && back.variables["token"].secret);
@@ -478,7 +525,7 @@ source = "worker.wasm"
 
     fn read(json: Value) -> Result<Manifest> {
         let locked: LockedApp = serde_json::from_value(json)?;
-        locked.into_manifest(|digest| Ok(PathBuf::from(digest)))
+        locked.into_manifest(|digest| Ok(PathBuf::from(digest)), Path::new("/nowhere"))
     }
 
     fn minimal() -> Value {
@@ -488,6 +535,28 @@ source = "worker.wasm"
             "triggers": [{ "id": "t", "trigger_type": "http", "trigger_config": { "component": "c", "route": "/..." } }],
             "components": [{ "id": "c", "source": { "content_type": "application/wasm", "digest": "sha256:cc" } }]
         })
+    }
+
+    #[test]
+    fn files_are_written_only_under_their_root_and_only_when_they_match_their_digest() {
+        let with_file = |file: Value| {
+            let mut app = minimal();
+            app["components"][0]["files"] = json!([file]);
+            let dir = tempfile::tempdir().unwrap();
+            let locked: LockedApp = serde_json::from_value(app).unwrap();
+            let result = locked.into_manifest(|digest| Ok(PathBuf::from(digest)), dir.path());
+            (result.map(|_| ()).map_err(|e| format!("{e:#}")), dir)
+        };
+        // Inline content is base64 without padding, as Spin writes it.
+        let wrong_digest = "sha256:8a7a1b3a9a3b8b0f1f5e1c7e0c7d4e9b8f4d3a0f7e8c2b1a0d9e8f7a6b5c4d3e";
+        let (ok, dir) = with_file(json!({ "path": "srv/t.txt", "inline": "dGlueQ", "digest": format!("sha256:{}", hex::encode(sha2::Sha256::digest(b"tiny"))) }));
+        assert_eq!(ok, Ok(()));
+        assert_eq!(std::fs::read(dir.path().join("c/srv/t.txt")).unwrap(), b"tiny");
+        let (wrong, _) = with_file(json!({ "path": "srv/t.txt", "inline": "dGlueQ", "digest": wrong_digest }));
+        assert!(wrong.unwrap_err().contains("does not match its digest"));
+        let (escape, dir) = with_file(json!({ "path": "../../escaped", "inline": "dGlueQ", "digest": wrong_digest }));
+        assert!(escape.unwrap_err().contains("must not contain `..`"));
+        assert!(!dir.path().parent().unwrap().join("escaped").exists());
     }
 
     #[test]

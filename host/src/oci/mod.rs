@@ -30,7 +30,11 @@ use std::path::{Path, PathBuf};
 pub const WASM_LAYER: &str = "application/vnd.wasm.content.layer.v1+wasm";
 /// What wasm-pkg tools push; Spin accepts it for components, so do we.
 const WASM_LAYER_WKG: &str = "application/wasm";
+pub const DATA_LAYER: &str = "application/vnd.wasm.content.layer.v1+data";
 pub const APP_LAYER: &str = "application/vnd.fermyon.spin.application.v1+config";
+/// Files this small go inline in the locked app instead of as layers, as
+/// Spin does (some registries refuse tiny blobs).
+const INLINE_MAX: usize = 128;
 pub const LOCKED_APP_DIGEST_LABEL: &str = "com.fermyon.spin.lockedAppDigest";
 /// Blobs fetched at once when pulling.
 const PULL_CONCURRENCY: usize = 4;
@@ -176,7 +180,26 @@ pub async fn push(manifest_path: &Path, reference: &str, options: &RegistryOptio
         }
         digests.insert(id.clone(), digest);
     }
-    let locked = locked::lock(&manifest, &digests).with_context(|| manifest_path.display().to_string())?;
+    let mut files = BTreeMap::new();
+    for (id, spec) in manifest.component.iter().filter(|(_, spec)| !spec.files.is_empty()) {
+        let dir = tempfile::tempdir()?;
+        crate::files::materialize(spec, &app_dir, dir.path()).with_context(|| format!("{}: component.{id}", manifest_path.display()))?;
+        let mut locked_files = Vec::new();
+        for (path, full) in crate::files::walk(dir.path())? {
+            let bytes = std::fs::read(&full)?;
+            let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+            let inline = (bytes.len() <= INLINE_MAX).then(|| {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD_NO_PAD.encode(&bytes)
+            });
+            if inline.is_none() && pushed.insert(digest.clone()) {
+                layers.push(ImageLayer::new(bytes, DATA_LAYER.into(), None));
+            }
+            locked_files.push(locked::LockedFile { content: locked::ContentRef { digest: Some(digest), inline, source: None }, path });
+        }
+        files.insert(id.clone(), locked_files);
+    }
+    let locked = locked::lock(&manifest, &digests, files).with_context(|| manifest_path.display().to_string())?;
     let app_layer = ImageLayer::new(serde_json::to_vec(&locked)?, APP_LAYER.into(), None);
     let config = json!({
         "architecture": "wasm",
@@ -228,8 +251,9 @@ pub async fn pull(reference: &str, options: &RegistryOptions) -> Result<PulledAp
     let locked: locked::LockedApp = serde_json::from_slice(&locked_json).with_context(|| format!("{reference}: the locked app is not valid"))?;
 
     let cache = BlobCache::new(&options.cache_dir)?;
-    let wasm_layers: Vec<&OciDescriptor> = image.layers.iter().filter(|l| l.media_type == WASM_LAYER || l.media_type == WASM_LAYER_WKG).collect();
-    let paths: HashMap<String, PathBuf> = futures::stream::iter(wasm_layers)
+    let content_layers: Vec<&OciDescriptor> =
+        image.layers.iter().filter(|l| [WASM_LAYER, WASM_LAYER_WKG, DATA_LAYER].contains(&l.media_type.as_str())).collect();
+    let paths: HashMap<String, PathBuf> = futures::stream::iter(content_layers)
         .map(|layer| async {
             let path = cache.fetch(&registry, &reference, layer).await?;
             Ok::<_, anyhow::Error>((layer.digest.clone(), path))
@@ -237,8 +261,13 @@ pub async fn pull(reference: &str, options: &RegistryOptions) -> Result<PulledAp
         .buffer_unordered(PULL_CONCURRENCY)
         .try_collect()
         .await?;
+    // The components' files, written afresh from the verified blobs.
+    let files_dir = options.cache_dir.join("registry").join("files").join(sha256_hex(&digest)?);
+    if files_dir.exists() {
+        std::fs::remove_dir_all(&files_dir).with_context(|| format!("cannot clear {}", files_dir.display()))?;
+    }
     let manifest = locked
-        .into_manifest(|digest| paths.get(digest).cloned().with_context(|| format!("`{digest}` is not a Wasm layer of {reference}")))
+        .into_manifest(|digest| paths.get(digest).cloned().with_context(|| format!("`{digest}` is not a layer of {reference}")), &files_dir)
         .with_context(|| format!("{reference}: the locked app"))?;
     Ok(PulledApp { manifest, digest })
 }

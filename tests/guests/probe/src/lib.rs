@@ -38,6 +38,11 @@ async fn probe(req: Request) -> impl IntoResponse {
             Err(e) => json(404, serde_json::json!({ "error": format!("{e:?}") })),
         },
         "env" => json(200, serde_json::json!({ "value": std::env::var(args[0]).ok() })),
+        // Reads /<rest of the path> from the component's `files`.
+        "file" => match std::fs::read_to_string(format!("/{}", args.join("/"))) {
+            Ok(text) => json(200, serde_json::json!({ "text": text })),
+            Err(e) => json(404, serde_json::json!({ "error": e.to_string() })),
+        },
         "fetch" => fetch(&req).await,
         "big" => {
             let n: usize = args[0].parse().unwrap();
