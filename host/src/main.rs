@@ -159,8 +159,7 @@ fn cache_dir(given: Option<PathBuf>) -> Result<PathBuf> {
 async fn registry(command: RegistryCommand) -> Result<()> {
     match command {
         RegistryCommand::Push { reference, from, insecure } => {
-            let options = RegistryOptions { insecure, cache_dir: cache_dir(None)? };
-            let digest = wharf::oci::push(&wharf::app::manifest_path(&from), &reference, &options).await?;
+            let digest = wharf::oci::push(&wharf::app::manifest_path(&from), &reference, insecure).await?;
             println!("Pushed {reference}@{digest}");
         }
         RegistryCommand::Pull { reference, insecure, cache_dir: dir } => {

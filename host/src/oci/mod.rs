@@ -162,7 +162,8 @@ fn credentials(registry: &str) -> Result<RegistryAuth> {
 /// Pushes the app at `manifest_path` to `reference`; returns the image
 /// manifest's digest. Nothing time-dependent goes in, so pushing the same
 /// content again gives the same digest.
-pub async fn push(manifest_path: &Path, reference: &str, options: &RegistryOptions) -> Result<String> {
+/// `insecure` allows plain HTTP, as [`RegistryOptions::insecure`].
+pub async fn push(manifest_path: &Path, reference: &str, insecure: bool) -> Result<String> {
     let reference = parse_reference(reference)?;
     let manifest = Manifest::load(manifest_path)?;
     let app_dir = Manifest::base_dir(manifest_path);
@@ -223,7 +224,7 @@ pub async fn push(manifest_path: &Path, reference: &str, options: &RegistryOptio
     }
     let image_manifest = OciImageManifest::build(&layers, &config, Some(annotations));
 
-    let registry = Registry::new(&reference, options.insecure)?;
+    let registry = Registry::new(&reference, insecure)?;
     registry.client.push(&reference, &layers, config, &registry.auth, Some(image_manifest)).await.map_err(|e| registry.explain(&reference, e))?;
     registry.client.fetch_manifest_digest(&reference, &registry.auth).await.map_err(|e| registry.explain(&reference, e))
 }
