@@ -79,15 +79,8 @@ pub fn guest_relative(path: &str) -> Result<PathBuf> {
 
 /// `relative` is the app-relative name that `exclude_files` patterns see.
 fn copy_tree(from: &Path, to: &Path, relative: &Path, keep: &impl Fn(&Path) -> bool) -> Result<()> {
-    for entry in std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let path = entry.path();
-        if path.is_dir() {
-            copy_tree(&path, &to.join(&name), &relative.join(&name), keep)?;
-        } else if path.is_file() {
-            copy_file(&path, &to.join(&name), &relative.join(&name), keep)?;
-        }
+    for (name, path) in walk(from)? {
+        copy_file(&path, &to.join(&name), &relative.join(&name), keep)?;
     }
     Ok(())
 }

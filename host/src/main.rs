@@ -152,8 +152,9 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
-fn cache_dir(given: Option<PathBuf>) -> Result<PathBuf> {
-    given.or_else(CompileCache::default_dir).context("no cache directory: set --cache-dir, WHARF_CACHE_DIR or HOME")
+/// The pulled-blob cache: `--cache-dir` or the default; there is no pulling without one.
+fn blob_cache_dir(dir: Option<PathBuf>) -> Result<PathBuf> {
+    dir.context("no cache directory: set --cache-dir, WHARF_CACHE_DIR or HOME")
 }
 
 async fn registry(command: RegistryCommand) -> Result<()> {
@@ -163,7 +164,7 @@ async fn registry(command: RegistryCommand) -> Result<()> {
             println!("Pushed {reference}@{digest}");
         }
         RegistryCommand::Pull { reference, insecure, cache_dir: dir } => {
-            let options = RegistryOptions { insecure, cache_dir: cache_dir(dir)? };
+            let options = RegistryOptions { insecure, cache_dir: blob_cache_dir(dir.or_else(CompileCache::default_dir))? };
             let pulled = wharf::oci::pull(&reference, &options).await?;
             println!("Pulled {reference}@{} ({} components)", pulled.digest, pulled.manifest.component.len());
         }
@@ -176,6 +177,7 @@ async fn up(args: UpArgs) -> Result<()> {
         bail!("--max-instance-reuse-count and --max-instance-concurrent-reuse-count must be at least 1");
     }
     let started = std::time::Instant::now();
+    let cache_dir = args.cache_dir.clone().or_else(CompileCache::default_dir);
     let options = AppOptions {
         manifest: args.from.clone(),
         runtime_config: args.runtime_config_file.clone(),
@@ -184,7 +186,7 @@ async fn up(args: UpArgs) -> Result<()> {
         component_env: args.env.clone(),
         process_env: std::env::vars().collect(),
         engine: EngineOptions { max_instance_memory: args.max_instance_memory, max_instances: args.max_instances.saturating_mul(2) },
-        cache_dir: args.cache_dir.clone().or_else(CompileCache::default_dir),
+        cache_dir: cache_dir.clone(),
         outbound_timeouts: Timeouts {
             connect: seconds("outbound-connect-timeout", args.outbound_connect_timeout)?,
             first_byte: seconds("outbound-first-byte-timeout", args.outbound_first_byte_timeout)?,
@@ -192,7 +194,7 @@ async fn up(args: UpArgs) -> Result<()> {
     };
     let from = args.from.to_string_lossy();
     let app = if wharf::oci::is_registry_reference(&from) {
-        let registry = RegistryOptions { insecure: args.insecure, cache_dir: cache_dir(args.cache_dir.clone())? };
+        let registry = RegistryOptions { insecure: args.insecure, cache_dir: blob_cache_dir(cache_dir)? };
         let pulled = wharf::oci::pull(&from, &registry).await?;
         tracing::info!("pulled {from}@{}", pulled.digest);
         let origin = ManifestOrigin { label: from.to_string(), base_dir: PathBuf::from("."), default_state_dir: None };

@@ -28,10 +28,11 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn wait_for_port(port: u16, timeout: Duration) -> bool {
+/// Whether something accepts connections on `addr` within `timeout`.
+fn wait_for_listener(addr: &str, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if TcpStream::connect(addr).is_ok() {
             return true;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -63,7 +64,7 @@ impl Redis {
             .spawn()
             .expect("redis-server must be installed (scripts/setup installs it)");
         self.child = Some(child);
-        assert!(wait_for_port(self.port, Duration::from_secs(10)), "redis-server did not start");
+        assert!(wait_for_listener(&format!("127.0.0.1:{}", self.port), Duration::from_secs(10)), "redis-server did not start");
     }
 
     pub fn url(&self) -> String {
@@ -135,11 +136,7 @@ impl OciRegistry {
             .spawn()
             .expect("docker-registry must be installed (scripts/setup installs it)");
         let registry = Self { child, port, host: format!("{ip}:{port}"), dir };
-        let ready = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(&registry.host).is_err() {
-            assert!(Instant::now() < ready, "docker-registry did not start: {}", registry.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        assert!(wait_for_listener(&registry.host, Duration::from_secs(20)), "docker-registry did not start: {}", registry.log());
         registry
     }
 

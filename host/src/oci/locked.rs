@@ -14,7 +14,6 @@ use crate::manifest::{
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use sha2::Digest;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -411,7 +410,7 @@ fn write_files(files: &[LockedFile], root: &Path, blob: &impl Fn(&str) -> Result
                 let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
                     .decode(inline.trim_end_matches('='))
                     .with_context(|| format!("`{}`: inline content is not base64", file.path))?;
-                let actual = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
+                let actual = crate::oci::sha256_digest(&bytes);
                 if actual != digest {
                     bail!("`{}`: inline content does not match its digest {digest} (it is {actual})", file.path);
                 }
@@ -549,7 +548,7 @@ source = "worker.wasm"
         };
         // Inline content is base64 without padding, as Spin writes it.
         let wrong_digest = "sha256:8a7a1b3a9a3b8b0f1f5e1c7e0c7d4e9b8f4d3a0f7e8c2b1a0d9e8f7a6b5c4d3e";
-        let (ok, dir) = with_file(json!({ "path": "srv/t.txt", "inline": "dGlueQ", "digest": format!("sha256:{}", hex::encode(sha2::Sha256::digest(b"tiny"))) }));
+        let (ok, dir) = with_file(json!({ "path": "srv/t.txt", "inline": "dGlueQ", "digest": crate::oci::sha256_digest(b"tiny") }));
         assert_eq!(ok, Ok(()));
         assert_eq!(std::fs::read(dir.path().join("c/srv/t.txt")).unwrap(), b"tiny");
         let (wrong, _) = with_file(json!({ "path": "srv/t.txt", "inline": "dGlueQ", "digest": wrong_digest }));

@@ -53,6 +53,10 @@ pub struct PulledApp {
     pub manifest: Manifest,
     /// The image manifest's digest: what exactly is running.
     pub digest: String,
+    /// The components' files, written from the verified blobs into a
+    /// directory of this process's own (hosts sharing a cache do not race);
+    /// the manifest's mounts point here, so keep it until the app is loaded.
+    pub files: tempfile::TempDir,
 }
 
 /// Whether `-f` names a registry reference rather than a file: it has an
@@ -64,8 +68,7 @@ pub fn is_registry_reference(from: &str) -> bool {
     }
     match from.split_once('/') {
         Some((registry, _)) if !registry.starts_with('.') => registry.contains('.') || registry.contains(':') || registry == "localhost",
-        Some(_) => false,
-        None => false,
+        _ => false,
     }
 }
 
@@ -94,12 +97,14 @@ impl Registry {
     /// An error from the registry client, said in terms of what to do about it.
     fn explain(&self, reference: &Reference, error: OciDistributionError) -> anyhow::Error {
         let registry = reference.resolve_registry();
-        let not_found = |codes: &[OciErrorCode]| match &error {
+        let not_found = match &error {
             OciDistributionError::ImageManifestNotFoundError(_) => true,
-            OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| codes.contains(&e.code)),
+            OciDistributionError::RegistryError { envelope, .. } => {
+                envelope.errors.iter().any(|e| matches!(e.code, OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown))
+            }
             _ => false,
         };
-        if not_found(&[OciErrorCode::ManifestUnknown, OciErrorCode::NameUnknown]) {
+        if not_found {
             return anyhow!("{reference}: not found in the registry (no such repository or tag)");
         }
         match &error {
@@ -188,7 +193,7 @@ pub async fn push(manifest_path: &Path, reference: &str, insecure: bool) -> Resu
         let mut locked_files = Vec::new();
         for (path, full) in crate::files::walk(dir.path())? {
             let bytes = std::fs::read(&full)?;
-            let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+            let digest = sha256_digest(&bytes);
             let inline = (bytes.len() <= INLINE_MAX).then(|| {
                 use base64::Engine;
                 base64::engine::general_purpose::STANDARD_NO_PAD.encode(&bytes)
@@ -262,15 +267,11 @@ pub async fn pull(reference: &str, options: &RegistryOptions) -> Result<PulledAp
         .buffer_unordered(PULL_CONCURRENCY)
         .try_collect()
         .await?;
-    // The components' files, written afresh from the verified blobs.
-    let files_dir = options.cache_dir.join("registry").join("files").join(sha256_hex(&digest)?);
-    if files_dir.exists() {
-        std::fs::remove_dir_all(&files_dir).with_context(|| format!("cannot clear {}", files_dir.display()))?;
-    }
+    let files = tempfile::Builder::new().prefix("wharf-pulled-files-").tempdir()?;
     let manifest = locked
-        .into_manifest(|digest| paths.get(digest).cloned().with_context(|| format!("`{digest}` is not a layer of {reference}")), &files_dir)
+        .into_manifest(|digest| paths.get(digest).cloned().with_context(|| format!("`{digest}` is not a layer of {reference}")), files.path())
         .with_context(|| format!("{reference}: the locked app"))?;
-    Ok(PulledApp { manifest, digest })
+    Ok(PulledApp { manifest, digest, files })
 }
 
 /// Blobs by digest under `<cache>/registry/blobs/sha256/<hex>`.
@@ -290,7 +291,7 @@ impl BlobCache {
         let hex = sha256_hex(&layer.digest).with_context(|| format!("{reference}: layer digest"))?;
         let path = self.dir.join(hex);
         if let Ok(bytes) = tokio::fs::read(&path).await {
-            if hex::encode(Sha256::digest(&bytes)) == hex {
+            if sha256_digest(&bytes) == layer.digest {
                 return Ok(path);
             }
             tracing::warn!(path = %path.display(), "cached blob does not match its digest; fetching it again");
@@ -311,6 +312,11 @@ impl Drop for Partial {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
+}
+
+/// `sha256:<hex>` of `bytes`, as OCI names content.
+pub(crate) fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 /// The hex of a `sha256:<64 hex>` digest; anything else is refused before it
