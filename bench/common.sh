@@ -1,9 +1,36 @@
 # Sourced by the benchmark scripts: a scratch dir and the processes to stop
 # on exit, and small helpers.
 work=$(mktemp -d)
+# The host as shipped: the `fastest` profile (whole-program LTO), which
+# deploy/wharf/Containerfile builds too. Each script builds it first.
+wharf_bin=target/fastest/wharf
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
+# `wasmtime serve` of the same wasmtime release as the host, the competitor
+# measured beside it: built once into target/bench-tools (about 15 minutes).
+wasmtime_bin=target/bench-tools/bin/wasmtime
+install_wasmtime_serve() {
+  if ! "$wasmtime_bin" --version 2>/dev/null | grep -q '^wasmtime 48\.0\.8\b'; then
+    cargo install wasmtime-cli --version 48.0.8 --locked --root target/bench-tools --target-dir target
+  fi
+}
+# write_hello_manifest: an app of the "guest-hello" test guest on `/...`;
+# prints the manifest's path.
+write_hello_manifest() {
+  mkdir -p "$work/hello"
+  cat > "$work/hello/spin.toml" <<TOML
+spin_manifest_version = 2
+[application]
+name = "bench-hello"
+[[trigger.http]]
+route = "/..."
+component = "hello"
+[component.hello]
+source = "$(pwd)/target/wasm32-wasip2/wasm/guest_hello.wasm"
+TOML
+  echo "$work/hello/spin.toml"
+}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 1 300); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
 

@@ -17,35 +17,21 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 scripts/setup wrk redis-server
 scripts/build-components
-cargo build --release -p wharf -p native-hello
-wasmtime_bin=target/bench-tools/bin/wasmtime
-if ! "$wasmtime_bin" --version 2>/dev/null | grep -q '^wasmtime 48\.0\.8\b'; then
-  cargo install wasmtime-cli --version 48.0.8 --locked --root target/bench-tools --target-dir target
-fi
+cargo build --profile fastest -p wharf
+cargo build --release -p native-hello
 
 duration=${DURATION:-10}
 . bench/common.sh
+install_wasmtime_serve
 
 
 extra_rows=()
 starts=()
-hello_manifest="$work/hello/spin.toml"
-mkdir -p "$work/hello"
-cat > "$hello_manifest" <<TOML
-spin_manifest_version = 2
-[application]
-name = "bench-hello"
-[[trigger.http]]
-route = "/..."
-component = "hello"
-[component.hello]
-source = "$root/target/wasm32-wasip2/wasm/guest_hello.wasm"
-TOML
-# The benchmarks use the "guest-hello" test guest.
+hello_manifest=$(write_hello_manifest)
 
 start_wharf() { # <manifest> <port> [extra args...]
   local manifest=$1 port=$2; shift 2
-  RUST_LOG=warn target/release/wharf up -f "$manifest" --listen "127.0.0.1:$port" --state-dir "$work/state-$port" "$@" > "$work/wharf-$port.log" 2>&1 &
+  RUST_LOG=warn "$wharf_bin" up -f "$manifest" --listen "127.0.0.1:$port" --state-dir "$work/state-$port" "$@" > "$work/wharf-$port.log" 2>&1 &
   pids+=($!)
   wait_http "http://127.0.0.1:$port/.well-known/spin/health"
 }

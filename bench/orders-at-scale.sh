@@ -13,7 +13,8 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 scripts/setup wrk redis-server
 scripts/build-components
-cargo build --release -p wharf -p seed-orders
+cargo build --profile fastest -p wharf
+cargo build --release -p seed-orders
 . bench/common.sh
 
 duration=${DURATION:-5}
@@ -45,7 +46,7 @@ for store in sqlite redis; do
     echo "seeded $n orders on $store in $(( $(date +%s) - started )) s"
     port=$(free_port)
     SPIN_VARIABLE_ADMIN_TOKEN=bench SPIN_VARIABLE_REDIS_URL="$redis_url" RUST_LOG=warn \
-      target/release/wharf up -f "$root/spin.toml" --listen "127.0.0.1:$port" --state-dir "$state" "${extra[@]}" > "$state/wharf.log" 2>&1 &
+      "$wharf_bin" up -f "$root/spin.toml" --listen "127.0.0.1:$port" --state-dir "$state" "${extra[@]}" > "$state/wharf.log" 2>&1 &
     pid=$!
     pids+=($pid)
     wait_http "http://127.0.0.1:$port/.well-known/spin/health"

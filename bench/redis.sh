@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 scripts/setup redis-server
 scripts/build-components
-cargo build --release -p wharf
+cargo build --profile fastest -p wharf
 
 events=${EVENTS:-50000}
 orders=${ORDERS:-500}
@@ -44,7 +44,7 @@ component = "sink"
 source = "$root/target/wasm32-wasip2/wasm/guest_redis_sink.wasm"
 TOML
 metrics_port=$(free_port)
-RUST_LOG=warn target/release/wharf up -f "$work/sink" --listen "127.0.0.1:$(free_port)" --metrics-listen "127.0.0.1:$metrics_port" --state-dir "$work/sink-state" > "$work/sink.log" 2>&1 &
+RUST_LOG=warn "$wharf_bin" up -f "$work/sink" --listen "127.0.0.1:$(free_port)" --metrics-listen "127.0.0.1:$metrics_port" --state-dir "$work/sink-state" > "$work/sink.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$metrics_port/metrics"
 until [ "$(redis-cli -p "$redis_port" PUBSUB NUMSUB bench.events | tail -1)" = "1" ]; do sleep 0.05; done
@@ -60,7 +60,7 @@ errors=$(curl -fs "http://127.0.0.1:$metrics_port/metrics" | awk '$1=="wharf_red
 # through the sandbox, paid by order-events.
 app_port=$(free_port)
 SPIN_VARIABLE_ADMIN_TOKEN=bench SPIN_VARIABLE_REDIS_URL="$redis_url" RUST_LOG=warn \
-  target/release/wharf up -f "$root/spin.toml" --listen "127.0.0.1:$app_port" --state-dir "$work/app-state" > "$work/app.log" 2>&1 &
+  "$wharf_bin" up -f "$root/spin.toml" --listen "127.0.0.1:$app_port" --state-dir "$work/app-state" > "$work/app.log" 2>&1 &
 pids+=($!)
 base="http://127.0.0.1:$app_port"
 wait_http "$base/.well-known/spin/health"

@@ -17,6 +17,7 @@ use crate::outbound_http::{LocalDispatch, LocalTarget};
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -47,7 +48,47 @@ pub struct HttpOptions {
 
 struct RouteTarget {
     component: String,
-    raw_route: String,
+    /// The route as the log and metrics name it.
+    route: String,
+    headers: RouteHeaders,
+}
+
+/// The `spin-*` header values that depend only on the route, made once at
+/// load: per request they are cheap clones instead of formatting and parsing.
+struct RouteHeaders {
+    matched_route: HeaderValue,
+    raw_route: HeaderValue,
+    component_route: HeaderValue,
+    /// `spin-path-match-<name>` for each `:name` segment, in the route's order.
+    param_names: Vec<HeaderName>,
+}
+
+impl RouteHeaders {
+    fn new(pattern: &RoutePattern, raw_route: &str) -> Result<Self> {
+        let value = |text: String| HeaderValue::try_from(text).with_context(|| format!("route `{raw_route}` is not a valid header value"));
+        let param_names = pattern
+            .param_names()
+            .map(|name| HeaderName::try_from(format!("spin-path-match-{}", name.to_ascii_lowercase())))
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("route `{raw_route}`: a parameter name is not a valid header name"))?;
+        Ok(Self {
+            matched_route: value(pattern.to_string())?,
+            raw_route: value(raw_route.to_string())?,
+            component_route: value(pattern.prefix())?,
+            param_names,
+        })
+    }
+
+    /// What a request to `http://<component>.spin.internal/` sees: the
+    /// wildcard route, the whole path as path info.
+    fn whole_component() -> Self {
+        Self {
+            matched_route: HeaderValue::from_static("/..."),
+            raw_route: HeaderValue::from_static("/..."),
+            component_route: HeaderValue::from_static(""),
+            param_names: Vec::new(),
+        }
+    }
 }
 
 /// Why a component could not answer.
@@ -65,8 +106,8 @@ pub struct HttpTrigger {
     handlers: HashMap<String, ProxyHandler<ComponentHandler>>,
     options: HttpOptions,
     metrics: Arc<Metrics>,
-    /// The address requests without a `Host` header are said to be for.
-    listen: SocketAddr,
+    /// The authority of requests without a `Host` header: the listen address.
+    listen_authority: Authority,
     /// Itself, so in-process requests can outlive the borrow they start from.
     me: Weak<HttpTrigger>,
     /// Set when [`HttpTrigger::serve`] returns (see [`ComponentHandler::stopped`]).
@@ -85,9 +126,12 @@ impl HttpTrigger {
             };
             if let crate::manifest::HttpRoute::Route(route) = &trigger.route {
                 let pattern = RoutePattern::parse(route)?;
-                router
-                    .add(pattern, RouteTarget { component: trigger.component.clone(), raw_route: route.clone() })
-                    .with_context(|| format!("trigger.http[{i}].route"))?;
+                let target = RouteTarget {
+                    component: trigger.component.clone(),
+                    route: pattern.to_string(),
+                    headers: RouteHeaders::new(&pattern, route).with_context(|| format!("trigger.http[{i}].route"))?,
+                };
+                router.add(pattern, target).with_context(|| format!("trigger.http[{i}].route"))?;
             }
             if handlers.contains_key(&trigger.component) {
                 continue;
@@ -118,7 +162,8 @@ impl HttpTrigger {
         if handlers.is_empty() && !app.manifest.trigger.http.is_empty() {
             bail!("no HTTP trigger's component is loaded");
         }
-        let trigger = Arc::new_cyclic(|me| Self { app, router, handlers, options, metrics, listen, me: me.clone(), stopped });
+        let listen_authority = Authority::try_from(listen.to_string()).context("the listen address is not a valid authority")?;
+        let trigger = Arc::new_cyclic(|me| Self { app, router, handlers, options, metrics, listen_authority, me: me.clone(), stopped });
         let weak: Weak<dyn LocalDispatch> = Arc::downgrade(&(trigger.clone() as Arc<dyn LocalDispatch>));
         trigger.app.local.bind(weak);
         Ok(trigger)
@@ -148,8 +193,11 @@ impl HttpTrigger {
                     };
                     let _ = stream.set_nodelay(true);
                     let this = self.clone();
+                    // `spin-client-addr`, made once per connection.
+                    let client = HeaderValue::try_from(client.to_string()).expect("a socket address is a valid header value");
                     let service = hyper::service::service_fn(move |req| {
                         let this = this.clone();
+                        let client = client.clone();
                         async move { Ok::<_, std::convert::Infallible>(this.handle(req, client).await) }
                     });
                     // hyper enforces its header-read timeout only with a timer:
@@ -178,46 +226,46 @@ impl HttpTrigger {
         Ok(())
     }
 
-    async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<WasiBody> {
+    async fn handle(&self, req: Request<Incoming>, client: HeaderValue) -> Response<WasiBody> {
         let started = Instant::now();
         let method = req.method().clone();
-        let path = req.uri().path().to_string();
+        let path = req.uri().path_and_query().cloned();
         let (response, route, component) = self.route_and_call(req, client).await;
         let status = response.status().as_u16();
         let elapsed = started.elapsed();
-        if let Some(component) = &component {
+        if let Some(component) = component {
             self.metrics.observe_request(component, status, elapsed);
         }
         tracing::info!(
             target: "wharf::request",
             method = %method,
-            path = %path,
-            route = route.as_deref().unwrap_or("-"),
-            component = component.as_deref().unwrap_or("-"),
+            path = path.as_ref().map_or("/", |p| p.path()),
+            route = route.unwrap_or("-"),
+            component = component.unwrap_or("-"),
             status,
             duration_ms = elapsed.as_secs_f64() * 1000.0,
         );
         response
     }
 
-    async fn route_and_call(&self, req: Request<Incoming>, client: SocketAddr) -> (Response<WasiBody>, Option<String>, Option<String>) {
+    /// The response, and the route and component that made it (for the log).
+    async fn route_and_call(&self, req: Request<Incoming>, client: HeaderValue) -> (Response<WasiBody>, Option<&str>, Option<&str>) {
         let path = req.uri().path();
         if path == HEALTH_ROUTE {
-            return (text_response(StatusCode::OK, "OK"), Some(HEALTH_ROUTE.into()), None);
+            return (text_response(StatusCode::OK, "OK"), Some(HEALTH_ROUTE), None);
         }
-        let Some((pattern, target, matched)) = self.router.route(path) else {
+        let Some((_, target, matched)) = self.router.route(path) else {
             return (error_response(StatusCode::NOT_FOUND, "not_found", &format!("no route matches {path}")), None, None);
         };
-        let route = pattern.to_string();
-        let component = target.component.clone();
+        let (route, component) = (Some(target.route.as_str()), Some(target.component.as_str()));
         if let Some(len) = req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()) {
             if len > self.options.max_request_body {
                 let message = format!("request body of {len} bytes exceeds the limit of {} bytes", self.options.max_request_body);
-                return (error_response(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", &message), Some(route), Some(component));
+                return (error_response(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", &message), route, component);
             }
         }
-        let Some(full_url) = self.full_url(&req) else {
-            return (error_response(StatusCode::BAD_REQUEST, "invalid_host", "the Host header is not a valid authority"), Some(route), Some(component));
+        let Some((full_url, full_url_header)) = self.full_url(&req) else {
+            return (error_response(StatusCode::BAD_REQUEST, "invalid_host", "the Host header is not a valid authority"), route, component);
         };
         let head = req.method() == http::Method::HEAD;
         let limit = self.options.max_request_body as usize;
@@ -229,40 +277,36 @@ impl HttpTrigger {
                 })
                 .boxed_unsync()
         });
-        *req.uri_mut() = full_url.clone();
-        let full_url = full_url.to_string();
-        let client = client.to_string();
-        let component_route = pattern.prefix();
-        SpinHeaders {
-            path_info: &matched.path_info,
-            matched_route: &route,
-            raw_route: &target.raw_route,
-            component_route: &component_route,
-            params: &matched.params,
-            extra: vec![("spin-full-url", &full_url), ("spin-client-addr", &client)],
-        }
-        .apply(req.headers_mut());
-        let response = match self.call(&component, req).await {
+        *req.uri_mut() = full_url;
+        SpinHeaders { route: &target.headers, path_info: &matched.path_info, params: &matched.params, full_url: Some(full_url_header), client_addr: Some(client) }
+            .apply(req.headers_mut());
+        let response = match self.call(&target.component, req).await {
             Ok(response) => body::coalesce(response, head).await,
-            Err(e) => self.error_for(&component, e),
+            Err(e) => self.error_for(&target.component, e),
         };
-        (response, Some(route), Some(component))
+        (response, route, component)
     }
 
-    /// The absolute URL the component sees: the `Host` header (or the listen
-    /// address) and the request's own path. A `Host` that is not a plain
-    /// authority (a path, a query, credentials) is refused, so it can never
-    /// change the path the component sees from the one that was routed.
-    fn full_url(&self, req: &Request<Incoming>) -> Option<http::Uri> {
-        let authority: http::uri::Authority = match req.headers().get(http::header::HOST) {
-            Some(host) => host.to_str().ok()?.parse().ok()?,
-            None => self.listen.to_string().parse().ok()?,
+    /// The absolute URL the component sees, as a URI and as the
+    /// `spin-full-url` value: the `Host` header (or the listen address) and
+    /// the request's own path. A `Host` that is not a plain authority (a
+    /// path, a query, credentials) is refused, so it can never change the
+    /// path the component sees from the one that was routed.
+    fn full_url(&self, req: &Request<Incoming>) -> Option<(http::Uri, HeaderValue)> {
+        let authority = match req.headers().get(http::header::HOST) {
+            Some(host) => Authority::try_from(host.as_bytes()).ok()?,
+            None => self.listen_authority.clone(),
         };
         if authority.as_str().contains('@') {
             return None;
         }
-        let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        http::Uri::builder().scheme("http").authority(authority).path_and_query(path).build().ok()
+        let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let header = HeaderValue::try_from(format!("http://{}{}", authority.as_str(), path.as_str())).ok()?;
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(authority);
+        parts.path_and_query = Some(path);
+        Some((http::Uri::from_parts(parts).ok()?, header))
     }
 
     fn error_for(&self, component: &str, error: CallError) -> Response<WasiBody> {
@@ -317,16 +361,16 @@ impl LocalDispatch for HttpTrigger {
         };
         Box::pin(async move {
             let path = request.uri().path().to_string();
-            let (component, route, raw_route, path_info, component_route, params) = match target {
-                LocalTarget::Component(id) => (id, "/...".to_string(), "/...".to_string(), path.clone(), String::new(), Vec::new()),
+            let whole_component = RouteHeaders::whole_component();
+            let (component, headers, path_info, params) = match target {
+                LocalTarget::Component(id) => (id, &whole_component, path, Vec::new()),
                 LocalTarget::App => {
-                    let (pattern, target, matched) = this.router.route(&path).ok_or(HttpError::DestinationNotFound)?;
-                    (target.component.clone(), pattern.to_string(), target.raw_route.clone(), matched.path_info, pattern.prefix(), matched.params)
+                    let (_, target, matched) = this.router.route(&path).ok_or(HttpError::DestinationNotFound)?;
+                    (target.component.clone(), &target.headers, matched.path_info, matched.params)
                 }
             };
             request.headers_mut().remove(http::header::HOST);
-            SpinHeaders { path_info: &path_info, matched_route: &route, raw_route: &raw_route, component_route: &component_route, params: &params, extra: vec![] }
-                .apply(request.headers_mut());
+            SpinHeaders { route: headers, path_info: &path_info, params: &params, full_url: None, client_addr: None }.apply(request.headers_mut());
             let started = Instant::now();
             let result = this.call(&component, request).await;
             let response = match result {
@@ -344,35 +388,40 @@ impl LocalDispatch for HttpTrigger {
 /// header already present: neither a client nor a component forwarding its
 /// own request headers can assert what the host asserts.
 struct SpinHeaders<'a> {
+    route: &'a RouteHeaders,
     path_info: &'a str,
-    matched_route: &'a str,
-    raw_route: &'a str,
-    component_route: &'a str,
+    /// The `:name` values, in the route's order.
     params: &'a [(String, String)],
-    extra: Vec<(&'static str, &'a str)>,
+    /// Set for requests from outside; in-process requests have neither.
+    full_url: Option<HeaderValue>,
+    client_addr: Option<HeaderValue>,
 }
 
 impl SpinHeaders<'_> {
-    fn apply(&self, headers: &mut http::HeaderMap) {
+    fn apply(self, headers: &mut http::HeaderMap) {
         let present: Vec<HeaderName> = headers.keys().filter(|n| n.as_str().starts_with("spin-")).cloned().collect();
         for name in present {
             headers.remove(name);
         }
-        let mut set = |name: &str, value: &str| {
-            if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-                headers.insert(n, v);
-            }
-        };
-        set("spin-path-info", self.path_info);
-        set("spin-matched-route", self.matched_route);
-        set("spin-base-path", "/");
-        set("spin-raw-component-route", self.raw_route);
-        set("spin-component-route", self.component_route);
-        for (name, value) in self.params {
-            set(&format!("spin-path-match-{}", name.to_ascii_lowercase()), value);
+        headers.reserve(7 + self.params.len());
+        let name = HeaderName::from_static;
+        if let Ok(path_info) = HeaderValue::try_from(self.path_info) {
+            headers.insert(name("spin-path-info"), path_info);
         }
-        for (name, value) in &self.extra {
-            set(name, value);
+        headers.insert(name("spin-matched-route"), self.route.matched_route.clone());
+        headers.insert(name("spin-base-path"), HeaderValue::from_static("/"));
+        headers.insert(name("spin-raw-component-route"), self.route.raw_route.clone());
+        headers.insert(name("spin-component-route"), self.route.component_route.clone());
+        for (param, (_, value)) in self.route.param_names.iter().zip(self.params) {
+            if let Ok(value) = HeaderValue::try_from(value) {
+                headers.insert(param.clone(), value);
+            }
+        }
+        if let Some(url) = self.full_url {
+            headers.insert(name("spin-full-url"), url);
+        }
+        if let Some(client) = self.client_addr {
+            headers.insert(name("spin-client-addr"), client);
         }
     }
 }

@@ -93,6 +93,14 @@ impl RoutePattern {
         Some(Match { params, path_info })
     }
 
+    /// The `:name` segments' names, in order.
+    pub fn param_names(&self) -> impl Iterator<Item = &str> {
+        self.segments.iter().filter_map(|s| match s {
+            Segment::Param(name) => Some(name.as_str()),
+            Segment::Literal(_) => None,
+        })
+    }
+
     /// The route without its trailing wildcard (`spin-component-route`).
     pub fn prefix(&self) -> String {
         let mut out = String::new();
@@ -199,8 +207,9 @@ mod tests {
     #[test]
     fn params_and_path_info() {
         let r = router(&["/shop/:kind/...", "/users/:id"]);
-        let (_, _, m) = r.route("/shop/hats/red/big").unwrap();
+        let (pattern, _, m) = r.route("/shop/hats/red/big").unwrap();
         assert_eq!(m.params, vec![("kind".to_string(), "hats".to_string())]);
+        assert_eq!(pattern.param_names().collect::<Vec<_>>(), ["kind"]);
         assert_eq!(m.path_info, "/red/big");
         let (_, _, m) = r.route("/users/7").unwrap();
         assert_eq!(m.path_info, "");
