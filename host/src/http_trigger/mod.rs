@@ -391,7 +391,7 @@ struct SpinHeaders<'a> {
     route: &'a RouteHeaders,
     path_info: &'a str,
     /// The `:name` values, in the route's order.
-    params: &'a [(String, String)],
+    params: &'a [String],
     /// Set for requests from outside; in-process requests have neither.
     full_url: Option<HeaderValue>,
     client_addr: Option<HeaderValue>,
@@ -412,7 +412,7 @@ impl SpinHeaders<'_> {
         headers.insert(name("spin-base-path"), HeaderValue::from_static("/"));
         headers.insert(name("spin-raw-component-route"), self.route.raw_route.clone());
         headers.insert(name("spin-component-route"), self.route.component_route.clone());
-        for (param, (_, value)) in self.route.param_names.iter().zip(self.params) {
+        for (param, value) in self.route.param_names.iter().zip(self.params) {
             if let Ok(value) = HeaderValue::try_from(value) {
                 headers.insert(param.clone(), value);
             }

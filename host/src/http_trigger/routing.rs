@@ -85,7 +85,7 @@ impl RoutePattern {
             match segment {
                 Segment::Literal(lit) if lit == actual => {}
                 Segment::Literal(_) => return None,
-                Segment::Param(name) => params.push((name.clone(), actual.to_string())),
+                Segment::Param(_) => params.push(actual.to_string()),
             }
         }
         let rest = &path_segments[self.segments.len()..];
@@ -133,7 +133,9 @@ impl std::fmt::Display for RoutePattern {
 /// What a path matched: the `:name` values and the part after a wildcard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Match {
-    pub params: Vec<(String, String)>,
+    /// The values of the `:name` segments, in the order of
+    /// [`RoutePattern::param_names`].
+    pub params: Vec<String>,
     pub path_info: String,
 }
 
@@ -208,7 +210,7 @@ mod tests {
     fn params_and_path_info() {
         let r = router(&["/shop/:kind/...", "/users/:id"]);
         let (pattern, _, m) = r.route("/shop/hats/red/big").unwrap();
-        assert_eq!(m.params, vec![("kind".to_string(), "hats".to_string())]);
+        assert_eq!(m.params, ["hats"]);
         assert_eq!(pattern.param_names().collect::<Vec<_>>(), ["kind"]);
         assert_eq!(m.path_info, "/red/big");
         let (_, _, m) = r.route("/users/7").unwrap();
