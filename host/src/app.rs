@@ -176,7 +176,9 @@ impl App {
                 continue;
             }
             let context = || format!("{}: component.{id}", origin.label);
-            let files = if spec.files.is_empty() {
+            let files = if let Some(prepared) = &spec.prepared_files {
+                Some(prepared.clone())
+            } else if spec.files.is_empty() {
                 None
             } else {
                 let root = match &mut files_root {

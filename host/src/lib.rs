@@ -8,6 +8,7 @@
 pub mod allowed_hosts;
 pub mod app;
 pub mod bindings;
+pub mod confined;
 mod compose;
 pub mod engine;
 mod files;

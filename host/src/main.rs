@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use wharf::app::{App, AppOptions, ManifestOrigin};
 use wharf::engine::{CompileCache, EngineOptions};
 use wharf::http_trigger::instances::InstancePolicy;
 use wharf::http_trigger::{HttpOptions, HttpTrigger};
 use wharf::metrics::Metrics;
-use wharf::oci::RegistryOptions;
+use wharf::oci::{PullLimits, RegistryOptions};
 use wharf::outbound_http::Timeouts;
 
 #[derive(Parser)]
@@ -58,7 +59,41 @@ enum RegistryCommand {
         /// The host's cache directory.
         #[arg(long = "cache-dir")]
         cache_dir: Option<PathBuf>,
+        #[command(flatten)]
+        limits: PullLimitArgs,
     },
+}
+
+/// Caps on what a registry may send (see [`PullLimits`]).
+#[derive(Args)]
+struct PullLimitArgs {
+    /// Most layers an app's image may have.
+    #[arg(long = "max-layers", default_value_t = PullLimits::default().max_layers)]
+    max_layers: usize,
+    /// Largest locked app (the app's JSON layer), in bytes.
+    #[arg(long = "max-locked-app-bytes", default_value_t = PullLimits::default().max_locked_app_bytes)]
+    max_locked_app_bytes: u64,
+    /// Largest image config, in bytes.
+    #[arg(long = "max-config-bytes", default_value_t = PullLimits::default().max_config_bytes)]
+    max_config_bytes: u64,
+    /// Largest Wasm or data layer, in bytes.
+    #[arg(long = "max-blob-bytes", default_value_t = PullLimits::default().max_blob_bytes)]
+    max_blob_bytes: u64,
+    /// Most bytes of Wasm and data layers for one app, in bytes.
+    #[arg(long = "max-app-bytes", default_value_t = PullLimits::default().max_app_bytes)]
+    max_app_bytes: u64,
+}
+
+impl From<PullLimitArgs> for PullLimits {
+    fn from(a: PullLimitArgs) -> Self {
+        Self {
+            max_layers: a.max_layers,
+            max_locked_app_bytes: a.max_locked_app_bytes,
+            max_config_bytes: a.max_config_bytes,
+            max_blob_bytes: a.max_blob_bytes,
+            max_app_bytes: a.max_app_bytes,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -108,9 +143,11 @@ struct UpArgs {
     /// Address of the host's Prometheus metrics (off when not given).
     #[arg(long = "metrics-listen")]
     metrics_listen: Option<SocketAddr>,
-    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
-    #[arg(long = "shutdown-grace", default_value_t = 10.0)]
-    shutdown_grace: f64,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT
+    /// (default: the request deadline plus one second, so every request in
+    /// flight ends by its own deadline at the latest, not cut off).
+    #[arg(long = "shutdown-grace")]
+    shutdown_grace: Option<f64>,
     /// Outbound HTTP connect timeout, in seconds.
     #[arg(long = "outbound-connect-timeout", default_value_t = 5.0)]
     outbound_connect_timeout: f64,
@@ -120,6 +157,8 @@ struct UpArgs {
     /// The host's cache directory: compiled code and pulled blobs.
     #[arg(long = "cache-dir")]
     cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pull_limits: PullLimitArgs,
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -169,8 +208,8 @@ async fn registry(command: RegistryCommand) -> Result<()> {
             let digest = wharf::oci::push(&wharf::app::manifest_path(&from), &reference, insecure).await?;
             println!("Pushed {reference}@{digest}");
         }
-        RegistryCommand::Pull { reference, insecure, cache_dir: dir } => {
-            let options = RegistryOptions { insecure, cache_dir: blob_cache_dir(dir.or_else(CompileCache::default_dir))? };
+        RegistryCommand::Pull { reference, insecure, cache_dir: dir, limits } => {
+            let options = RegistryOptions { insecure, cache_dir: blob_cache_dir(dir.or_else(CompileCache::default_dir))?, limits: limits.into() };
             let pulled = wharf::oci::pull(&reference, &options).await?;
             println!("Pulled {reference}@{} ({} components)", pulled.digest, pulled.manifest.component.len());
         }
@@ -199,31 +238,44 @@ async fn up(args: UpArgs) -> Result<()> {
         },
     };
     let from = args.from.to_string_lossy();
-    let app = if wharf::oci::is_registry_reference(&from) {
-        let registry = RegistryOptions { insecure: args.insecure, cache_dir: blob_cache_dir(cache_dir)? };
+    // The files of a pulled app are mounted from where the pull wrote them,
+    // so that directory lives as long as the app.
+    let (app, _pulled_files) = if wharf::oci::is_registry_reference(&from) {
+        let registry = RegistryOptions { insecure: args.insecure, cache_dir: blob_cache_dir(cache_dir)?, limits: args.pull_limits.into() };
         let pulled = wharf::oci::pull(&from, &registry).await?;
         tracing::info!("pulled {from}@{}", pulled.digest);
         let origin = ManifestOrigin { label: from.to_string(), base_dir: PathBuf::from("."), default_state_dir: None };
-        tokio::task::block_in_place(|| App::from_manifest(pulled.manifest, &origin, &options))?
+        (tokio::task::block_in_place(|| App::from_manifest(pulled.manifest, &origin, &options))?, Some(pulled.files))
     } else {
-        tokio::task::block_in_place(|| App::load(&options))?
+        (tokio::task::block_in_place(|| App::load(&options))?, None)
     };
     let app = Arc::new(app);
     let metrics = Arc::new(Metrics::default());
+    let request_timeout = seconds("request-timeout", args.request_timeout)?;
+    let shutdown_grace = match args.shutdown_grace {
+        Some(grace) => {
+            let grace = seconds("shutdown-grace", grace)?;
+            if grace < request_timeout {
+                tracing::warn!("--shutdown-grace {grace:?} is shorter than --request-timeout {request_timeout:?}: requests in flight at shutdown may be cut off");
+            }
+            grace
+        }
+        None => request_timeout + Duration::from_secs(1),
+    };
     let http_options = HttpOptions {
         policy: InstancePolicy {
             max_reuse: args.max_instance_reuse_count,
             max_concurrent: args.max_instance_concurrent_reuse_count,
-            request_timeout: seconds("request-timeout", args.request_timeout)?,
+            request_timeout,
             idle_timeout: seconds("idle-instance-timeout", args.idle_instance_timeout)?,
         },
         max_request_body: args.max_request_body,
         max_instances: args.max_instances as usize,
-        shutdown_grace: seconds("shutdown-grace", args.shutdown_grace)?,
+        shutdown_grace,
     };
-    let message_deadline = http_options.policy.request_timeout;
     let trigger = HttpTrigger::new(app.clone(), http_options, metrics.clone(), args.listen)?;
-    let redis = wharf::redis_trigger::RedisTrigger::start(app.clone(), metrics.clone(), message_deadline)?;
+    let shutdown = CancellationToken::new();
+    let redis = wharf::redis_trigger::RedisTrigger::start(app.clone(), metrics.clone(), request_timeout, shutdown.clone())?;
 
     if let Some(addr) = args.metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for metrics"))?;
@@ -241,9 +293,16 @@ async fn up(args: UpArgs) -> Result<()> {
             }
         }
     }
-    trigger.serve(listener, shutdown_signal()).await?;
-    drop(redis);
-    Ok(())
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown_signal().await;
+            shutdown.cancel();
+        }
+    });
+    // Both triggers stop taking work at the signal and drain side by side.
+    let (served, ()) = tokio::join!(trigger.serve(listener, shutdown.cancelled_owned()), redis.stopped());
+    served
 }
 
 async fn shutdown_signal() {
@@ -263,7 +322,12 @@ fn build(from: &std::path::Path) -> Result<()> {
             println!("{id}: no build command");
             continue;
         };
-        let workdir = build.workdir.as_ref().map(|w| app_dir.join(w)).unwrap_or_else(|| app_dir.clone());
+        // `validate` refused an absolute workdir or one with `..`; a symlink
+        // leading out of the app is refused here.
+        let workdir = match &build.workdir {
+            Some(w) => wharf::confined::inside(&app_dir, &wharf::confined::relative(w)?).with_context(|| format!("{id}: build.workdir"))?,
+            None => app_dir.clone(),
+        };
         for command in build.command.commands() {
             println!("{id}: {command}");
             let status = std::process::Command::new("sh")

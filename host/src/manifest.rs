@@ -119,6 +119,11 @@ pub struct Component {
     pub environment: BTreeMap<String, String>,
     #[serde(default)]
     pub files: Vec<FileMount>,
+    /// Files already laid out for the component in this directory (an app
+    /// from a registry, written from its layers): mounted as they are instead
+    /// of being copied from `files`. Never read from a manifest file.
+    #[serde(skip)]
+    pub prepared_files: Option<PathBuf>,
     #[serde(default)]
     pub exclude_files: Vec<String>,
     #[serde(default)]
@@ -196,11 +201,13 @@ impl Manifest {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read manifest {}", path.display()))?;
-        let manifest: Manifest =
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        manifest
-            .validate()
-            .map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
+        Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))
+    }
+
+    /// Parses and validates a manifest's text.
+    pub fn parse(text: &str) -> Result<Self> {
+        let manifest: Manifest = toml::from_str(text)?;
+        manifest.validate()?;
         Ok(manifest)
     }
 
@@ -262,6 +269,10 @@ impl Manifest {
     fn validate_component(&self, id: &str, c: &Component) -> Result<()> {
         if !matches!(c.source, ComponentSource::Local(_)) {
             bail!("source: only local file sources are supported by this host");
+        }
+        // Build commands run in their workdir, which must be inside the app.
+        if let Some(workdir) = c.build.as_ref().and_then(|b| b.workdir.as_deref()) {
+            crate::confined::relative(workdir).context("build.workdir")?;
         }
         for (name, value) in &c.variables {
             check_variable_name(name).with_context(|| format!("variables.{name}"))?;
@@ -333,7 +344,7 @@ impl Manifest {
 
 /// Component ids, as Spin has them: words of letters and digits joined by `-`,
 /// each word all lowercase or all uppercase, the first starting with a letter.
-fn check_component_id(id: &str) -> Result<()> {
+pub(crate) fn check_component_id(id: &str) -> Result<()> {
     let ok = id.starts_with(|c: char| c.is_ascii_alphabetic())
         && id.split('-').all(|word| {
             !word.is_empty()
@@ -362,9 +373,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Manifest> {
-        let m: Manifest = toml::from_str(text)?;
-        m.validate()?;
-        Ok(m)
+        Manifest::parse(text)
     }
 
     const MINIMAL: &str = r#"
@@ -434,6 +443,18 @@ message = "{{ greeting }}!"
         assert!(format!("{err:#}").contains("variables.greeting"));
         let err = parse(&MINIMAL.replace("{ default = \"hi\" }", "{ secret = true }")).unwrap_err();
         assert!(format!("{err:#}").contains("variables.greeting"));
+    }
+
+    #[test]
+    fn a_build_workdir_must_stay_in_the_app_directory() {
+        let with_workdir = |workdir: &str| {
+            parse(&MINIMAL.replace("source = \"hello.wasm\"", &format!("source = \"hello.wasm\"\n[component.hello.build]\ncommand = \"make\"\nworkdir = {workdir:?}")))
+        };
+        assert!(with_workdir("hello/src").is_ok());
+        for bad in ["/tmp", "../elsewhere", "a/../../b"] {
+            let err = format!("{:#}", with_workdir(bad).unwrap_err());
+            assert!(err.contains("component.hello") && err.contains("build.workdir"), "{bad}: {err}");
+        }
     }
 
     #[test]

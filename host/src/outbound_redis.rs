@@ -12,7 +12,7 @@ use redis::aio::ConnectionManager;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Mutex;
+use tokio::sync::OnceCell;
 use wasmtime::component::{Accessor, HasSelf, Resource};
 
 /// Commands that `execute` refuses: they would change the state of a
@@ -23,35 +23,68 @@ const CONNECTION_STATE_COMMANDS: &[&str] = &[
     "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE", "CLIENT", "AUTH", "HELLO", "RESET", "MONITOR", "QUIT",
 ];
 
+/// Commands that `execute` refuses because they hold the connection: Redis
+/// answers a connection's commands in order, so while one of these waits
+/// (for a list to fill, for replicas, for a sleep, or for ever as a
+/// replication stream) every other instance's command on the shared
+/// connection waits behind it. `XREAD` and `XREADGROUP` are refused only
+/// with `BLOCK`.
+const BLOCKING_COMMANDS: &[&str] = &[
+    "BLPOP", "BRPOP", "BRPOPLPUSH", "BLMOVE", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP", "WAIT", "WAITAOF",
+    "SYNC", "PSYNC", "REPLCONF", "REPLICAOF", "SLAVEOF", "FAILOVER", "DEBUG",
+];
+
+/// Why `execute` refuses `command` with `arguments`, if it does.
+fn refusal(command: &str, arguments: &[RedisParameter]) -> Option<String> {
+    let upper = command.to_ascii_uppercase();
+    if CONNECTION_STATE_COMMANDS.contains(&upper.as_str()) {
+        return Some(format!("{command} changes the shared connection's state and is not allowed"));
+    }
+    let blocks = BLOCKING_COMMANDS.contains(&upper.as_str())
+        || ((upper == "XREAD" || upper == "XREADGROUP")
+            && arguments.iter().any(|a| matches!(a, RedisParameter::Binary(b) if b.eq_ignore_ascii_case(b"BLOCK"))));
+    blocks.then(|| format!("{command} blocks the connection, which other instances share, and is not allowed"))
+}
+
+/// How long making a connection may take before `open` fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Connections shared by every instance of the app, by address.
 #[derive(Default)]
 pub struct RedisPool {
-    managers: Mutex<HashMap<String, ConnectionManager>>,
+    /// The lock is held only to find an address's cell; connecting happens
+    /// in the cell, so one slow address holds up only its own callers.
+    managers: std::sync::Mutex<HashMap<String, Arc<OnceCell<ConnectionManager>>>>,
 }
 
 impl RedisPool {
-    /// A connection to `address`, made on first use and shared afterwards.
+    /// A connection to `address`, made on first use and shared afterwards. A
+    /// connect that fails or times out leaves nothing behind, and the next
+    /// call tries again.
     pub async fn connection(&self, address: &str) -> Result<ConnectionManager, Error> {
-        let mut managers = self.managers.lock().await;
-        if let Some(m) = managers.get(address) {
-            return Ok(m.clone());
-        }
-        let client = redis::Client::open(address).map_err(|_| Error::InvalidAddress)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(2))
-            .set_response_timeout(Duration::from_secs(5))
-            // No retries inside a (re)connect: redis-rs waits 1-2 s before the
-            // first retry and up to 60-120 s before the second (backon's 1 s
-            // minimum delay times its factor of 100), and every command on the
-            // connection waits for that. With Redis down, `publish` and `PING`
-            // then hung past the request deadline (504) instead of failing.
-            // Now a command fails at once and the next one reconnects.
-            .set_number_of_retries(0);
-        let manager = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|e| Error::Other(format!("cannot connect to {}: {e}", redact(address))))?;
-        managers.insert(address.to_string(), manager.clone());
-        Ok(manager)
+        let cell = self.managers.lock().expect("not poisoned").entry(address.to_string()).or_default().clone();
+        cell.get_or_try_init(|| connect(address)).await.cloned()
+    }
+}
+
+async fn connect(address: &str) -> Result<ConnectionManager, Error> {
+    let client = redis::Client::open(address).map_err(|_| Error::InvalidAddress)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Duration::from_secs(2))
+        .set_response_timeout(Duration::from_secs(5))
+        // No retries inside a (re)connect: redis-rs waits 1-2 s before the
+        // first retry and up to 60-120 s before the second (backon's 1 s
+        // minimum delay times its factor of 100), and every command on the
+        // connection waits for that. With Redis down, `publish` and `PING`
+        // then hung past the request deadline (504) instead of failing.
+        // Now a command fails at once and the next one reconnects.
+        .set_number_of_retries(0);
+    // The connection timeout above covers the TCP connect; this one also
+    // covers name resolution and the handshake.
+    match tokio::time::timeout(CONNECT_TIMEOUT, ConnectionManager::new_with_config(client, config)).await {
+        Ok(Ok(manager)) => Ok(manager),
+        Ok(Err(e)) => Err(Error::Other(format!("cannot connect to {}: {e}", redact(address)))),
+        Err(_) => Err(Error::Other(format!("cannot connect to {}: no answer within {CONNECT_TIMEOUT:?}", redact(address)))),
     }
 }
 
@@ -173,9 +206,9 @@ impl<T: Send> wit::HostConnectionWithStore<T> for HasSelf<InstanceState> {
         arguments: Vec<RedisParameter>,
     ) -> wasmtime::Result<Result<Vec<RedisResult>, Error>> {
         // The connection is shared by every instance using this address, so
-        // commands that change connection state would leak into theirs.
-        if CONNECTION_STATE_COMMANDS.contains(&command.to_ascii_uppercase().as_str()) {
-            return Ok(Err(Error::Other(format!("{command} changes the shared connection's state and is not allowed"))));
+        // commands that change its state or hold it would reach theirs.
+        if let Some(why) = refusal(&command, &arguments) {
+            return Ok(Err(Error::Other(why)));
         }
         let mut cmd = redis::cmd(&command);
         for arg in arguments {
@@ -220,3 +253,37 @@ fn to_result(value: redis::Value) -> Result<RedisResult, Error> {
 impl wit::HostConnection for InstanceState {}
 
 impl wit::Host for InstanceState {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &str) -> RedisParameter {
+        RedisParameter::Binary(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn blocking_and_state_changing_commands_are_refused() {
+        for (command, args) in [
+            ("blpop", vec![text("k"), RedisParameter::Int64(0)]),
+            ("BRPOP", vec![text("k"), RedisParameter::Int64(0)]),
+            ("XREAD", vec![text("block"), RedisParameter::Int64(0), text("STREAMS"), text("s"), text("$")]),
+            ("XREADGROUP", vec![text("GROUP"), text("g"), text("c"), text("BLOCK"), RedisParameter::Int64(0)]),
+            ("WAIT", vec![RedisParameter::Int64(1), RedisParameter::Int64(0)]),
+            ("psync", vec![text("?"), RedisParameter::Int64(-1)]),
+            ("SYNC", vec![]),
+            ("select", vec![RedisParameter::Int64(1)]),
+        ] {
+            assert!(refusal(command, &args).is_some(), "{command}");
+        }
+        for (command, args) in [
+            ("GET", vec![text("k")]),
+            ("LPOP", vec![text("k")]),
+            ("XREAD", vec![text("COUNT"), RedisParameter::Int64(1), text("STREAMS"), text("s"), text("0")]),
+            // A key named BLOCK is not the BLOCK option of a command that has none.
+            ("SET", vec![text("BLOCK"), text("v")]),
+        ] {
+            assert_eq!(refusal(command, &args), None, "{command}");
+        }
+    }
+}

@@ -8,6 +8,10 @@
 //! concurrently (bounded), so one slow handler does not stall a channel;
 //! handlers must therefore not rely on delivery order (the app's handlers are
 //! idempotent state-machine steps).
+//!
+//! At shutdown the trigger first stops reading (it drops its subscriptions,
+//! so Redis keeps nothing queued for it), then waits for the handlers in
+//! flight, each bounded by its deadline.
 
 use crate::app::{App, LoadedComponent};
 use crate::bindings::redis_trigger::RedisTriggerPre;
@@ -19,6 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Messages being handled at once, per address.
 const MAX_IN_FLIGHT: usize = 256;
@@ -30,9 +36,12 @@ struct Subscriber {
     pre: RedisTriggerPre<crate::state::InstanceState>,
 }
 
-/// The running trigger; dropping it stops the subscriber tasks.
+/// The running trigger. [`RedisTrigger::stopped`] waits for it to stop
+/// after `shutdown`; dropping it stops the subscriber tasks at once.
 pub struct RedisTrigger {
     tasks: Vec<JoinHandle<()>>,
+    /// The message handlers in flight.
+    handlers: TaskTracker,
 }
 
 impl Drop for RedisTrigger {
@@ -45,8 +54,9 @@ impl Drop for RedisTrigger {
 
 impl RedisTrigger {
     /// Subscribes every Redis trigger; each message's handler may run for
-    /// `deadline` (the host's `--request-timeout`) before it is stopped.
-    pub fn start(app: Arc<App>, metrics: Arc<Metrics>, deadline: Duration) -> Result<Self> {
+    /// `deadline` (the host's `--request-timeout`) before it is stopped. When
+    /// `shutdown` is cancelled the trigger stops reading messages.
+    pub fn start(app: Arc<App>, metrics: Arc<Metrics>, deadline: Duration, shutdown: CancellationToken) -> Result<Self> {
         // address -> channel -> subscribers
         let mut by_address: BTreeMap<String, BTreeMap<String, Vec<Arc<Subscriber>>>> = BTreeMap::new();
         let default_address = app.manifest.application.trigger.redis.as_ref().map(|r| r.address.clone());
@@ -67,72 +77,109 @@ impl RedisTrigger {
                 .or_default()
                 .push(Arc::new(Subscriber { component: component.clone(), pre }));
         }
+        let handlers = TaskTracker::new();
         let tasks = by_address
             .into_iter()
-            .map(|(address, channels)| tokio::spawn(subscribe_forever(app.clone(), metrics.clone(), address, Arc::new(channels), deadline)))
+            .map(|(address, channels)| {
+                let subscription = Subscription {
+                    app: app.clone(),
+                    metrics: metrics.clone(),
+                    address,
+                    channels,
+                    permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+                    handlers: handlers.clone(),
+                    deadline,
+                };
+                tokio::spawn(subscription.run(shutdown.clone()))
+            })
             .collect();
-        Ok(Self { tasks })
+        Ok(Self { tasks, handlers })
+    }
+
+    /// Resolves once the trigger has stopped after its shutdown: no more
+    /// messages are read, and every handler in flight has finished or
+    /// reached its deadline.
+    pub async fn stopped(mut self) {
+        for task in std::mem::take(&mut self.tasks) {
+            let _ = task.await;
+        }
+        self.handlers.close();
+        let in_flight = self.handlers.len();
+        if in_flight > 0 {
+            tracing::info!("waiting for {in_flight} redis message handlers to finish");
+        }
+        self.handlers.wait().await;
     }
 }
 
-async fn subscribe_forever(
+/// The trigger's subscription to one address.
+struct Subscription {
     app: Arc<App>,
     metrics: Arc<Metrics>,
     address: String,
-    channels: Arc<BTreeMap<String, Vec<Arc<Subscriber>>>>,
+    /// channel -> subscribers
+    channels: BTreeMap<String, Vec<Arc<Subscriber>>>,
+    permits: Arc<Semaphore>,
+    handlers: TaskTracker,
     deadline: Duration,
-) {
-    let shown = crate::outbound_redis::redact(&address);
-    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    let mut backoff = BACKOFF_START;
-    loop {
-        match subscribe_once(&app, &metrics, &address, &channels, &permits, &mut backoff, deadline).await {
-            Ok(()) => tracing::warn!(address = %shown, "redis subscription ended; reconnecting in {backoff:?}"),
-            Err(e) => tracing::warn!(address = %shown, "redis trigger disconnected: {e:#}; reconnecting in {backoff:?}"),
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(BACKOFF_MAX);
-    }
 }
 
-async fn subscribe_once(
-    app: &Arc<App>,
-    metrics: &Arc<Metrics>,
-    address: &str,
-    channels: &Arc<BTreeMap<String, Vec<Arc<Subscriber>>>>,
-    permits: &Arc<Semaphore>,
-    backoff: &mut Duration,
-    deadline: Duration,
-) -> Result<()> {
-    let client = redis::Client::open(address)?;
-    let mut pubsub = client.get_async_pubsub().await?;
-    for channel in channels.keys() {
-        pubsub.subscribe(channel).await?;
-    }
-    tracing::info!(address = %crate::outbound_redis::redact(address), channels = ?channels.keys().collect::<Vec<_>>(), "redis trigger subscribed");
-    *backoff = BACKOFF_START;
-    let mut messages = pubsub.on_message();
-    while let Some(message) = messages.next().await {
-        let channel = message.get_channel_name().to_string();
-        let payload: Vec<u8> = message.get_payload_bytes().to_vec();
-        let Some(subscribers) = channels.get(&channel) else { continue };
-        for subscriber in subscribers {
-            let permit = permits.clone().acquire_owned().await?;
-            let (app, metrics, subscriber, channel, payload) = (app.clone(), metrics.clone(), subscriber.clone(), channel.clone(), payload.clone());
-            tokio::spawn(async move {
-                let outcome = deliver(&app, &subscriber, payload, deadline).await;
-                Metrics::inc(&metrics.redis_messages);
-                if let Err(e) = outcome {
-                    Metrics::inc(&metrics.redis_handler_errors);
-                    // One line for the log; the wasm backtrace only at debug level.
-                    tracing::warn!(component = %subscriber.component.id, channel, error = %e.root_cause(), "redis handler failed");
-                    tracing::debug!(component = %subscriber.component.id, "redis handler failure in full: {e:?}");
-                }
-                drop(permit);
-            });
+impl Subscription {
+    /// Subscribes, and again after each disconnection, until `shutdown`.
+    async fn run(self, shutdown: CancellationToken) {
+        let shown = crate::outbound_redis::redact(&self.address);
+        let mut backoff = BACKOFF_START;
+        loop {
+            let outcome = tokio::select! {
+                outcome = self.subscribe_once(&mut backoff) => outcome,
+                () = shutdown.cancelled() => break,
+            };
+            match outcome {
+                Ok(()) => tracing::warn!(address = %shown, "redis subscription ended; reconnecting in {backoff:?}"),
+                Err(e) => tracing::warn!(address = %shown, "redis trigger disconnected: {e:#}; reconnecting in {backoff:?}"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = shutdown.cancelled() => break,
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
         }
+        tracing::info!(address = %shown, "redis trigger stopped reading messages");
     }
-    Ok(())
+
+    async fn subscribe_once(&self, backoff: &mut Duration) -> Result<()> {
+        let Self { app, metrics, address, channels, permits, handlers, deadline } = self;
+        let deadline = *deadline;
+        let client = redis::Client::open(address.as_str())?;
+        let mut pubsub = client.get_async_pubsub().await?;
+        for channel in channels.keys() {
+            pubsub.subscribe(channel).await?;
+        }
+        tracing::info!(address = %crate::outbound_redis::redact(address), channels = ?channels.keys().collect::<Vec<_>>(), "redis trigger subscribed");
+        *backoff = BACKOFF_START;
+        let mut messages = pubsub.on_message();
+        while let Some(message) = messages.next().await {
+            let channel = message.get_channel_name().to_string();
+            let payload: Vec<u8> = message.get_payload_bytes().to_vec();
+            let Some(subscribers) = channels.get(&channel) else { continue };
+            for subscriber in subscribers {
+                let permit = permits.clone().acquire_owned().await?;
+                let (app, metrics, subscriber, channel, payload) = (app.clone(), metrics.clone(), subscriber.clone(), channel.clone(), payload.clone());
+                handlers.spawn(async move {
+                    let outcome = deliver(&app, &subscriber, payload, deadline).await;
+                    Metrics::inc(&metrics.redis_messages);
+                    if let Err(e) = outcome {
+                        Metrics::inc(&metrics.redis_handler_errors);
+                        // One line for the log; the wasm backtrace only at debug level.
+                        tracing::warn!(component = %subscriber.component.id, channel, error = %e.root_cause(), "redis handler failed");
+                        tracing::debug!(component = %subscriber.component.id, "redis handler failure in full: {e:?}");
+                    }
+                    drop(permit);
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Runs one message through a fresh instance.

@@ -63,3 +63,36 @@ fn a_missing_mount_source_stops_the_start() {
     let logs = host.logs();
     assert!(logs.contains("component.probe") && logs.contains("files[1].source: `config` does not exist"), "{logs}");
 }
+
+/// `files` entries that reach outside the app directory stop the start,
+/// naming the entry, and leave the host's files as they were.
+#[test]
+fn mounts_from_outside_the_app_directory_stop_the_start_and_touch_nothing() {
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim.txt");
+    std::fs::write(&victim, "keep me").unwrap();
+    let (dir, manifest) = app_with_files();
+    std::os::unix::fs::symlink(&victim, dir.path().join("static/link.txt")).unwrap();
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let original = r#"files = ["static/**/*", { source = "config", destination = "/etc/app" }]"#;
+    let glob = format!("{}/*.txt", outside.path().display());
+    for (files, expected) in [
+        // Once truncated the host file: source and destination were the same file.
+        (format!("files = [{victim:?}]"), "files[0]: `"),
+        // Once panicked.
+        (format!("files = [{glob:?}]"), "is an absolute path"),
+        // Once handed the guest a file outside the app directory.
+        (r#"files = [{ source = "../outside.txt", destination = "/x" }]"#.to_string(), "files[0].source: `../outside.txt` contains `..`"),
+        (format!("files = [{{ source = {victim:?}, destination = \"/x\" }}]"), "files[0].source"),
+        (r#"files = ["static/link.txt"]"#.to_string(), "leads outside"),
+        (r#"files = ["static"]"#.to_string(), "leads outside"),
+    ] {
+        std::fs::write(&manifest, text.replace(original, &files)).unwrap();
+        let mut host = Host::spawn(&manifest, HostConfig::default());
+        assert_eq!(host.wait_exit(std::time::Duration::from_secs(60)), Some(1), "{files}: {}", host.logs());
+        let logs = host.logs();
+        assert!(logs.contains("component.probe") && logs.contains(expected), "{files}: expected `{expected}` in {logs}");
+        assert!(!logs.contains("panicked"), "{logs}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me", "{files}");
+    }
+}

@@ -137,3 +137,37 @@ fn a_host_header_that_is_not_an_authority_is_refused() {
         assert_eq!(r.json()["error"]["code"], "invalid_host");
     }
 }
+
+#[test]
+fn two_host_headers_are_refused() {
+    let app = probe_app(&[]);
+    let host = app.start();
+    let reply = raw_http(host.addr(), b"GET /probe/inspect HTTP/1.1\r\nhost: shop.example\r\nhost: evil.example\r\nconnection: close\r\n\r\n");
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(reply.contains("more than one Host header"), "{reply}");
+}
+
+#[test]
+fn an_absolute_form_target_gives_the_full_url_its_authority() {
+    let app = probe_app(&[]);
+    let host = app.start();
+    let reply = raw_http(
+        host.addr(),
+        b"GET http://shop.example:8080/probe/inspect?q=1 HTTP/1.1\r\nhost: other.example\r\nconnection: close\r\n\r\n",
+    );
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let body: serde_json::Value = serde_json::from_str(reply.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(body["headers"]["spin-full-url"], "http://shop.example:8080/probe/inspect?q=1");
+}
+
+#[test]
+fn head_of_a_big_body_says_its_length_and_sends_no_body() {
+    let app = probe_app(&[]);
+    let host = app.start();
+    // Bigger than the host ever buffers, so the GET streams it chunked.
+    let reply = raw_http(host.addr(), b"HEAD /probe/big/300000 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(head.to_ascii_lowercase().contains("content-length: 300000"), "{head}");
+    assert_eq!(body, "", "a HEAD response carries no body");
+}

@@ -72,6 +72,24 @@ fn oversized_bodies_get_413() {
 }
 
 #[test]
+fn a_chunked_body_over_the_cap_gets_413() {
+    let app = probe_app(&[]);
+    let host = Host::start(&app.manifest, app.config().arg("--max-request-body").arg("1000"));
+    let chunk = "x".repeat(1001);
+    let raw = format!(
+        "POST /probe/inspect HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len()
+    );
+    let reply = raw_http(host.addr(), raw.as_bytes());
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(reply.contains("payload_too_large"), "{reply}");
+    // Within the cap, chunked bodies reach the component whole.
+    let raw = "POST /probe/inspect HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    let reply = raw_http(host.addr(), raw.as_bytes());
+    assert!(reply.starts_with("HTTP/1.1 200") && reply.contains("\"body_len\":5"), "{reply}");
+}
+
+#[test]
 fn a_full_instance_pool_answers_503() {
     let app = probe_app(&[]);
     let host = Host::start(&app.manifest, strict(&app).arg("--max-instances").arg("1"));
@@ -85,17 +103,20 @@ fn a_full_instance_pool_answers_503() {
     assert_eq!(get(&host.url("/hello")).status, 200);
 }
 
+/// With the default flags, a request in flight at SIGTERM gets as long as
+/// its own deadline (30 s): the grace used to be 10 s and cut it off.
 #[test]
 fn sigterm_finishes_in_flight_requests_then_exits_zero() {
     let app = probe_app(&[]);
     let mut host = app.start();
-    let url = host.url("/probe/sleep/1500");
+    let url = host.url("/probe/sleep/11000");
     let in_flight = std::thread::spawn(move || request("GET", &url, &[], None));
     std::thread::sleep(Duration::from_millis(300));
     host.terminate();
     let r = in_flight.join().unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(host.wait_exit(Duration::from_secs(15)), Some(0), "{}", host.logs());
+    assert_eq!(r.json()["slept_ms"], 11000);
+    assert_eq!(host.wait_exit(Duration::from_secs(30)), Some(0), "{}", host.logs());
     // The idle instance left at exit goes with the runtime: not a trap.
     assert!(!host.logs().contains("after a trap"), "{}", host.logs());
 }

@@ -135,3 +135,50 @@ fn the_trigger_resubscribes_after_redis_restarts() {
     assert_eq!(replies.recv_timeout(Duration::from_secs(10)).unwrap(), "back");
     assert!(host.logs().contains("reconnecting"), "{}", host.logs());
 }
+
+#[test]
+fn sigterm_stops_reading_then_lets_a_handler_in_flight_finish() {
+    let redis = Redis::start();
+    let (dir, manifest) = sink_app(&redis);
+    let mut host = start(&redis, &manifest, dir.path());
+    wait_subscribed(&redis);
+    let replies = subscribe(&redis, "outbox");
+    publish(&redis, "inbox", "sleep:1500");
+    std::thread::sleep(Duration::from_millis(300));
+    host.terminate();
+    // The trigger lets go of its subscription first, so Redis routes nothing
+    // more to a host on its way out...
+    eventually(Duration::from_secs(5), "the host to unsubscribe", || {
+        let n: Vec<(String, i64)> = redis::cmd("PUBSUB").arg("NUMSUB").arg("inbox").query(&mut redis.client()).unwrap();
+        (n[0].1 == 0).then_some(())
+    });
+    // ...while the handler it already started runs to its end.
+    assert_eq!(replies.recv_timeout(Duration::from_secs(10)).unwrap(), "sleep:1500");
+    assert_eq!(host.wait_exit(Duration::from_secs(15)), Some(0), "{}", host.logs());
+    assert!(!host.logs().contains("redis handler failed"), "{}", host.logs());
+}
+
+/// Outbound Redis shares one connection per address among all instances,
+/// and Redis answers a connection's commands in order.
+#[test]
+fn blocking_commands_are_refused_so_one_guest_cannot_stall_the_shared_connection() {
+    let redis = Redis::start();
+    let app = probe_app(&[&redis.url()]);
+    let host = app.start();
+    let execute = |command: &str| get(&host.url(&format!("/probe/redis/{command}?address={}", redis.url())));
+    for blocking in ["BLPOP/jobs/0", "BRPOP/jobs/0", "XREAD/BLOCK/0/STREAMS/events/$", "WAIT/1/0", "PSYNC/some-replication-id/-1"] {
+        let r = execute(blocking);
+        assert_eq!(r.status, 500, "{blocking}: {}", r.body);
+        assert!(r.json()["error"].as_str().unwrap().contains("blocks the connection"), "{blocking}: {}", r.body);
+    }
+    // Had BLPOP been sent, the shared connection would be held for ever:
+    // the next command from any instance would get no answer.
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(3)).build();
+    let url = host.url(&format!("/probe/redis/RPUSH/jobs/a?address={}", redis.url()));
+    let pushed: serde_json::Value = agent.get(&url).call().expect("answered while a blocking command was refused").into_json().unwrap();
+    assert_eq!(pushed["results"], serde_json::json!([1]));
+    let r = execute("XREAD/COUNT/1/STREAMS/events/0");
+    assert_eq!(r.status, 200, "XREAD without BLOCK is allowed: {}", r.body);
+    let r = execute("LPOP/jobs");
+    assert_eq!(r.json()["results"], serde_json::json!(["a"]));
+}

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 pub use serde_json::{Value, json};
 pub use tempfile;
+pub use ureq;
 
 /// The workspace root (this crate lives in `<root>/tests`).
 pub fn workspace_root() -> PathBuf {
@@ -164,6 +165,29 @@ impl OciRegistry {
         let mut bytes = Vec::new();
         response.into_reader().read_to_end(&mut bytes).unwrap();
         bytes
+    }
+
+    /// Uploads `bytes` as a blob of `repository` (the distribution API's
+    /// monolithic upload); returns its digest.
+    pub fn upload_blob(&self, repository: &str, bytes: &[u8]) -> String {
+        let digest = sha256_digest(bytes);
+        let start = format!("http://{}/v2/{repository}/blobs/uploads/", self.host);
+        let reply = request("POST", &start, &[], Some(b""));
+        assert_eq!(reply.status, 202, "POST {start}: {reply:?}");
+        let location = reply.header("location").expect("an upload location").to_string();
+        let location = if location.starts_with("http") { location } else { format!("http://{}{location}", self.host) };
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let put = format!("{location}{separator}digest={digest}");
+        let reply = request("PUT", &put, &[("content-type", "application/octet-stream")], Some(bytes));
+        assert_eq!(reply.status, 201, "PUT {put}: {reply:?}");
+        digest
+    }
+
+    /// Stores an OCI image manifest as `repository:tag`, exactly as given.
+    pub fn put_manifest(&self, repository: &str, tag: &str, manifest: &Value) {
+        let url = format!("http://{}/v2/{repository}/manifests/{tag}", self.host);
+        let reply = request("PUT", &url, &[("content-type", "application/vnd.oci.image.manifest.v1+json")], Some(manifest.to_string().as_bytes()));
+        assert_eq!(reply.status, 201, "PUT {url}: {reply:?}");
     }
 
     /// Where the registry keeps a blob on disk (its filesystem driver's layout).
@@ -391,6 +415,27 @@ pub fn post_json(url: &str, headers: &[(&str, &str)], body: &Value) -> Reply {
     let mut all = vec![("content-type", "application/json")];
     all.extend_from_slice(headers);
     request("POST", url, &all, Some(body.to_string().as_bytes()))
+}
+
+/// Sends `raw` (a whole HTTP/1.1 request, as bytes on the wire) to `addr`
+/// and returns everything the server sends until it closes the connection:
+/// for requests no HTTP client library will send (two `Host` headers, an
+/// absolute-form target) or framing a test must see as it was sent.
+pub fn raw_http(addr: SocketAddr, raw: &[u8]) -> String {
+    use std::io::Write;
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream.write_all(raw).unwrap();
+    let mut out = Vec::new();
+    // The server may answer and close before it has read all of a body it refuses.
+    let _ = stream.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `sha256:<hex>` of `bytes`, as OCI names content.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
 }
 
 /// Writes `text` as `spin.toml` in a fresh directory and returns both.

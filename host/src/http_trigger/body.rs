@@ -20,12 +20,39 @@ use wasmtime_wasi_http::WasiBody;
 const WAIT: Duration = Duration::from_millis(5);
 const MAX_BUFFERED: usize = 64 * 1024;
 
-/// `head`: the request was HEAD. A component that wrote the body anyway gets
-/// its length sent (what GET would send); one that wrote nothing gets no
-/// `content-length: 0`, which would misstate the GET's length.
-pub async fn coalesce(response: Response<WasiBody>, head: bool) -> Response<WasiBody> {
+/// The response to a HEAD request: no body goes out, so its only framing
+/// is the `content-length` GET would send. A component that wrote the body
+/// anyway has it counted (not kept) for up to `deadline`; one that wrote
+/// nothing gets no `content-length: 0`, which would misstate the GET's
+/// length, and neither does one still writing at the deadline.
+pub async fn head(response: Response<WasiBody>, deadline: Duration) -> Response<WasiBody> {
     let (mut parts, mut body) = response.into_parts();
-    if parts.headers.contains_key(http::header::CONTENT_LENGTH) || parts.headers.contains_key(http::header::TRANSFER_ENCODING) {
+    if !has_framing(&parts.headers) {
+        let count = async {
+            let mut length: u64 = 0;
+            while let Some(Ok(frame)) = body.frame().await {
+                length += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            length
+        };
+        match tokio::time::timeout(deadline, count).await {
+            Ok(0) => {}
+            Ok(length) => {
+                parts.headers.insert(http::header::CONTENT_LENGTH, length.into());
+            }
+            Err(_elapsed) => tracing::debug!("HEAD: the body was still being written at the deadline; no content-length"),
+        }
+    }
+    Response::from_parts(parts, Full::new(Bytes::new()).map_err(|never| match never {}).boxed_unsync())
+}
+
+fn has_framing(headers: &http::HeaderMap) -> bool {
+    headers.contains_key(http::header::CONTENT_LENGTH) || headers.contains_key(http::header::TRANSFER_ENCODING)
+}
+
+pub async fn coalesce(response: Response<WasiBody>) -> Response<WasiBody> {
+    let (mut parts, mut body) = response.into_parts();
+    if has_framing(&parts.headers) {
         return Response::from_parts(parts, body);
     }
     let mut buffered = BytesMut::new();
@@ -36,9 +63,7 @@ pub async fn coalesce(response: Response<WasiBody>, head: bool) -> Response<Wasi
     loop {
         match tokio::time::timeout_at(deadline, body.frame()).await {
             Ok(None) => {
-                if !(head && buffered.is_empty()) {
-                    parts.headers.insert(http::header::CONTENT_LENGTH, buffered.len().into());
-                }
+                parts.headers.insert(http::header::CONTENT_LENGTH, buffered.len().into());
                 let full = Full::new(buffered.freeze()).map_err(|never| match never {}).boxed_unsync();
                 return Response::from_parts(parts, full);
             }
@@ -74,14 +99,19 @@ mod tests {
 
     #[tokio::test]
     async fn a_small_body_goes_with_its_length() {
-        assert_eq!(sent(coalesce(response("hello"), false).await).await, (Some("5".into()), Bytes::from("hello")));
-        assert_eq!(sent(coalesce(response(""), false).await).await, (Some("0".into()), Bytes::new()));
+        assert_eq!(sent(coalesce(response("hello")).await).await, (Some("5".into()), Bytes::from("hello")));
+        assert_eq!(sent(coalesce(response("")).await).await, (Some("0".into()), Bytes::new()));
     }
 
     #[tokio::test]
-    async fn head_gets_a_length_only_for_a_body_that_was_written() {
-        assert_eq!(sent(coalesce(response("hello"), true).await).await.0, Some("5".into()));
-        assert_eq!(sent(coalesce(response(""), true).await).await.0, None);
+    async fn head_gets_the_length_of_the_body_that_was_written_and_no_body() {
+        let second = Duration::from_secs(1);
+        assert_eq!(sent(head(response("hello"), second).await).await, (Some("5".into()), Bytes::new()));
+        assert_eq!(sent(head(response(""), second).await).await.0, None);
+        // Larger than what is ever buffered, in many frames.
+        let chunks = (0..100).map(|_| Ok::<_, wasmtime_wasi_http::Error>(Frame::data(Bytes::from(vec![b'x'; 1024]))));
+        let big = Response::new(StreamBody::new(futures::stream::iter(chunks)).boxed_unsync());
+        assert_eq!(sent(head(big, second).await).await, (Some("102400".into()), Bytes::new()));
     }
 
     #[tokio::test]
@@ -89,7 +119,7 @@ mod tests {
         let mut own = response("hello");
         own.headers_mut().insert(http::header::CONTENT_LENGTH, 5.into());
         own.headers_mut().insert("x-kept", "yes".parse().unwrap());
-        let out = coalesce(own, false).await;
+        let out = coalesce(own).await;
         assert_eq!(out.headers()["x-kept"], "yes");
         assert_eq!(sent(out).await, (Some("5".into()), Bytes::from("hello")));
     }

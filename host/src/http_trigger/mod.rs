@@ -26,7 +26,7 @@ use instances::{ComponentHandler, InstanceLimitReached, InstancePolicy};
 use routing::{RoutePattern, Router};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -260,20 +260,30 @@ impl HttpTrigger {
         let (route, component) = (Some(target.route.as_str()), Some(target.component.as_str()));
         if let Some(len) = req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()) {
             if len > self.options.max_request_body {
-                let message = format!("request body of {len} bytes exceeds the limit of {} bytes", self.options.max_request_body);
-                return (error_response(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", &message), route, component);
+                return (body_too_large(self.options.max_request_body, Some(len)), route, component);
             }
         }
-        let Some((full_url, full_url_header)) = self.full_url(&req) else {
-            return (error_response(StatusCode::BAD_REQUEST, "invalid_host", "the Host header is not a valid authority"), route, component);
+        let (full_url, full_url_header) = match self.full_url(&req) {
+            Ok(url) => url,
+            Err(message) => return (error_response(StatusCode::BAD_REQUEST, "invalid_host", message), route, component),
         };
         let head = req.method() == http::Method::HEAD;
         let limit = self.options.max_request_body as usize;
+        // Set when a chunked body runs past the cap (a declared length was
+        // checked above, and hyper holds a body to it): the component only
+        // sees a read error, and whatever it answers, the client gets 413.
+        let over_cap = req.headers().contains_key(http::header::TRANSFER_ENCODING).then(|| Arc::new(AtomicBool::new(false)));
         let mut req = req.map(|body| {
+            let over_cap = over_cap.clone();
             Limited::new(body, limit)
                 .map_err(move |e| match e.downcast::<hyper::Error>() {
                     Ok(e) => HttpError::from(*e),
-                    Err(_) => HttpError::HttpRequestBodySize(Some(limit as u64)),
+                    Err(_) => {
+                        if let Some(flag) = &over_cap {
+                            flag.store(true, Ordering::Relaxed);
+                        }
+                        HttpError::HttpRequestBodySize(Some(limit as u64))
+                    }
                 })
                 .boxed_unsync()
         });
@@ -281,32 +291,44 @@ impl HttpTrigger {
         SpinHeaders { route: &target.headers, path_info: &matched.path_info, params: &matched.params, full_url: Some(full_url_header), client_addr: Some(client) }
             .apply(req.headers_mut());
         let response = match self.call(&target.component, req).await {
-            Ok(response) => body::coalesce(response, head).await,
+            _ if over_cap.as_ref().is_some_and(|flag| flag.load(Ordering::Relaxed)) => body_too_large(self.options.max_request_body, None),
+            Ok(response) if head => body::head(response, self.options.policy.request_timeout).await,
+            Ok(response) => body::coalesce(response).await,
             Err(e) => self.error_for(&target.component, e),
         };
         (response, route, component)
     }
 
     /// The absolute URL the component sees, as a URI and as the
-    /// `spin-full-url` value: the `Host` header (or the listen address) and
-    /// the request's own path. A `Host` that is not a plain authority (a
-    /// path, a query, credentials) is refused, so it can never change the
-    /// path the component sees from the one that was routed.
-    fn full_url(&self, req: &Request<Incoming>) -> Option<(http::Uri, HeaderValue)> {
-        let authority = match req.headers().get(http::header::HOST) {
-            Some(host) => Authority::try_from(host.as_bytes()).ok()?,
-            None => self.listen_authority.clone(),
+    /// `spin-full-url` value: the authority of an absolute-form request
+    /// target, else the one `Host` header (else the listen address), and the
+    /// request's own path. Two `Host` headers, or one that is not a plain
+    /// authority (a path, a query, credentials), are refused, so neither can
+    /// change the path the component sees from the one that was routed.
+    fn full_url(&self, req: &Request<Incoming>) -> Result<(http::Uri, HeaderValue), &'static str> {
+        const INVALID: &str = "the Host header is not a valid authority";
+        let mut hosts = req.headers().get_all(http::header::HOST).iter();
+        let host = hosts.next();
+        if hosts.next().is_some() {
+            return Err("more than one Host header");
+        }
+        // RFC 9112 3.2.2: with an absolute-form target, the target's
+        // authority is the one that counts and Host is ignored.
+        let authority = match (req.uri().authority(), host) {
+            (Some(authority), _) => authority.clone(),
+            (None, Some(host)) => Authority::try_from(host.as_bytes()).map_err(|_| INVALID)?,
+            (None, None) => self.listen_authority.clone(),
         };
         if authority.as_str().contains('@') {
-            return None;
+            return Err(INVALID);
         }
         let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let header = HeaderValue::try_from(format!("http://{}{}", authority.as_str(), path.as_str())).ok()?;
+        let header = HeaderValue::try_from(format!("http://{}{}", authority.as_str(), path.as_str())).map_err(|_| INVALID)?;
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(Scheme::HTTP);
         parts.authority = Some(authority);
         parts.path_and_query = Some(path);
-        Some((http::Uri::from_parts(parts).ok()?, header))
+        Ok((http::Uri::from_parts(parts).map_err(|_| INVALID)?, header))
     }
 
     fn error_for(&self, component: &str, error: CallError) -> Response<WasiBody> {
@@ -424,6 +446,15 @@ impl SpinHeaders<'_> {
             headers.insert(name("spin-client-addr"), client);
         }
     }
+}
+
+/// 413, for a body declared (`length`) or found larger than `limit`.
+fn body_too_large(limit: u64, length: Option<u64>) -> Response<WasiBody> {
+    let message = match length {
+        Some(length) => format!("request body of {length} bytes exceeds the limit of {limit} bytes"),
+        None => format!("request body exceeds the limit of {limit} bytes"),
+    };
+    error_response(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", &message)
 }
 
 fn full_body(bytes: impl Into<Bytes>) -> WasiBody {

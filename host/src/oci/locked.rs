@@ -8,13 +8,14 @@
 //! fields) with the field named, as manifest loading does.
 
 use crate::manifest::{
-    Application, ApplicationHttp, ApplicationRedis, ApplicationTriggers, Component, ComponentSource, Dependency, FileMount, HttpRoute,
+    Application, ApplicationHttp, ApplicationRedis, ApplicationTriggers, Component, ComponentSource, Dependency, HttpRoute,
     HttpTrigger, Manifest, RedisTrigger, Triggers, VariableDecl,
 };
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The host requirement Spin records for a component that calls others through
@@ -258,11 +259,34 @@ struct RedisTriggerConfig {
     address: Option<String>,
 }
 
+/// A locked app read into this host's manifest model, and the files still to
+/// be written before it can run.
+pub struct Unlocked {
+    pub manifest: Manifest,
+    files: Vec<PendingFile>,
+}
+
+/// One of the components' files: where it goes under the files directory
+/// (`<component id>/<path>`, checked) and what it holds.
+struct PendingFile {
+    path: PathBuf,
+    content: PendingContent,
+}
+
+enum PendingContent {
+    /// Inline bytes, already checked against their digest.
+    Inline(Vec<u8>),
+    /// A layer, by digest.
+    Layer(String),
+}
+
 impl LockedApp {
     /// The app as this host's manifest model, with each component's source at
-    /// `blob(digest)` and its files written under `files_dir/<id>`. Refuses
-    /// what the host cannot run, naming the field.
-    pub fn into_manifest(self, blob: impl Fn(&str) -> Result<PathBuf>, files_dir: &Path) -> Result<Manifest> {
+    /// `blob(digest)` and its files to be placed under `files_dir/<id>` by
+    /// [`Unlocked::write_files`]. Refuses what the host cannot run, naming the
+    /// field. Touches no disk: everything is checked before anything is
+    /// written, so a refused app leaves nothing behind.
+    pub fn into_manifest(self, blob: impl Fn(&str) -> Result<PathBuf>, files_dir: &Path) -> Result<Unlocked> {
         if self.spin_lock_version > 1 {
             bail!("spin_lock_version {}: this host reads versions 0 and 1", self.spin_lock_version);
         }
@@ -327,8 +351,12 @@ impl LockedApp {
         }
 
         let mut component = BTreeMap::new();
+        let mut pending = Vec::new();
         for c in self.components {
             let at = format!("components[id={}]", c.id);
+            // The id becomes a directory name below; a manifest's own ids are
+            // checked the same way by `validate`.
+            crate::manifest::check_component_id(&c.id).with_context(|| format!("{at}.id"))?;
             check_host_requirements(&c.host_requirements).with_context(|| format!("{at}.host_requirements"))?;
             let list = |key: &str| -> Result<Vec<String>> {
                 match c.metadata.get(key) {
@@ -348,20 +376,19 @@ impl LockedApp {
                 inherit_all = Some(inherits);
                 dependencies.insert(key.clone(), Dependency::Local { path, export: dependency.export.clone() });
             }
-            let files = if c.files.is_empty() {
-                Vec::new()
+            let prepared_files = if c.files.is_empty() {
+                None
             } else {
-                let root = files_dir.join(&c.id);
-                write_files(&c.files, &root, &blob).with_context(|| format!("{at}.files"))?;
-                let source = root.to_str().context("files directory is not UTF-8")?.to_string();
-                vec![FileMount::Placement { source, destination: "/".into() }]
+                pending.extend(pending_files(&c.id, &c.files, &blob).with_context(|| format!("{at}.files"))?);
+                Some(files_dir.join(&c.id))
             };
             let spec = Component {
                 source: ComponentSource::Local(source),
                 description: c.metadata.get("description").and_then(Value::as_str).map(str::to_string),
                 variables: c.config,
                 environment: c.env,
-                files,
+                files: Vec::new(),
+                prepared_files,
                 exclude_files: Vec::new(),
                 allowed_outbound_hosts: list("allowed_outbound_hosts")?,
                 key_value_stores: list("key_value_stores")?,
@@ -378,7 +405,26 @@ impl LockedApp {
         }
         let manifest = Manifest { spin_manifest_version: 2, application, variables, trigger, component };
         manifest.validate()?;
-        Ok(manifest)
+        Ok(Unlocked { manifest, files: pending })
+    }
+}
+
+impl Unlocked {
+    /// Writes the components' files under `files_dir` (a fresh directory of
+    /// the host's own), layers from `blob(digest)`.
+    pub fn write_files(&self, files_dir: &Path, blob: impl Fn(&str) -> Result<PathBuf>) -> Result<()> {
+        for file in &self.files {
+            let mut out = crate::confined::create_file(files_dir, &file.path)?;
+            match &file.content {
+                PendingContent::Inline(bytes) => out.write_all(bytes)?,
+                PendingContent::Layer(digest) => {
+                    let from = blob(digest)?;
+                    let mut input = std::fs::File::open(&from).with_context(|| format!("cannot read {}", from.display()))?;
+                    std::io::copy(&mut input, &mut out)?;
+                }
+            };
+        }
+        Ok(())
     }
 }
 
@@ -391,21 +437,20 @@ fn check_host_requirements(requirements: &Map<String, Value>) -> Result<()> {
     Ok(())
 }
 
-/// Writes each file under `root`: inline content (checked against its
-/// digest) or the layer its digest names. Paths must stay under `root`.
-fn write_files(files: &[LockedFile], root: &Path, blob: &impl Fn(&str) -> Result<PathBuf>) -> Result<()> {
+/// A component's files, checked: each path is a plain relative path (no root,
+/// no `..`) named once, inline content matches its digest, and any other
+/// content is a layer of the artifact.
+fn pending_files(id: &str, files: &[LockedFile], blob: &impl Fn(&str) -> Result<PathBuf>) -> Result<Vec<PendingFile>> {
     use base64::Engine;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::with_capacity(files.len());
     for file in files {
-        let relative = crate::files::guest_relative(&format!("/{}", file.path)).with_context(|| format!("path `{}`", file.path))?;
-        if relative.as_os_str().is_empty() {
-            bail!("path `{}`: names no file", file.path);
+        let relative = crate::confined::relative(&file.path).with_context(|| format!("path `{}`", file.path))?;
+        if !seen.insert(relative.clone()) {
+            bail!("path `{}` is given twice", file.path);
         }
         let digest = file.content.digest.as_deref().with_context(|| format!("`{}`: no digest", file.path))?;
-        let to = root.join(&relative);
-        if let Some(dir) = to.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        match &file.content.inline {
+        let content = match &file.content.inline {
             Some(inline) => {
                 let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
                     .decode(inline.trim_end_matches('='))
@@ -414,14 +459,16 @@ fn write_files(files: &[LockedFile], root: &Path, blob: &impl Fn(&str) -> Result
                 if actual != digest {
                     bail!("`{}`: inline content does not match its digest {digest} (it is {actual})", file.path);
                 }
-                std::fs::write(&to, bytes)?;
+                PendingContent::Inline(bytes)
             }
             None => {
-                std::fs::copy(blob(digest)?, &to).with_context(|| format!("cannot write {}", to.display()))?;
+                blob(digest).with_context(|| format!("`{}`", file.path))?;
+                PendingContent::Layer(digest.to_string())
             }
-        }
+        };
+        out.push(PendingFile { path: Path::new(id).join(relative), content });
     }
-    Ok(())
+    Ok(out)
 }
 
 /// The path of a source's content: only digests (layers) are accepted, since a
@@ -507,7 +554,7 @@ source = "worker.wasm"
         let original = manifest(APP);
         let json = serde_json::to_vec(&lock(&original, &digests(), BTreeMap::new()).unwrap()).unwrap();
         let locked: LockedApp = serde_json::from_slice(&json).unwrap();
-        let back = locked.into_manifest(|digest| Ok(PathBuf::from(format!("/cache/{digest}"))), Path::new("/nowhere")).unwrap();
+        let back = locked.into_manifest(|digest| Ok(PathBuf::from(format!("/cache/{digest}"))), Path::new("/nowhere")).unwrap().manifest;
         assert_eq!(back.application.name, "shop");
         assert_eq!(back.application.version.as_deref(), Some("1.2.0"));
         assert!(back.variables["token"].required && back.variables["token"].secret);
@@ -524,7 +571,7 @@ source = "worker.wasm"
 
     fn read(json: Value) -> Result<Manifest> {
         let locked: LockedApp = serde_json::from_value(json)?;
-        locked.into_manifest(|digest| Ok(PathBuf::from(digest)), Path::new("/nowhere"))
+        locked.into_manifest(|digest| Ok(PathBuf::from(digest)), Path::new("/nowhere")).map(|u| u.manifest)
     }
 
     fn minimal() -> Value {
@@ -536,26 +583,61 @@ source = "worker.wasm"
         })
     }
 
+    /// Reads `app` and writes its files into a fresh directory (blobs are
+    /// files named by their digest under `blobs`).
+    fn unpack(app: Value, blobs: &Path) -> (Result<(), String>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let blob = |digest: &str| Ok(blobs.join(digest));
+        let result = serde_json::from_value::<LockedApp>(app)
+            .map_err(anyhow::Error::from)
+            .and_then(|locked| locked.into_manifest(blob, dir.path()))
+            .and_then(|unlocked| unlocked.write_files(dir.path(), blob));
+        (result.map_err(|e| format!("{e:#}")), dir)
+    }
+
     #[test]
     fn files_are_written_only_under_their_root_and_only_when_they_match_their_digest() {
-        let with_file = |file: Value| {
+        let with_files = |files: Value| {
             let mut app = minimal();
-            app["components"][0]["files"] = json!([file]);
-            let dir = tempfile::tempdir().unwrap();
-            let locked: LockedApp = serde_json::from_value(app).unwrap();
-            let result = locked.into_manifest(|digest| Ok(PathBuf::from(digest)), dir.path());
-            (result.map(|_| ()).map_err(|e| format!("{e:#}")), dir)
+            app["components"][0]["files"] = files;
+            unpack(app, Path::new("/nowhere"))
         };
         // Inline content is base64 without padding, as Spin writes it.
+        let tiny = crate::oci::sha256_digest(b"tiny");
         let wrong_digest = "sha256:8a7a1b3a9a3b8b0f1f5e1c7e0c7d4e9b8f4d3a0f7e8c2b1a0d9e8f7a6b5c4d3e";
-        let (ok, dir) = with_file(json!({ "path": "srv/t.txt", "inline": "dGlueQ", "digest": crate::oci::sha256_digest(b"tiny") }));
+        let (ok, dir) = with_files(json!([{ "path": "srv/t.txt", "inline": "dGlueQ", "digest": tiny }]));
         assert_eq!(ok, Ok(()));
         assert_eq!(std::fs::read(dir.path().join("c/srv/t.txt")).unwrap(), b"tiny");
-        let (wrong, _) = with_file(json!({ "path": "srv/t.txt", "inline": "dGlueQ", "digest": wrong_digest }));
+        let (wrong, _) = with_files(json!([{ "path": "srv/t.txt", "inline": "dGlueQ", "digest": wrong_digest }]));
         assert!(wrong.unwrap_err().contains("does not match its digest"));
-        let (escape, dir) = with_file(json!({ "path": "../../escaped", "inline": "dGlueQ", "digest": wrong_digest }));
-        assert!(escape.unwrap_err().contains("must not contain `..`"));
-        assert!(!dir.path().parent().unwrap().join("escaped").exists());
+        let (twice, _) = with_files(json!([{ "path": "a", "inline": "dGlueQ", "digest": tiny }, { "path": "./a", "inline": "dGlueQ", "digest": tiny }]));
+        assert!(twice.unwrap_err().contains("given twice"));
+        for (path, expected) in [("../../escaped", "contains `..`"), ("/tmp/escaped", "absolute path"), ("", "names no file")] {
+            // A good file first: a refused app writes none of its files.
+            let (refused, dir) = with_files(json!([
+                { "path": "first.txt", "inline": "dGlueQ", "digest": tiny },
+                { "path": path, "inline": "dGlueQ", "digest": tiny },
+            ]));
+            let err = refused.unwrap_err();
+            assert!(err.contains(expected), "{path}: {err}");
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{path}: nothing written");
+        }
+    }
+
+    #[test]
+    fn component_ids_are_checked_before_any_file_is_written() {
+        let tiny = crate::oci::sha256_digest(b"tiny");
+        for id in ["/tmp/wharf-escape", "../../escape", "a/b", ".."] {
+            let mut app = minimal();
+            app["components"][0]["id"] = json!(id);
+            app["triggers"][0]["trigger_config"]["component"] = json!(id);
+            app["components"][0]["files"] = json!([{ "path": "x", "inline": "dGlueQ", "digest": tiny }]);
+            let (refused, dir) = unpack(app, Path::new("/nowhere"));
+            let err = refused.unwrap_err();
+            assert!(err.contains("invalid component id"), "{id}: {err}");
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{id}");
+            assert!(!Path::new("/tmp/wharf-escape").exists());
+        }
     }
 
     #[test]

@@ -24,7 +24,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 pub const WASM_LAYER: &str = "application/vnd.wasm.content.layer.v1+wasm";
@@ -46,6 +46,33 @@ pub struct RegistryOptions {
     pub insecure: bool,
     /// Root of the host's cache; blobs go under `registry/blobs/sha256/`.
     pub cache_dir: PathBuf,
+    pub limits: PullLimits,
+}
+
+/// Caps on what a registry may send for one app. Declared sizes are checked
+/// against them before anything is fetched, and each blob is cut off at its
+/// declared size as it arrives, so a registry that lies about a size cannot
+/// send more. Past a cap the pull fails naming it, and keeps nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PullLimits {
+    /// Layers in the image manifest. Spin pushes one per distinct component
+    /// and file, and switches to archive layers past 500.
+    pub max_layers: usize,
+    /// The locked app JSON, read into memory.
+    pub max_locked_app_bytes: u64,
+    /// The image config JSON, read into memory.
+    pub max_config_bytes: u64,
+    /// Each Wasm or data layer, written to the cache.
+    pub max_blob_bytes: u64,
+    /// All Wasm and data layers of the app together.
+    pub max_app_bytes: u64,
+}
+
+impl Default for PullLimits {
+    fn default() -> Self {
+        const MIB: u64 = 1024 * 1024;
+        Self { max_layers: 512, max_locked_app_bytes: 16 * MIB, max_config_bytes: MIB, max_blob_bytes: 512 * MIB, max_app_bytes: 2048 * MIB }
+    }
 }
 
 /// An app pulled from a registry, ready for [`crate::app::App::from_manifest`].
@@ -54,8 +81,9 @@ pub struct PulledApp {
     /// The image manifest's digest: what exactly is running.
     pub digest: String,
     /// The components' files, written from the verified blobs into a
-    /// directory of this process's own (hosts sharing a cache do not race);
-    /// the manifest's mounts point here, so keep it until the app is loaded.
+    /// directory of this process's own (hosts sharing a cache do not race).
+    /// Components mount their part of it as it is, so keep it as long as the
+    /// app runs.
     pub files: tempfile::TempDir,
 }
 
@@ -235,43 +263,142 @@ pub async fn push(manifest_path: &Path, reference: &str, insecure: bool) -> Resu
 }
 
 /// Pulls the app at `reference` into the blob cache and reads its locked app.
+/// The locked app is checked whole before any layer is fetched, and a pull
+/// that fails removes the blobs it added to the cache: a refused artifact
+/// leaves nothing behind.
 pub async fn pull(reference: &str, options: &RegistryOptions) -> Result<PulledApp> {
     let reference = parse_reference(reference)?;
     let registry = Registry::new(&reference, options.insecure)?;
+    let limits = &options.limits;
     let explain = |e| registry.explain(&reference, e);
-    let (image, digest, config) = registry.client.pull_manifest_and_config(&reference, &registry.auth).await.map_err(explain)?;
+    let (image, digest) = registry.client.pull_image_manifest(&reference, &registry.auth).await.map_err(explain)?;
+    if image.layers.len() > limits.max_layers {
+        bail!("{reference}: the image has {} layers, more than --max-layers allows ({})", image.layers.len(), limits.max_layers);
+    }
 
     let app_layer = image
         .layers
         .iter()
         .rfind(|l| l.media_type == APP_LAYER)
         .with_context(|| format!("{reference} is not a Spin app: it has no `{APP_LAYER}` layer"))?;
-    let config: serde_json::Value = serde_json::from_str(&config).with_context(|| format!("{reference}: the image config is not JSON"))?;
+    let config = fetch_json(&registry, &reference, &image.config, Cap { bytes: limits.max_config_bytes, flag: "--max-config-bytes" }).await?;
+    let config: serde_json::Value = serde_json::from_slice(&config).with_context(|| format!("{reference}: the image config is not JSON"))?;
     if let Some(label) = config.pointer("/config/Labels").and_then(|l| l.get(LOCKED_APP_DIGEST_LABEL)) {
         if label != app_layer.digest.as_str() {
             bail!("{reference}: the config's {LOCKED_APP_DIGEST_LABEL} ({label}) is not the digest of the locked app layer ({})", app_layer.digest);
         }
     }
-    let mut locked_json = Vec::new();
-    registry.client.pull_blob(&reference, app_layer, &mut locked_json).await.map_err(explain)?;
+    let locked_json = fetch_json(&registry, &reference, app_layer, Cap { bytes: limits.max_locked_app_bytes, flag: "--max-locked-app-bytes" }).await?;
     let locked: locked::LockedApp = serde_json::from_slice(&locked_json).with_context(|| format!("{reference}: the locked app is not valid"))?;
 
+    let mut seen = BTreeSet::new();
+    let content_layers: Vec<&OciDescriptor> = image
+        .layers
+        .iter()
+        .filter(|l| [WASM_LAYER, WASM_LAYER_WKG, DATA_LAYER].contains(&l.media_type.as_str()) && seen.insert(l.digest.as_str()))
+        .collect();
+    let mut total: u64 = 0;
+    for layer in &content_layers {
+        let size = declared_size(layer).with_context(|| format!("{reference}: layer {}", layer.digest))?;
+        if size > limits.max_blob_bytes {
+            bail!("{reference}: layer {} is {size} bytes, more than --max-blob-bytes allows ({})", layer.digest, limits.max_blob_bytes);
+        }
+        total = total.saturating_add(size);
+    }
+    if total > limits.max_app_bytes {
+        bail!("{reference}: the app's layers add up to {total} bytes, more than --max-app-bytes allows ({})", limits.max_app_bytes);
+    }
+
     let cache = BlobCache::new(&options.cache_dir)?;
-    let content_layers: Vec<&OciDescriptor> =
-        image.layers.iter().filter(|l| [WASM_LAYER, WASM_LAYER_WKG, DATA_LAYER].contains(&l.media_type.as_str())).collect();
-    let paths: HashMap<String, PathBuf> = futures::stream::iter(content_layers)
-        .map(|layer| async {
-            let path = cache.fetch(&registry, &reference, layer).await?;
-            Ok::<_, anyhow::Error>((layer.digest.clone(), path))
-        })
-        .buffer_unordered(PULL_CONCURRENCY)
-        .try_collect()
-        .await?;
+    let layer_path = |digest: &str| -> Result<PathBuf> {
+        if !content_layers.iter().any(|l| l.digest == digest) {
+            bail!("`{digest}` is not a layer of {reference}");
+        }
+        cache.path(digest)
+    };
     let files = tempfile::Builder::new().prefix("wharf-pulled-files-").tempdir()?;
-    let manifest = locked
-        .into_manifest(|digest| paths.get(digest).cloned().with_context(|| format!("`{digest}` is not a layer of {reference}")), files.path())
-        .with_context(|| format!("{reference}: the locked app"))?;
-    Ok(PulledApp { manifest, digest, files })
+    let unlocked = locked.into_manifest(layer_path, files.path()).with_context(|| format!("{reference}: the locked app"))?;
+
+    let added = AddedBlobs::default();
+    futures::stream::iter(content_layers.iter().copied())
+        .map(|layer| cache.fetch(&registry, &reference, layer, &added))
+        .buffer_unordered(PULL_CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
+    unlocked.write_files(files.path(), layer_path).with_context(|| format!("{reference}: the components' files"))?;
+    added.keep();
+    Ok(PulledApp { manifest: unlocked.manifest, digest, files })
+}
+
+/// A cap and the flag that sets it, for the error that names it.
+struct Cap {
+    bytes: u64,
+    flag: &'static str,
+}
+
+/// A descriptor's size; a negative one is refused.
+fn declared_size(descriptor: &OciDescriptor) -> Result<u64> {
+    u64::try_from(descriptor.size).map_err(|_| anyhow!("declared size {} is not a size", descriptor.size))
+}
+
+/// A small blob read into memory (the config, the locked app), refused when
+/// declared or sent larger than `cap`.
+async fn fetch_json(registry: &Registry, reference: &Reference, descriptor: &OciDescriptor, cap: Cap) -> Result<Vec<u8>> {
+    let size = declared_size(descriptor).with_context(|| format!("{reference}: blob {}", descriptor.digest))?;
+    if size > cap.bytes {
+        bail!("{reference}: blob {} ({}) is {size} bytes, more than {} allows ({})", descriptor.digest, descriptor.media_type, cap.flag, cap.bytes);
+    }
+    let mut out = Capped::new(Vec::new(), size);
+    let result = registry.client.pull_blob(reference, descriptor, &mut out).await;
+    out.check(reference, descriptor)?;
+    result.map_err(|e| registry.explain(reference, e).context(format!("blob {}", descriptor.digest)))?;
+    Ok(out.inner)
+}
+
+/// A writer that refuses bytes past `limit`: a blob is cut off at the size
+/// its descriptor declares, however much the registry sends.
+struct Capped<W> {
+    inner: W,
+    limit: u64,
+    written: u64,
+    exceeded: bool,
+}
+
+impl<W> Capped<W> {
+    fn new(inner: W, limit: u64) -> Self {
+        Self { inner, limit, written: 0, exceeded: false }
+    }
+
+    /// The error for a blob that ran past its declared size, if it did.
+    fn check(&self, reference: &Reference, descriptor: &OciDescriptor) -> Result<()> {
+        if self.exceeded {
+            bail!("{reference}: blob {} is larger than the {} bytes its descriptor declares; refused", descriptor.digest, self.limit);
+        }
+        Ok(())
+    }
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Capped<W> {
+    fn poll_write(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+        if self.written.saturating_add(buf.len() as u64) > self.limit {
+            self.exceeded = true;
+            return std::task::Poll::Ready(Err(std::io::Error::other("blob larger than its declared size")));
+        }
+        let this = &mut *self;
+        let poll = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = poll {
+            this.written += n as u64;
+        }
+        poll
+    }
+
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// Blobs by digest under `<cache>/registry/blobs/sha256/<hex>`.
@@ -286,21 +413,50 @@ impl BlobCache {
         Ok(Self { dir })
     }
 
-    /// The cached copy of `layer`, fetched first unless an intact copy is there.
-    async fn fetch(&self, registry: &Registry, reference: &Reference, layer: &OciDescriptor) -> Result<PathBuf> {
-        let hex = sha256_hex(&layer.digest).with_context(|| format!("{reference}: layer digest"))?;
-        let path = self.dir.join(hex);
+    /// Where the blob `digest` is kept; the digest is checked before it
+    /// becomes a file name.
+    fn path(&self, digest: &str) -> Result<PathBuf> {
+        Ok(self.dir.join(sha256_hex(digest)?))
+    }
+
+    /// Makes sure an intact copy of `layer` is in the cache, fetching it
+    /// unless one is there; a copy it adds is recorded in `added`.
+    async fn fetch(&self, registry: &Registry, reference: &Reference, layer: &OciDescriptor, added: &AddedBlobs) -> Result<()> {
+        let path = self.path(&layer.digest).with_context(|| format!("{reference}: layer digest"))?;
         if let Ok(bytes) = tokio::fs::read(&path).await {
             if sha256_digest(&bytes) == layer.digest {
-                return Ok(path);
+                return Ok(());
             }
             tracing::warn!(path = %path.display(), "cached blob does not match its digest; fetching it again");
         }
-        let partial = Partial(self.dir.join(format!("{hex}.partial-{}", std::process::id())));
+        let partial = Partial(path.with_extension(format!("partial-{}", std::process::id())));
         let file = tokio::fs::File::create(&partial.0).await.with_context(|| format!("cannot write {}", partial.0.display()))?;
-        registry.client.pull_blob(reference, layer, file).await.map_err(|e| registry.explain(reference, e).context(format!("layer {}", layer.digest)))?;
+        let mut out = Capped::new(file, declared_size(layer)?);
+        let result = registry.client.pull_blob(reference, layer, &mut out).await;
+        out.check(reference, layer)?;
+        result.map_err(|e| registry.explain(reference, e).context(format!("layer {}", layer.digest)))?;
         tokio::fs::rename(&partial.0, &path).await.with_context(|| format!("cannot store {}", path.display()))?;
-        Ok(path)
+        added.0.lock().expect("not poisoned").push(path);
+        Ok(())
+    }
+}
+
+/// Blobs one pull added to the cache: removed again unless the pull
+/// succeeds, so a refused artifact leaves nothing in the cache.
+#[derive(Default)]
+struct AddedBlobs(std::sync::Mutex<Vec<PathBuf>>);
+
+impl AddedBlobs {
+    fn keep(self) {
+        self.0.lock().expect("not poisoned").clear();
+    }
+}
+
+impl Drop for AddedBlobs {
+    fn drop(&mut self) {
+        for path in self.0.get_mut().expect("not poisoned").drain(..) {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 

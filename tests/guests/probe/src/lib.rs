@@ -44,6 +44,7 @@ async fn probe(req: Request) -> impl IntoResponse {
             Err(e) => json(404, serde_json::json!({ "error": e.to_string() })),
         },
         "fetch" => fetch(&req).await,
+        "redis" => redis_execute(&req, &args).await,
         "big" => {
             let n: usize = args[0].parse().unwrap();
             Response::builder().status(200).body("x".repeat(n)).unwrap()
@@ -167,6 +168,38 @@ async fn fetch(req: &Request) -> Response<String> {
             json(200, serde_json::json!({ "status": status, "body": body }))
         }
         Err(e) => json(StatusCode::BAD_GATEWAY.as_u16(), serde_json::json!({ "error": format!("{e:?}") })),
+    }
+}
+
+/// `/probe/redis/<command>/<arg>...?address=<redis URL>`: one command
+/// through outbound Redis's `execute`; arguments that parse as integers go
+/// as integers.
+async fn redis_execute(req: &Request, args: &[&str]) -> Response<String> {
+    use spin_sdk::redis::{Connection, RedisParameter, RedisResult};
+    let query = req.uri().query().unwrap_or("");
+    let address = percent_decode(query.strip_prefix("address=").unwrap_or(""));
+    let conn = match Connection::open(address).await {
+        Ok(conn) => conn,
+        Err(e) => return json(502, serde_json::json!({ "error": format!("{e:?}") })),
+    };
+    let parameters = args[1..].iter().map(|a| match a.parse::<i64>() {
+        Ok(n) => RedisParameter::Int64(n),
+        Err(_) => RedisParameter::Binary(a.as_bytes().to_vec()),
+    });
+    match conn.execute(args[0], parameters).await {
+        Ok(results) => {
+            let results: Vec<serde_json::Value> = results
+                .into_iter()
+                .map(|r| match r {
+                    RedisResult::Nil => serde_json::Value::Null,
+                    RedisResult::Status(s) => serde_json::json!(s),
+                    RedisResult::Int64(n) => serde_json::json!(n),
+                    RedisResult::Binary(b) => serde_json::json!(String::from_utf8_lossy(&b)),
+                })
+                .collect();
+            json(200, serde_json::json!({ "results": results }))
+        }
+        Err(e) => json(500, serde_json::json!({ "error": format!("{e:?}") })),
     }
 }
 
