@@ -1,4 +1,4 @@
-//! Finds the WIT that ships inside the `spin-sdk` crate (the same WIT the
+//! Finds the WIT that ships inside the `spin-sdk` 7 crate (the same WIT the
 //! components are built against) and generates the host bindings from it, so
 //! the host and the guests can never disagree about an interface.
 
@@ -23,8 +23,10 @@ fn main() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|p| p["name"] == "spin-sdk")
-        .expect("spin-sdk is a workspace dependency")["manifest_path"]
+        // The workspace also holds spin-sdk 5 (a WASIp2 test guest); the
+        // host's bindings are of the WASIp3 SDK the components use.
+        .find(|p| p["name"] == "spin-sdk" && p["version"].as_str().is_some_and(|v| v.starts_with("7.")))
+        .expect("spin-sdk 7 is a workspace dependency")["manifest_path"]
         .as_str()
         .unwrap()
         .to_string();

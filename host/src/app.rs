@@ -114,6 +114,9 @@ pub fn new_linker(engine: &Engine) -> Result<Linker<InstanceState>> {
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi::p3::add_to_linker(&mut linker)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+    // wasi:http@0.2 for WASIp2 components; outbound requests go through the
+    // same hooks (allow-list, timeouts, local chaining) as WASIp3's.
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     crate::bindings::imports::Imports::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut linker, |s| s)?;
     Ok(linker)
 }

@@ -32,6 +32,8 @@ fn parameter_segments_and_specificity() {
     assert_eq!(v["headers"]["spin-path-match-id"], "42");
     assert_eq!(v["headers"]["spin-path-info"], "/wheel/left");
     assert_eq!(v["headers"]["spin-component-route"], "/items/:id/parts");
+    // As Spin names them: `_` in a parameter's name becomes `-`.
+    assert_eq!(get(&host.url("/things/t-1")).json()["headers"]["spin-path-match-thing-id"], "t-1");
     // An exact route wins over nothing else matching; unknown paths are 404 JSON.
     let r = get(&host.url("/nowhere"));
     assert_eq!(r.status, 404);

@@ -66,9 +66,11 @@ struct RouteHeaders {
 impl RouteHeaders {
     fn new(pattern: &RoutePattern, raw_route: &str) -> Result<Self> {
         let value = |text: String| HeaderValue::try_from(text).with_context(|| format!("route `{raw_route}` is not a valid header value"));
+        // Spin names the header of `:path_segment` `spin-path-match-path-segment`
+        // (the conformance suite's request-shape test checks it).
         let param_names = pattern
             .param_names()
-            .map(|name| HeaderName::try_from(format!("spin-path-match-{}", name.to_ascii_lowercase())))
+            .map(|name| HeaderName::try_from(format!("spin-path-match-{}", name.to_ascii_lowercase().replace('_', "-"))))
             .collect::<Result<_, _>>()
             .with_context(|| format!("route `{raw_route}`: a parameter name is not a valid header name"))?;
         Ok(Self {
@@ -136,21 +138,10 @@ impl HttpTrigger {
             if handlers.contains_key(&trigger.component) {
                 continue;
             }
-            let pre = ServicePre::new(component.pre.clone()).map_err(|e| {
-                anyhow::anyhow!("component `{}` is used by an HTTP trigger but does not export wasi:http/handler@0.3.0: {e}", trigger.component)
-            })?;
-            // wasmtime 48 hangs an instance whose concurrent requests make
-            // synchronous imported calls that wait on I/O (wasi:keyvalue on
-            // Redis, seen under load). Such components take one request at a
-            // time per instance; reuse in turn stays as configured.
-            let mut policy = options.policy;
-            if component.sync_calls_wait && policy.max_concurrent > 1 {
-                tracing::info!(component = %component.id, "synchronous wasi:keyvalue calls on a store that waits: one request at a time per instance");
-                policy.max_concurrent = 1;
-            }
+            let (proxy_pre, policy) = handler_world(component, &app.engine, options.policy).with_context(|| format!("trigger.http[{i}]"))?;
             let handler = ComponentHandler {
                 component: component.clone(),
-                proxy_pre: ProxyPre::P3(pre),
+                proxy_pre,
                 engine: app.engine.clone(),
                 policy,
                 instance_permits: permits.clone(),
@@ -358,6 +349,38 @@ impl HttpTrigger {
             Ok(Err(e)) => Err(classify(e)),
         }
     }
+}
+
+/// Which HTTP world `component` exports, and the instance policy it gets.
+/// WASIp3 handlers are reused as `policy` says. A WASIp2 handler
+/// (`wasi:http/incoming-handler@0.2.x`) gets a fresh instance per request,
+/// as Spin gives it: such guests are written expecting one request per
+/// instance, and nothing in the 0.2 world lets them serve two at once.
+fn handler_world(
+    component: &crate::app::LoadedComponent,
+    engine: &wasmtime::Engine,
+    mut policy: InstancePolicy,
+) -> Result<(ProxyPre<crate::state::InstanceState>, InstancePolicy)> {
+    if let Ok(pre) = ServicePre::new(component.pre.clone()) {
+        // wasmtime 48 hangs an instance whose concurrent requests make
+        // synchronous imported calls that wait on I/O (wasi:keyvalue on
+        // Redis, seen under load). Such components take one request at a
+        // time per instance; reuse in turn stays as configured.
+        if component.sync_calls_wait && policy.max_concurrent > 1 {
+            tracing::info!(component = %component.id, "synchronous wasi:keyvalue calls on a store that waits: one request at a time per instance");
+            policy.max_concurrent = 1;
+        }
+        return Ok((ProxyPre::P3(pre), policy));
+    }
+    if let Ok(pre) = wasmtime_wasi_http::p2::bindings::ProxyPre::new(component.pre.clone()) {
+        return Ok((ProxyPre::P2(pre), InstancePolicy { max_reuse: 1, max_concurrent: 1, ..policy }));
+    }
+    let exports: Vec<String> = component.pre.component().component_type().exports(engine).map(|(name, _)| name.to_string()).collect();
+    bail!(
+        "component `{}` exports {}; an HTTP trigger needs wasi:http/handler@0.3.0 (spin-sdk 7) or wasi:http/incoming-handler@0.2.x (Spin 2.x/3.x SDKs)",
+        component.id,
+        if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
+    )
 }
 
 fn classify(e: wasmtime::Error) -> CallError {

@@ -38,6 +38,10 @@ route = "/items/:id/parts/..."
 component = "probe"
 
 [[trigger.http]]
+route = "/things/:thing_id"
+component = "probe"
+
+[[trigger.http]]
 route = "/hello"
 component = "hello"
 
