@@ -273,31 +273,6 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
     widget, euro, limited, huge = f"widget-{sfx}", f"euro-{sfx}", f"limited-{sfx}", f"huge-{sfx}"
     user = 1_000_000 + secrets.randbelow(1_000_000)
 
-    # The slow provider takes 3 attempts of 5 s: run it beside everything else.
-    slow = threading.Thread(
-        target=lambda: r.call(
-            "payment whose provider never answers in time", "post", "/payments",
-            headers={"Idempotency-Key": f"slow-{sfx}"},
-            body={"order_id": f"o-slow-{sfx}", "amount": 100, "currency": "USD", "payment_token": "tok_slow"},
-            expect=504,
-        ),
-        daemon=True,
-    )
-    slow.start()
-    # Two requests with one Idempotency-Key at once: tok_transient keeps the
-    # first busy for about 600 ms (two failed attempts and their backoff), so
-    # one of them gets 201 and the other 409 payment_in_progress.
-    busy_key = {"Idempotency-Key": f"busy-{sfx}"}
-    busy_body = {"order_id": f"o-busy-{sfx}", "amount": 100, "currency": "USD", "payment_token": "tok_transient"}
-    busy: list[Exchange] = []
-    first = threading.Thread(target=lambda: busy.append(r.call("payment, one of two at once", "post", "/payments",
-                                                                headers=busy_key, body=busy_body, expect=None)),
-                             daemon=True)
-    first.start()
-    time.sleep(0.2)
-    busy.append(r.call("payment, one of two at once", "post", "/payments", headers=busy_key, body=busy_body,
-                       expect=None))
-
     # ---- host and ops ----
     r.call("host health", "get", "/.well-known/spin/health", expect=200)
     r.call("health", "get", "/health", expect=200)
@@ -354,28 +329,75 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
     r.call("list products: repeated parameter", "get", "/inventory/products", query=[("page", "1"), ("page", "2")],
            expect=400, spec=None)
 
-    # ---- inventory: reservations ----
-    expiring = r.call("reservation for one second", "post", "/inventory/reservations",
+    # Payments need an order awaiting exactly their amount: one 1999 USD
+    # widget each, placed without a payment token.
+    def unpaid_order(label: str) -> str:
+        placed = r.call(f"place order to pay: {label}", "post", "/orders",
+                        body={"user_id": user, "product_id": widget, "quantity": 1}, expect=201).json() or {}
+        return placed.get("id", "ord_missing")
+
+    def charge_of(order_id: str, token: str) -> dict:
+        return {"order_id": order_id, "amount": 1999, "currency": "USD", "payment_token": token}
+
+    # The slow provider takes 3 attempts of 5 s: run it beside everything else.
+    slow_body = charge_of(unpaid_order("slow"), "tok_slow")
+    slow = threading.Thread(
+        target=lambda: r.call(
+            "payment whose provider never answers in time", "post", "/payments",
+            headers={"Idempotency-Key": f"slow-{sfx}"}, body=slow_body, expect=504,
+        ),
+        daemon=True,
+    )
+    slow.start()
+    # Two requests with one Idempotency-Key at once: tok_transient keeps the
+    # first busy for about 600 ms (two failed attempts and their backoff), so
+    # one of them gets 201 and the other 409 payment_in_progress.
+    busy_key = {"Idempotency-Key": f"busy-{sfx}"}
+    busy_body = charge_of(unpaid_order("busy"), "tok_transient")
+    busy: list[Exchange] = []
+    first = threading.Thread(target=lambda: busy.append(r.call("payment, one of two at once", "post", "/payments",
+                                                                headers=busy_key, body=busy_body, expect=None)),
+                             daemon=True)
+    first.start()
+    time.sleep(0.2)
+    busy.append(r.call("payment, one of two at once", "post", "/payments", headers=busy_key, body=busy_body,
+                       expect=None))
+
+    # ---- inventory: reservations (admin) ----
+    one = {"order_id": f"o-auth-{sfx}", "items": [{"product_id": widget, "quantity": 1}]}
+    r.call("reservation without token", "post", "/inventory/reservations", body=one, expect=401)
+    r.call("reservation with a wrong token", "post", "/inventory/reservations", headers=wrong, body=one, expect=403)
+    expiring = r.call("reservation for one second", "post", "/inventory/reservations", headers=admin,
                       body={"order_id": f"o-exp-{sfx}", "items": [{"product_id": widget, "quantity": 1}],
                             "ttl_seconds": 1}, expect=201).json() or {}
     expiring_made = time.monotonic()
-    held = r.call("reservation", "post", "/inventory/reservations",
+    held = r.call("reservation", "post", "/inventory/reservations", headers=admin,
                   body={"order_id": f"o-res-{sfx}", "items": [{"product_id": widget, "quantity": 2},
                                                                {"product_id": euro, "quantity": 1}]},
                   expect=201).json() or {}
     rid = held.get("reservation_id", "res_missing")
-    r.call("get reservation", "get", f"/inventory/reservations/{rid}", expect=200)
-    r.call("commit reservation", "post", f"/inventory/reservations/{rid}/commit", expect=200)
-    r.call("commit reservation again", "post", f"/inventory/reservations/{rid}/commit", expect=200)
-    r.call("release committed reservation", "delete", f"/inventory/reservations/{rid}", expect=200)
-    r.call("release it again", "delete", f"/inventory/reservations/{rid}", expect=200)
-    r.call("commit released reservation", "post", f"/inventory/reservations/{rid}/commit", expect=409)
-    r.call("reservation with null ttl", "post", "/inventory/reservations",
+    for method, path in [("get", f"/inventory/reservations/{rid}"), ("delete", f"/inventory/reservations/{rid}"),
+                         ("post", f"/inventory/reservations/{rid}/commit")]:
+        r.call("reservation route without token", method, path, expect=401)
+        r.call("reservation route with a wrong token", method, path, headers=wrong, expect=403)
+    r.call("get reservation", "get", f"/inventory/reservations/{rid}", headers=admin, expect=200)
+    r.call("commit reservation", "post", f"/inventory/reservations/{rid}/commit", headers=admin, expect=200)
+    r.call("commit reservation again", "post", f"/inventory/reservations/{rid}/commit", headers=admin, expect=200)
+    r.call("release committed reservation", "delete", f"/inventory/reservations/{rid}", headers=admin, expect=409)
+    released = r.call("reservation to release", "post", "/inventory/reservations", headers=admin,
+                      body={"order_id": f"o-rel-{sfx}", "items": [{"product_id": widget, "quantity": 1}]},
+                      expect=201).json() or {}
+    released_id = released.get("reservation_id", "res_missing")
+    r.call("release reservation", "delete", f"/inventory/reservations/{released_id}", headers=admin, expect=200)
+    r.call("release it again", "delete", f"/inventory/reservations/{released_id}", headers=admin, expect=200)
+    r.call("commit released reservation", "post", f"/inventory/reservations/{released_id}/commit", headers=admin,
+           expect=409)
+    r.call("reservation with null ttl", "post", "/inventory/reservations", headers=admin,
            body={"order_id": f"o-null-{sfx}", "items": [{"product_id": widget, "quantity": 1}], "ttl_seconds": None},
            expect=201)
-    r.call("reservation short of stock", "post", "/inventory/reservations",
+    r.call("reservation short of stock", "post", "/inventory/reservations", headers=admin,
            body={"order_id": f"o-short-{sfx}", "items": [{"product_id": limited, "quantity": 2}]}, expect=409)
-    r.call("reservation of an unknown product", "post", "/inventory/reservations",
+    r.call("reservation of an unknown product", "post", "/inventory/reservations", headers=admin,
            body={"order_id": f"o-unk-{sfx}", "items": [{"product_id": f"nope-{sfx}", "quantity": 1}]}, expect=422)
     line = {"product_id": widget, "quantity": 1}
     for label, body in [
@@ -384,18 +406,23 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
         ("no items", {"order_id": "o", "items": []}),
         ("51 items", {"order_id": "o", "items": [line] * 51}),
         ("ttl 0", {"order_id": "o", "items": [line], "ttl_seconds": 0}),
-        ("ttl over a day", {"order_id": "o", "items": [line], "ttl_seconds": 86401}),
+        ("ttl over half an hour", {"order_id": "o", "items": [line], "ttl_seconds": 1801}),
+        ("ttl of a day", {"order_id": "o", "items": [line], "ttl_seconds": 86400}),
         ("missing order_id", {"items": [line]}),
         ("order_id with a space", {"order_id": "o 1", "items": [line]}),
         ("order_id of 65 characters", {"order_id": "o" * 65, "items": [line]}),
         ("unknown item member", {"order_id": "o", "items": [{**line, "price": 1}]}),
         ("product_id with a slash", {"order_id": "o", "items": [{"product_id": "a/b", "quantity": 1}]}),
     ]:
-        r.call(f"reservation: {label}", "post", "/inventory/reservations", body=body, expect=400)
-    r.call("reservation: body is an array", "post", "/inventory/reservations", body=[line], expect=400)
-    r.call("get unknown reservation", "get", "/inventory/reservations/res_0000000000000000", expect=404)
-    r.call("release unknown reservation", "delete", "/inventory/reservations/res_0000000000000000", expect=404)
-    r.call("commit unknown reservation", "post", "/inventory/reservations/res_0000000000000000/commit", expect=404)
+        r.call(f"reservation: {label}", "post", "/inventory/reservations", headers=admin, body=body, expect=400)
+    r.call("reservation: body is an array", "post", "/inventory/reservations", headers=admin, body=[line],
+           expect=400)
+    r.call("get unknown reservation", "get", "/inventory/reservations/res_0000000000000000", headers=admin,
+           expect=404)
+    r.call("release unknown reservation", "delete", "/inventory/reservations/res_0000000000000000", headers=admin,
+           expect=404)
+    r.call("commit unknown reservation", "post", "/inventory/reservations/res_0000000000000000/commit",
+           headers=admin, expect=404)
     r.call("sweep without token", "post", "/inventory/sweep", expect=401)
     r.call("sweep with a wrong token", "post", "/inventory/sweep", headers=wrong, expect=403)
 
@@ -457,6 +484,8 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
            raw=b'{"user_id": 7.0, "items": [{"product_id": "%s", "quantity": 1}]}' % widget.encode(),
            expect=400, spec=None)
     r.call("order: Idempotency-Key over 255", "post", "/orders", headers={"Idempotency-Key": "k" * 256},
+           body=new_order, expect=400)
+    r.call("order: Idempotency-Key not visible ASCII", "post", "/orders", headers={"Idempotency-Key": "caf\u00e9"},
            body=new_order, expect=400)
     r.call("order: body over 64 KiB", "post", "/orders",
            body={"user_id": user, "items": [item], "notes": "x" * 70_000}, expect=413, spec=None)
@@ -566,25 +595,36 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
     r.call("summary after the flow", "get", "/orders/summary", expect=200)
 
     # ---- payments ----
-    charge = {"order_id": f"o-pay-{sfx}", "amount": 1500, "currency": "USD", "payment_token": "tok_approve"}
+    charge = charge_of(unpaid_order("payment"), "tok_approve")
     pkey = {"Idempotency-Key": f"pay-{sfx}"}
     r.call("payment without Idempotency-Key", "post", "/payments", body=charge, expect=400)
     r.call("payment with an Idempotency-Key over 255", "post", "/payments", headers={"Idempotency-Key": "k" * 256},
            body=charge, expect=400)
+    r.call("payment with an Idempotency-Key not visible ASCII", "post", "/payments",
+           headers={"Idempotency-Key": "caf\u00e9"}, body=charge, expect=400)
+    r.call("payment of an unknown order", "post", "/payments", headers={"Idempotency-Key": f"pay-unknown-{sfx}"},
+           body={**charge, "order_id": "ord_0000000000000000"}, expect=422)
+    r.call("payment of another amount than the order's", "post", "/payments",
+           headers={"Idempotency-Key": f"pay-amount-{sfx}"}, body={**charge, "amount": 1}, expect=422)
+    r.call("payment of a cancelled order", "post", "/payments", headers={"Idempotency-Key": f"pay-cancelled-{sfx}"},
+           body={**charge, "order_id": bid, "amount": paid.get("total_amount", 1999)}, expect=409)
     payment = r.call("payment", "post", "/payments", headers=pkey, body=charge, expect=201).json() or {}
     again = r.call("payment replayed", "post", "/payments", headers=pkey, body=charge, expect=201).json() or {}
     if again.get("payment_id") != payment.get("payment_id"):
         r.surprises.append("POST /payments replay answered another payment than the first request")
     r.call("payment: key reused for another amount", "post", "/payments", headers=pkey,
            body={**charge, "amount": 1501}, expect=422)
+    # A declined payment leaves the order waiting: the same order is tried again.
+    declined_charge = charge_of(unpaid_order("declined payment"), "tok_decline")
     declined = r.call("payment declined", "post", "/payments", headers={"Idempotency-Key": f"pay-dec-{sfx}"},
-                      body={**charge, "payment_token": "tok_decline"}, expect=402).json() or {}
+                      body=declined_charge, expect=402).json() or {}
     r.call("payment declined, replayed", "post", "/payments", headers={"Idempotency-Key": f"pay-dec-{sfx}"},
-           body={**charge, "payment_token": "tok_decline"}, expect=402)
-    r.call("payment after two transient failures", "post", "/payments", headers={"Idempotency-Key": f"pay-tr-{sfx}"},
-           body={**charge, "payment_token": "tok_transient"}, expect=201)
+           body=declined_charge, expect=402)
     r.call("payment with a token the provider does not know", "post", "/payments",
-           headers={"Idempotency-Key": f"pay-unk-{sfx}"}, body={**charge, "payment_token": "tok_other"}, expect=402)
+           headers={"Idempotency-Key": f"pay-unk-{sfx}"}, body={**declined_charge, "payment_token": "tok_other"},
+           expect=402)
+    r.call("payment after two transient failures", "post", "/payments", headers={"Idempotency-Key": f"pay-tr-{sfx}"},
+           body=charge_of(unpaid_order("transient payment"), "tok_transient"), expect=201)
     for label, body in [
         ("amount 0", {**charge, "amount": 0}),
         ("fractional amount", {**charge, "amount": 15.5}),
@@ -660,7 +700,8 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
     # ---- the reservation made for one second has expired by now ----
     time.sleep(max(0.0, 1.2 - (time.monotonic() - expiring_made)))
     r.call("commit expired reservation", "post",
-           f"/inventory/reservations/{expiring.get('reservation_id', 'res_missing')}/commit", expect=409)
+           f"/inventory/reservations/{expiring.get('reservation_id', 'res_missing')}/commit", headers=admin,
+           expect=409)
     r.call("sweep", "post", "/inventory/sweep", headers=admin, expect=200)
 
     # ---- ops, after activity ----

@@ -65,7 +65,7 @@ fn orders_reserve_stock_through_a_dependency_given_by_component_id() {
     // Priced through get-product, stock taken through reserve: both imports of `ord`.
     assert_eq!(order["items"][0], json!({"product_id": "p1", "product_name": "Product p1", "unit_price": 700, "quantity": 3, "subtotal": 2100}));
     assert_eq!(app.stock("p1"), (7, 3), "the composed inventory wrote ord's store, which inventory reads");
-    let reservation = app.get(&format!("/inventory/reservations/{}", order["reservation_id"].as_str().unwrap())).json();
+    let reservation = app.reservation(order["reservation_id"].as_str().unwrap());
     assert_eq!((&reservation["order_id"], &reservation["status"]), (&order["id"], &json!("held")));
     let short = app.post("/orders", &json!({"user_id": 1, "product_id": "p1", "quantity": 8}));
     assert_error(&short, 409, "insufficient_stock", "product p1: 8 requested, 7 available", Some("product_id"));
@@ -81,7 +81,7 @@ fn orders_reserve_stock_through_a_dependency_given_by_component_id() {
 }
 
 fn reservation_status(app: &App, order: &Value) -> String {
-    let reservation = app.get(&format!("/inventory/reservations/{}", order["reservation_id"].as_str().unwrap())).json();
+    let reservation = app.reservation(order["reservation_id"].as_str().unwrap());
     reservation["status"].as_str().unwrap().to_string()
 }
 

@@ -384,7 +384,7 @@ fn cancelling_releases_the_stock_and_is_refused_once_final() {
     assert_eq!(lines.len(), 1);
     assert_note(&lines[0], "cancelled: changed my mind");
     assert_eq!((app.stock("p1"), app.stock("p2")), ((10, 0), (4, 0)));
-    let reservation = app.get(&format!("/inventory/reservations/{}", order["reservation_id"].as_str().unwrap())).json();
+    let reservation = app.reservation(order["reservation_id"].as_str().unwrap());
     assert_eq!(reservation["status"], "released");
 
     let again = app.delete(&format!("/orders/{id}"));

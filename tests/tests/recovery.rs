@@ -23,7 +23,7 @@ fn is_final(app: &App, order: &Value, token: &str) -> bool {
     let reservation_id = order["reservation_id"].as_str().unwrap();
     order["status"] == status
         && order["payment_status"] == payment
-        && app.get(&format!("/inventory/reservations/{reservation_id}")).json()["status"] == reservation
+        && app.reservation(reservation_id)["status"] == reservation
 }
 
 /// Calls the reconcile (as the cron job would) until every order is final

@@ -26,9 +26,20 @@ async fn service() -> Result<OrderService<SpinKv, InventoryClient, RedisPublishe
     // spin.toml `reconcile_after_seconds` (default 300, OrdersConfig's own):
     // how long an open order must be untouched before the reconcile drives it
     // on. Optional, so manifests that do not define it keep the default.
-    if let Ok(text) = variable("reconcile_after_seconds").await {
-        let seconds: u64 = text.trim().parse().map_err(|_| format!("variable `reconcile_after_seconds`: expected whole seconds, got {text:?}"))?;
-        config.stuck_after_ms = seconds.saturating_mul(1000);
+    if let Some(ms) = milliseconds_variable("reconcile_after_seconds").await? {
+        config.stuck_after_ms = ms;
+    }
+    // `payment_timeout_seconds` (default 900): how long an order without a
+    // payment token waits for `POST /payments` before the reconcile cancels it.
+    if let Some(ms) = milliseconds_variable("payment_timeout_seconds").await? {
+        config.payment_timeout_ms = ms;
     }
     Ok(OrderService::new(kv, InventoryClient, publisher, WasiClock, WasiRandom, config))
+}
+
+/// An optional variable of whole seconds, in milliseconds.
+async fn milliseconds_variable(name: &str) -> Result<Option<u64>, String> {
+    let Ok(text) = variable(name).await else { return Ok(None) };
+    let seconds: u64 = text.trim().parse().map_err(|_| format!("variable `{name}`: expected whole seconds, got {text:?}"))?;
+    Ok(Some(seconds.saturating_mul(1000)))
 }

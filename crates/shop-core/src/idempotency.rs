@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::http::ApiResponse;
+use crate::http::{ApiError, ApiResponse};
 use crate::kv::{Change, Kv, StoreError, update_json};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,6 +104,15 @@ async fn set_state(kv: &impl Kv, key: &str, state: ClaimState) -> Result<(), Sto
         None => Err(StoreError::new(format!("idempotency record {key} vanished"))),
     })
     .await
+}
+
+/// Refuses a client's `Idempotency-Key` with a byte outside visible ASCII
+/// (`!` to `~`): such a key must be an error, never silently ignored.
+pub fn check_client_key(key: &str) -> Result<(), ApiError> {
+    if key.bytes().all(|byte| byte.is_ascii_graphic()) {
+        return Ok(());
+    }
+    Err(ApiError::validation("Idempotency-Key", "the Idempotency-Key header may only contain visible ASCII characters"))
 }
 
 /// A stable hash of a request (FNV-1a, 64 bit, over its JSON form). Not

@@ -206,6 +206,13 @@ impl App {
         (product["available"].as_i64().unwrap(), product["reserved"].as_i64().unwrap())
     }
 
+    /// A stock reservation (an admin route), asserting 200.
+    pub fn reservation(&self, id: &str) -> Value {
+        let reply = self.admin("GET", &format!("/inventory/reservations/{id}"), None);
+        assert_eq!(reply.status, 200, "GET reservation {id}: {reply:?}");
+        reply.json()
+    }
+
     /// Places an order, asserting 201; returns the order.
     pub fn place(&self, body: &Value) -> Value {
         let reply = self.post("/orders", body);

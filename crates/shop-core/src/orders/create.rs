@@ -100,6 +100,7 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
         if !(1..=255).contains(&key.len()) {
             return Err(ApiError::validation("Idempotency-Key", "the Idempotency-Key header must have 1 to 255 characters"));
         }
+        idempotency::check_client_key(key)?;
         let claim_key = format!("orders:idem:{key}");
         let fingerprint = idempotency::fingerprint(&new_order);
         let fresh_id = random_id(&self.random, "ord_");

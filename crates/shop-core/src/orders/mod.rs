@@ -66,6 +66,15 @@ use crate::time::rfc3339;
 
 const SOURCE: &str = "orders";
 
+/// The stored order (None for ids that cannot be order ids). The payment
+/// service reads it to check a charge against the order before making it.
+pub async fn load_order(kv: &impl Kv, order_id: &str) -> Result<Option<OrderRecord>, StoreError> {
+    if !is_identifier(order_id) {
+        return Ok(None);
+    }
+    get_json(kv, &index::order_key(order_id)).await
+}
+
 /// The payment events the order service consumes.
 enum PaymentEvent {
     Completed(PaymentCompletedData),
@@ -165,10 +174,7 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
     }
 
     async fn load(&self, order_id: &str) -> Result<Option<OrderRecord>, StoreError> {
-        if !is_identifier(order_id) {
-            return Ok(None);
-        }
-        get_json(&self.kv, &index::order_key(order_id)).await
+        load_order(&self.kv, order_id).await
     }
 
     /// An event from this service, stamped now with a fresh id.

@@ -161,9 +161,12 @@ impl OrderRecord {
     }
 
     /// Still needs the service to drive it: awaiting payment, stock not
-    /// settled, or events not delivered. Open orders are indexed for the reconcile.
+    /// settled, events not delivered, or a refund owed and not yet recorded. Open orders are indexed for the reconcile.
     pub fn is_open(&self) -> bool {
-        self.order.status.awaits_payment() || self.stock_to_settle().is_some() || !self.undelivered.is_empty()
+        self.order.status.awaits_payment()
+            || self.stock_to_settle().is_some()
+            || !self.undelivered.is_empty()
+            || self.order.refund_required
     }
 
     /// Sets the status with its timestamp, appending `note` (if any) to the notes.
