@@ -32,6 +32,7 @@ operation and what differs), 2 on a usage or setup error.
 from __future__ import annotations
 
 import argparse
+import jwt
 import copy
 import http.client
 import multiprocessing
@@ -99,13 +100,19 @@ class Exchange:
 class Runner:
     """Sends requests, records exchanges, and notes script-level surprises."""
 
-    def __init__(self, base_url: str, admin_token: str):
+    def __init__(self, base_url: str, admin_token: str, jwt_key: str):
         self.base_url = base_url.rstrip("/")
         self.admin = {"Authorization": f"Bearer {admin_token}"}
+        self.jwt_key = jwt_key
         self.exchanges: list[Exchange] = []
         self.surprises: list[str] = []
         self.lock = threading.Lock()
         self.local = threading.local()
+
+    def customer(self, user_id: int, **claims: Any) -> dict[str, str]:
+        """The Authorization header of a customer token (HS256, audience `shop`)."""
+        payload = {"sub": str(user_id), "exp": int(time.time()) + 3600, "aud": "shop", **claims}
+        return {"Authorization": "Bearer " + jwt.encode(payload, self.jwt_key, algorithm="HS256")}
 
     def session(self) -> requests.Session:
         if not hasattr(self.local, "session"):
@@ -272,6 +279,7 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
     wrong = {"Authorization": "Bearer not-the-token"}
     widget, euro, limited, huge = f"widget-{sfx}", f"euro-{sfx}", f"limited-{sfx}", f"huge-{sfx}"
     user = 1_000_000 + secrets.randbelow(1_000_000)
+    me, other = r.customer(user), r.customer(user + 1)
 
     # ---- host and ops ----
     r.call("host health", "get", "/.well-known/spin/health", expect=200)
@@ -332,7 +340,7 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
     # Payments need an order awaiting exactly their amount: one 1999 USD
     # widget each, placed without a payment token.
     def unpaid_order(label: str) -> str:
-        placed = r.call(f"place order to pay: {label}", "post", "/orders",
+        placed = r.call(f"place order to pay: {label}", "post", "/orders", headers=me,
                         body={"user_id": user, "product_id": widget, "quantity": 1}, expect=201).json() or {}
         return placed.get("id", "ord_missing")
 
@@ -429,31 +437,38 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
     # ---- orders: placing ----
     new_order = {"user_id": user, "items": [{"product_id": widget, "quantity": 2}],
                  "shipping_address": "1 Main St", "billing_address": "2 Side St", "notes": "leave at the door"}
-    order_a = r.call("place order", "post", "/orders", body=new_order, expect=201).json() or {}
+    r.call("place order without token", "post", "/orders", body=new_order, expect=401)
+    r.call("place order with an invalid token", "post", "/orders", headers={"Authorization": "Bearer x.y.z"},
+           body=new_order, expect=401, spec=None)
+    r.call("place order with an expired token", "post", "/orders", headers=r.customer(user, exp=int(time.time()) - 3600),
+           body=new_order, expect=401, spec=None)
+    r.call("place order in another user's name", "post", "/orders", headers=other, body=new_order, expect=403)
+    order_a = r.call("place order", "post", "/orders", headers=me, body=new_order, expect=201).json() or {}
+    r.call("place order as admin for a user", "post", "/orders", headers=admin, body=new_order, expect=201)
     key = f"order-key-{sfx}"
     paid_body = {"user_id": user, "product_id": widget, "quantity": 1, "payment_token": "tok_approve"}
-    order_b = r.call("place one-item order with a token", "post", "/orders", headers={"Idempotency-Key": key},
+    order_b = r.call("place one-item order with a token", "post", "/orders", headers={**me, "Idempotency-Key": key},
                      body=paid_body, expect=201).json() or {}
-    replay = r.call("replay it by Idempotency-Key", "post", "/orders", headers={"Idempotency-Key": key},
+    replay = r.call("replay it by Idempotency-Key", "post", "/orders", headers={**me, "Idempotency-Key": key},
                     body=paid_body, expect=201).json() or {}
     if replay.get("id") != order_b.get("id"):
         r.surprises.append(f"POST /orders replay gave order {replay.get('id')}, the first answer {order_b.get('id')}")
-    r.call("reuse the Idempotency-Key for another order", "post", "/orders", headers={"Idempotency-Key": key},
+    r.call("reuse the Idempotency-Key for another order", "post", "/orders", headers={**me, "Idempotency-Key": key},
            body={**paid_body, "quantity": 2}, expect=422)
-    order_c = r.call("place order with a declined token", "post", "/orders",
+    order_c = r.call("place order with a declined token", "post", "/orders", headers=me,
                      body={"user_id": user, "items": [{"product_id": widget, "quantity": 1}],
                            "payment_token": "tok_decline", "notes": None}, expect=201).json() or {}
-    order_d = r.call("place order to cancel", "post", "/orders",
+    order_d = r.call("place order to cancel", "post", "/orders", headers=other,
                      body={"user_id": user + 1, "items": [{"product_id": euro, "quantity": 1}]},
                      expect=201).json() or {}
-    r.call("order of an unknown product", "post", "/orders",
+    r.call("order of an unknown product", "post", "/orders", headers=me,
            body={"user_id": user, "items": [{"product_id": f"nope-{sfx}", "quantity": 1}]}, expect=422)
-    r.call("order in two currencies", "post", "/orders",
+    r.call("order in two currencies", "post", "/orders", headers=me,
            body={"user_id": user, "items": [{"product_id": widget, "quantity": 1},
                                             {"product_id": euro, "quantity": 1}]}, expect=422)
-    r.call("order whose total overflows", "post", "/orders",
+    r.call("order whose total overflows", "post", "/orders", headers=me,
            body={"user_id": user, "items": [{"product_id": huge, "quantity": 2}]}, expect=422)
-    r.call("order short of stock", "post", "/orders",
+    r.call("order short of stock", "post", "/orders", headers=me,
            body={"user_id": user, "items": [{"product_id": limited, "quantity": 2}]}, expect=409)
     item = {"product_id": widget, "quantity": 1}
     for label, body in [
@@ -478,16 +493,16 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
         ("product_id without quantity", {"user_id": user, "product_id": widget}),
         ("unknown item member", {"user_id": user, "items": [{**item, "price": 1}]}),
     ]:
-        r.call(f"order: {label}", "post", "/orders", body=body, expect=400)
-    r.call("order: not JSON", "post", "/orders", raw=b"user_id=7", expect=400)
-    r.call("order: integer written as 7.0", "post", "/orders",
+        r.call(f"order: {label}", "post", "/orders", headers=admin, body=body, expect=400)
+    r.call("order: not JSON", "post", "/orders", headers=me, raw=b"user_id=7", expect=400)
+    r.call("order: integer written as 7.0", "post", "/orders", headers=admin,
            raw=b'{"user_id": 7.0, "items": [{"product_id": "%s", "quantity": 1}]}' % widget.encode(),
            expect=400, spec=None)
-    r.call("order: Idempotency-Key over 255", "post", "/orders", headers={"Idempotency-Key": "k" * 256},
+    r.call("order: Idempotency-Key over 255", "post", "/orders", headers={**me, "Idempotency-Key": "k" * 256},
            body=new_order, expect=400)
-    r.call("order: Idempotency-Key not visible ASCII", "post", "/orders", headers={"Idempotency-Key": "caf\u00e9"},
+    r.call("order: Idempotency-Key not visible ASCII", "post", "/orders", headers={**me, "Idempotency-Key": "caf\u00e9"},
            body=new_order, expect=400)
-    r.call("order: body over 64 KiB", "post", "/orders",
+    r.call("order: body over 64 KiB", "post", "/orders", headers=me,
            body={"user_id": user, "items": [item], "notes": "x" * 70_000}, expect=413, spec=None)
     big = b"{" + b" " * 70_000 + b"}"
     for method, path in [("put", f"/inventory/products/{widget}"), ("post", "/inventory/reservations"),
@@ -495,7 +510,7 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
         r.call("body over 64 KiB", method, path, headers=admin, raw=big, expect=413, spec=None)
     r.call_declared_length("body over the host's limit", "post", "/payments", 20 * 1024 * 1024,
                            {"Idempotency-Key": f"big-{sfx}", "Content-Type": "application/json"}, expect=413)
-    retry_key = {"Idempotency-Key": f"retry-{sfx}"}
+    retry_key = {**me, "Idempotency-Key": f"retry-{sfx}"}
     r.call("order refused with a key", "post", "/orders", headers=retry_key, body={"user_id": 0, "items": [item]},
            expect=400)
     r.call("same key, corrected order (400s are not remembered)", "post", "/orders", headers=retry_key,
@@ -503,15 +518,22 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
 
     # ---- orders: reading ----
     oid = order_a.get("id", "ord_missing")
-    r.call("get order", "get", f"/orders/{oid}", expect=200)
-    r.call("get unknown order", "get", "/orders/ord_0000000000000000", expect=404)
-    r.call("get order with a bad id", "get", "/orders/bad.id", expect=404, spec="invalid")
-    r.call("list orders", "get", "/orders", expect=200)
-    r.call("list a user's orders", "get", "/orders", query=[("user_id", str(user))], expect=200)
-    r.call("list by status", "get", "/orders", query=[("status", "confirmed")], expect=200)
-    r.call("list a user's orders by status, paged", "get", "/orders",
+    r.call("get order without token", "get", f"/orders/{oid}", expect=401)
+    r.call("get another user's order", "get", f"/orders/{oid}", headers=other, expect=404)
+    r.call("get order", "get", f"/orders/{oid}", headers=me, expect=200)
+    r.call("get order as admin", "get", f"/orders/{oid}", headers=admin, expect=200)
+    r.call("get unknown order", "get", "/orders/ord_0000000000000000", headers=me, expect=404)
+    r.call("get order with a bad id", "get", "/orders/bad.id", headers=me, expect=404, spec="invalid")
+    r.call("list orders without token", "get", "/orders", expect=401)
+    r.call("list my orders", "get", "/orders", headers=me, expect=200)
+    r.call("list another user's orders", "get", "/orders", headers=me, query=[("user_id", str(user + 1))], expect=403)
+    r.call("list orders as admin", "get", "/orders", headers=admin, expect=200)
+    r.call("list a user's orders", "get", "/orders", headers=me, query=[("user_id", str(user))], expect=200)
+    r.call("list by status", "get", "/orders", headers=admin, query=[("status", "confirmed")], expect=200)
+    r.call("list a user's orders by status, paged", "get", "/orders", headers=me,
            query=[("user_id", str(user)), ("status", "confirmed"), ("page", "1"), ("page_size", "2")], expect=200)
-    r.call("list orders, page 2", "get", "/orders", query=[("page", "2"), ("page_size", "1")], expect=200)
+    r.call("list orders, page 2", "get", "/orders", headers=admin, query=[("page", "2"), ("page_size", "1")],
+           expect=200)
     for label, query in [
         ("unknown status", [("status", "lost")]),
         ("user_id 0", [("user_id", "0")]),
@@ -519,10 +541,14 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
         ("page 0", [("page", "0")]),
         ("page_size 101", [("page_size", "101")]),
     ]:
-        r.call(f"list orders: {label}", "get", "/orders", query=query, expect=400)
-    r.call("list orders: unknown parameter", "get", "/orders", query=[("sort", "new")], expect=400, spec=None)
-    r.call("summary", "get", "/orders/summary", expect=200)
-    r.call("summary ignores a query string", "get", "/orders/summary", query=[("anything", "1")], expect=200)
+        r.call(f"list orders: {label}", "get", "/orders", headers=admin, query=query, expect=400)
+    r.call("list orders: unknown parameter", "get", "/orders", headers=admin, query=[("sort", "new")], expect=400,
+           spec=None)
+    r.call("summary without token", "get", "/orders/summary", expect=401)
+    r.call("summary as a customer", "get", "/orders/summary", headers=me, expect=403)
+    r.call("summary", "get", "/orders/summary", headers=admin, expect=200)
+    r.call("summary ignores a query string", "get", "/orders/summary", headers=admin, query=[("anything", "1")],
+           expect=200)
 
     # ---- orders: status changes (admin) ----
     status_path = f"/orders/{oid}/status"
@@ -543,22 +569,27 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
                body={"status": status, "notes": f"now {status}"}, expect=200)
     r.call("status: to refunded, null notes", "put", status_path, headers=admin,
            body={"status": "refunded", "notes": None}, expect=200)
-    r.call("cancel refunded order", "delete", f"/orders/{oid}", expect=409)
+    r.call("cancel refunded order", "delete", f"/orders/{oid}", headers=me, expect=409)
 
     # ---- orders: cancelling ----
     did = order_d.get("id", "ord_missing")
-    r.call("cancel: reason over 1000", "delete", f"/orders/{did}", query=[("reason", "r" * 1001)], expect=400)
-    r.call("cancel: unknown parameter", "delete", f"/orders/{did}", query=[("why", "x")], expect=400, spec=None)
-    r.call("cancel order", "delete", f"/orders/{did}", query=[("reason", "changed my mind")], expect=200)
-    r.call("cancel it again", "delete", f"/orders/{did}", expect=409)
-    r.call("cancel unknown order", "delete", "/orders/ord_0000000000000000", expect=404)
+    r.call("cancel without token", "delete", f"/orders/{did}", expect=401)
+    r.call("cancel another user's order", "delete", f"/orders/{did}", headers=me, expect=404)
+    r.call("cancel: reason over 1000", "delete", f"/orders/{did}", headers=other, query=[("reason", "r" * 1001)],
+           expect=400)
+    r.call("cancel: unknown parameter", "delete", f"/orders/{did}", headers=other, query=[("why", "x")], expect=400,
+           spec=None)
+    r.call("cancel order", "delete", f"/orders/{did}", headers=other, query=[("reason", "changed my mind")],
+           expect=200)
+    r.call("cancel it again", "delete", f"/orders/{did}", headers=other, expect=409)
+    r.call("cancel unknown order", "delete", "/orders/ord_0000000000000000", headers=other, expect=404)
 
     # ---- orders and payments: asynchronous flow ----
     bid, cid = order_b.get("id", "ord_missing"), order_c.get("id", "ord_missing")
 
     def order_when(order_id: str, test: Callable[[dict], bool]) -> Callable[[], Optional[dict]]:
         def attempt() -> Optional[dict]:
-            body = r.call("poll order", "get", f"/orders/{order_id}", expect=200).json() or {}
+            body = r.call("poll order", "get", f"/orders/{order_id}", headers=me, expect=200).json() or {}
             return body if test(body) else None
         return attempt
 
@@ -568,7 +599,7 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
                  order_when(cid, lambda o: o.get("status") == "cancelled" and o.get("payment_status") == "failed"))
     worker_payment = paid.get("payment_id") or "pay_missing"
     r.call("get the worker's payment", "get", f"/payments/{worker_payment}", expect=200)
-    r.call("cancel paid order", "delete", f"/orders/{bid}", query=[("reason", "too late")], expect=200)
+    r.call("cancel paid order", "delete", f"/orders/{bid}", headers=me, query=[("reason", "too late")], expect=200)
     r.eventually(
         "the payment worker to refund the cancelled order's payment",
         lambda: (r.call("poll payment", "get", f"/payments/{worker_payment}", expect=200).json() or {}).get("status")
@@ -592,7 +623,7 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
            headers={"Authorization": admin["Authorization"].replace("Bearer", "bearer")}, expect=200)
     r.call("reindex with Basic credentials", "post", "/orders/reindex", headers={"Authorization": "Basic dTpw"},
            expect=403, spec=None)
-    r.call("summary after the flow", "get", "/orders/summary", expect=200)
+    r.call("summary after the flow", "get", "/orders/summary", headers=admin, expect=200)
 
     # ---- payments ----
     charge = charge_of(unpaid_order("payment"), "tok_approve")
@@ -1049,6 +1080,7 @@ def main() -> int:
     parser.add_argument("--redis-url", required=True, help="the app's Redis, to watch its events")
     parser.add_argument("--spec", required=True)
     parser.add_argument("--admin-token", default=ADMIN_TOKEN_DEFAULT)
+    parser.add_argument("--jwt-key", required=True, help="the app's jwt_verification_key (an HS256 secret)")
     parser.add_argument("--self-test", action="store_true", help="also prove that spec mutations are reported")
     parser.add_argument("--verbose", action="store_true", help="print every exchange and the unobserved statuses")
     parser.add_argument("--own-redis", action="store_true",
@@ -1061,7 +1093,7 @@ def main() -> int:
     channels = sorted(((spec.get("x-events") or {}).get("channels") or {}).keys()) or ["orders.created"]
     tap = EventTap(args.redis_url, channels)
     tap.start()
-    runner = Runner(args.base_url, args.admin_token)
+    runner = Runner(args.base_url, args.admin_token, args.jwt_key)
     run_script(runner, spec, args.redis_url if args.own_redis else None)
     if not args.own_redis:
         time.sleep(0.3)  # the last events in flight (an own Redis is already shut down)

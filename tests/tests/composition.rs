@@ -67,13 +67,13 @@ fn orders_reserve_stock_through_a_dependency_given_by_component_id() {
     assert_eq!(app.stock("p1"), (7, 3), "the composed inventory wrote ord's store, which inventory reads");
     let reservation = app.reservation(order["reservation_id"].as_str().unwrap());
     assert_eq!((&reservation["order_id"], &reservation["status"]), (&order["id"], &json!("held")));
-    let short = app.post("/orders", &json!({"user_id": 1, "product_id": "p1", "quantity": 8}));
+    let short = app.customer(1).post("/orders", &json!({"user_id": 1, "product_id": "p1", "quantity": 8}));
     assert_error(&short, 409, "insufficient_stock", "product p1: 8 requested, 7 available", Some("product_id"));
-    let unknown = app.post("/orders", &json!({"user_id": 1, "product_id": "p9", "quantity": 1}));
+    let unknown = app.customer(1).post("/orders", &json!({"user_id": 1, "product_id": "p9", "quantity": 1}));
     assert_error(&unknown, 422, "unknown_product", "product p9 does not exist", Some("product_id"));
 
     // Release goes through the import too.
-    assert_eq!(app.delete(&format!("/orders/{}", order["id"].as_str().unwrap())).status, 200);
+    assert_eq!(app.customer(1).delete(&format!("/orders/{}", order["id"].as_str().unwrap())).status, 200);
     assert_eq!(app.stock("p1"), (10, 0));
     assert_eq!(reservation_status(&app, &order), "released");
     // `inv` has no route of its own.

@@ -119,7 +119,8 @@ impl std::fmt::Display for EventError {
 
 impl std::error::Error for EventError {}
 
-/// `orders.created`: the payment worker charges `payment_token` if present.
+/// `orders.created`: with `has_payment_token` the payment worker charges the
+/// token the order left for it (never in the event: see `payments::hold_token`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderCreatedData {
     pub order_id: String,
@@ -127,8 +128,8 @@ pub struct OrderCreatedData {
     pub user_id: u64,
     pub total_amount: i64,
     pub currency: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub payment_token: Option<String>,
+    #[serde(default)]
+    pub has_payment_token: bool,
 }
 
 /// `orders.cancelled`: `refund_required` tells the payment worker to refund `payment_id`.

@@ -451,7 +451,7 @@ pub async fn seed_order(kv: &impl Kv, order_id: &str, amount: i64, currency: &st
     };
     let record = OrderRecord {
         order,
-        payment_token: None,
+        has_payment_token: false,
         position: 0,
         user_position: 0,
         stock: StockStep::Held,

@@ -147,6 +147,14 @@ pub async fn variable(name: &str) -> Result<String, String> {
     spin_sdk::variables::get(name).await.map_err(|e| format!("variable `{name}`: {e:?}"))
 }
 
+/// An optional variable of whole seconds, in milliseconds (None when the
+/// manifest does not define it).
+pub async fn milliseconds_variable(name: &str) -> Result<Option<u64>, String> {
+    let Ok(text) = variable(name).await else { return Ok(None) };
+    let seconds: u64 = text.trim().parse().map_err(|_| format!("variable `{name}`: expected whole seconds, got {text:?}"))?;
+    Ok(Some(seconds.saturating_mul(1000)))
+}
+
 /// The spin-sdk request as the services take it.
 pub async fn api_request(request: Request) -> Result<ApiRequest, ApiResponse> {
     let method = Method::parse(request.method().as_str());

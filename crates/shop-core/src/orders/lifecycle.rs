@@ -10,12 +10,15 @@ use serde::Serialize;
 
 use super::index::{Indexes, order_key};
 use super::model::{OrderRecord, OrderStatus, StockStep};
-use crate::payments::{Payment, PaymentStatus, completed_payment_of, deliver_outbox, failed_order_charge, order_charge_id};
+use crate::payments::{
+    Payment, PaymentStatus, completed_payment_of, deliver_outbox, drop_token, failed_order_charge, order_charge_id,
+};
 use super::{Inventory, InventoryError, OrderService};
 use crate::events::{
     Event, EventError, EventOutcome, ORDERS_CANCELLED, ORDERS_STATUS_CHANGED, OrderCancelledData, OrderStatusChangedData, PaymentCompletedData, PaymentFailedData,
     PaymentRefundedData,
 };
+use crate::auth::Caller;
 use crate::http::{ApiError, ApiRequest, ApiResponse, Query};
 use crate::json::{Fields, parse_body};
 use crate::kv::{Change, Kv, StoreError, update_json};
@@ -49,6 +52,8 @@ pub struct ReconcileReport {
     pub payments_found: u64,
     /// Cancelled orders still owing a refund whose `orders.cancelled` was sent again.
     pub refunds_requested: u64,
+    /// Expired idempotency records and event markers deleted (at most `limit` looked at).
+    pub idempotency_swept: u64,
 }
 
 /// Takes the payment side's word that `paid` paid the order, before the
@@ -111,6 +116,10 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
             Updated::Missing => Ok(None),
             Updated::Unchanged(record) => Ok(Some((record, false))),
             Updated::Changed { before, after } => {
+                if after.order.status == OrderStatus::Cancelled && after.has_payment_token {
+                    // Nobody charges a cancelled order: its token goes.
+                    drop_token(&self.kv, order_id).await?;
+                }
                 let mut events = self.status_events(&before, &after);
                 let (record, settle_events) = self.settle_stock(after).await?;
                 events.extend(settle_events);
@@ -253,7 +262,7 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
     }
 
     /// `DELETE /orders/{id}?reason=`: cancels the order.
-    pub(super) async fn cancel_order(&self, order_id: &str, request: &ApiRequest) -> Result<ApiResponse, ApiError> {
+    pub(super) async fn cancel_order(&self, order_id: &str, request: &ApiRequest, caller: Caller) -> Result<ApiResponse, ApiError> {
         let query = Query::parse(request, &["reason"])?;
         let reason = query.text("reason").unwrap_or("");
         if reason.chars().count() > super::create::MAX_NOTES_CHARS {
@@ -265,6 +274,9 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
         let paid = completed_payment_of(&self.kv, order_id).await?;
         let changed = self
             .change_order(order_id, |record| {
+                if !caller.may_access(record.order.user_id) {
+                    return Err(ApiError::not_found("order"));
+                }
                 let from = record.order.status;
                 if !from.can_become(OrderStatus::Cancelled) {
                     return Err(invalid_transition(from, OrderStatus::Cancelled));
@@ -365,6 +377,7 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
     pub(super) async fn reconcile(&self, limit: usize) -> Result<ReconcileReport, ApiError> {
         let mut report = ReconcileReport::default();
         let now = self.clock.now_ms();
+        report.idempotency_swept = crate::idempotency::sweep_expired(&self.kv, limit as u64, now).await?.deleted;
         for record in Indexes::live(&self.kv).await?.oldest_open(limit).await? {
             report.examined += 1;
             if now.saturating_sub(record.updated_ms) < self.config.stuck_after_ms {
@@ -404,7 +417,7 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
                 report.payments_found += 1;
                 continue;
             }
-            if record.payment_token.is_some() {
+            if record.has_payment_token {
                 self.publish(&order_id, vec![self.created_event(&record)]).await?;
                 report.payment_requested += 1;
             } else if now.saturating_sub(record.created_ms) >= self.config.payment_timeout_ms {

@@ -135,8 +135,10 @@ pub struct Order {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OrderRecord {
     pub order: Order,
-    /// Kept for the payment worker and for re-sending `orders.created`.
-    pub payment_token: Option<String>,
+    /// Placed with a payment token, kept for the payment worker in
+    /// `payments:token:{id}` (never here); the reconcile asks for the charge again.
+    #[serde(default)]
+    pub has_payment_token: bool,
     /// Place in the global list of orders (from 1).
     pub position: u64,
     /// Place in the user's list of orders (from 1).

@@ -122,6 +122,23 @@ pub fn order_charge_id(order_id: &str) -> String {
     format!("pay_{}", order_id.strip_prefix("ord_").unwrap_or(order_id))
 }
 
+/// Where an order's payment token waits for the payment worker: written
+/// when the order is placed, read only by the worker, deleted once the charge
+/// is settled or the order cancelled. The token is in no event and no order.
+fn token_key(order_id: &str) -> String {
+    format!("payments:token:{order_id}")
+}
+
+/// Keeps `token` for the worker's charge of `order_id`.
+pub async fn hold_token(kv: &impl Kv, order_id: &str, token: &str) -> Result<(), StoreError> {
+    kv.set(&token_key(order_id), token.as_bytes()).await
+}
+
+/// Forgets the token of `order_id` (charged, declined or cancelled).
+pub async fn drop_token(kv: &impl Kv, order_id: &str) -> Result<(), StoreError> {
+    kv.delete(&token_key(order_id)).await
+}
+
 fn paid_key(order_id: &str) -> String {
     format!("payments:paid:{order_id}")
 }
@@ -226,11 +243,19 @@ pub struct PaymentsConfig {
     /// How long a charge in progress keeps its idempotency key from others;
     /// longer than all attempts and backoffs together.
     pub claim_lease_ms: u64,
+    /// How long an idempotency record lives; after it the key is new again
+    /// (the worker's charge of an order keeps its payment id, so it resumes).
+    pub idempotency_ttl_ms: u64,
 }
 
 impl PaymentsConfig {
     pub fn new(admin_token: impl Into<String>) -> PaymentsConfig {
-        PaymentsConfig { admin_token: admin_token.into(), retry: RetryPolicy::default(), claim_lease_ms: 60_000 }
+        PaymentsConfig {
+            admin_token: admin_token.into(),
+            retry: RetryPolicy::default(),
+            claim_lease_ms: 60_000,
+            idempotency_ttl_ms: idempotency::DEFAULT_TTL_MS,
+        }
     }
 }
 
@@ -351,7 +376,8 @@ impl<K: Kv, G: Gateway, P: Publisher, C: Clock, R: Random, S: Sleeper> PaymentSe
     async fn charge(&self, claim_key: &str, fresh_id: String, charge: &ChargeRequest) -> Result<Charged, ApiError> {
         let now = self.clock.now_ms();
         let fingerprint = idempotency::fingerprint(charge);
-        let claim = idempotency::claim(&self.kv, claim_key, &fingerprint, fresh_id, now, self.config.claim_lease_ms).await?;
+        let terms = idempotency::Terms { lease_ms: self.config.claim_lease_ms, ttl_ms: self.config.idempotency_ttl_ms };
+        let claim = idempotency::claim(&self.kv, claim_key, &fingerprint, fresh_id, now, terms).await?;
         let payment_id = match claim {
             Claim::Owned { resource_id, .. } => resource_id,
             Claim::Replay { resource_id, response } => {
@@ -604,9 +630,15 @@ impl<K: Kv, G: Gateway, P: Publisher, C: Clock, R: Random, S: Sleeper> PaymentSe
     }
 
     async fn on_order_created(&self, order: OrderCreatedData) -> Result<EventOutcome, EventError> {
-        let Some(payment_token) = order.payment_token else {
+        if !order.has_payment_token {
             return Ok(EventOutcome::Ignored("the order has no payment token".to_string()));
+        }
+        let Some(token) = self.kv.get(&token_key(&order.order_id)).await? else {
+            // Charged (or the order cancelled) before: say again how it ended.
+            self.announce_again(&order_charge_id(&order.order_id)).await?;
+            return Ok(EventOutcome::Duplicate);
         };
+        let payment_token = String::from_utf8(token).map_err(|_| StoreError::new("payment token is not text"))?;
         let charge = ChargeRequest {
             order_id: order.order_id.clone(),
             amount: order.total_amount,
@@ -626,6 +658,8 @@ impl<K: Kv, G: Gateway, P: Publisher, C: Clock, R: Random, S: Sleeper> PaymentSe
                 String::from_utf8_lossy(&charged.response.body)
             )));
         }
+        // Settled one way or another: the token is not needed any more.
+        drop_token(&self.kv, &order.order_id).await?;
         if !charged.replayed {
             return Ok(EventOutcome::Applied);
         }
