@@ -19,6 +19,7 @@ name = "composed-shop"
 [variables]
 admin_token = {{ required = true, secret = true }}
 redis_url = {{ required = true }}
+jwt_verification_key = {{ default = "", secret = true }}
 
 [[trigger.http]]
 route = "/orders/..."
@@ -42,6 +43,7 @@ dependencies_inherit_configuration = true
 [component.ord.variables]
 admin_token = "{{{{ admin_token }}}}"
 redis_url = "{{{{ redis_url }}}}"
+jwt_verification_key = "{{{{ jwt_verification_key }}}}"
 
 [component.inventory]
 source = {inventory:?}

@@ -65,10 +65,14 @@ fn redis_stopped_between_charge_and_publish_loses_no_payment() {
         assert_eq!(app.order(id)["status"], "confirmed");
     }
 
-    // The client's retry replays the answer and sends what the outbox kept.
-    let replay = pay(&app, "retried", retried, 300);
-    assert_eq!((replay.status, &replay.body), (201, &first.body));
-    app.wait_status(retried, "paid");
+    // The client's retries replay the answer and send what the outbox kept
+    // (the host's first Redis command after the restart fails and reconnects).
+    eventually(WAIT, "a retry to get the order paid", || {
+        let replay = pay(&app, "retried", retried, 300);
+        assert_eq!((replay.status, &replay.body), (201, &first.body));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        (app.order(retried)["status"] == "paid").then_some(())
+    });
 
     // The reconcile, past the payment timeout, asks the payment side first.
     let report = app.reconcile();
