@@ -621,6 +621,8 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
     r.call("reconcile 5", "post", "/orders/reconcile", headers=admin, query=[("limit", "5")], expect=200)
     r.call("reindex without token", "post", "/orders/reindex", expect=401)
     r.call("reindex with a wrong token", "post", "/orders/reindex", headers=wrong, expect=403)
+    r.call("reindex one order", "post", "/orders/reindex", headers=admin, query=[("limit", "1")], expect=200)
+    r.call("reindex: limit 0", "post", "/orders/reindex", headers=admin, query=[("limit", "0")], expect=400)
     r.call("reindex", "post", "/orders/reindex", headers=admin, expect=200)
     r.call("reindex, scheme in lowercase", "post", "/orders/reindex",
            headers={"Authorization": admin["Authorization"].replace("Bearer", "bearer")}, expect=200)

@@ -469,14 +469,23 @@ fn the_summary_counts_a_known_mix_exactly_and_is_never_an_order_id() {
 
     // A reindex rebuilds the same figures and listings from the orders.
     let reindex = app.admin("POST", "/orders/reindex", None);
-    assert_eq!((reindex.status, reindex.json()), (200, json!({"orders": 7, "generation": 1})));
+    assert_eq!((reindex.status, reindex.json()), (200, json!({"orders": 7, "generation": 1, "cursor": 7, "done": true})));
     assert_eq!(app.summary(), expected);
     assert_eq!(count(&app, "?status=delivered"), 1);
     assert_eq!(count(&app, "?status=paid"), 1);
     assert_eq!(count(&app, "?user_id=1&status=shipped"), 1);
-    let again = app.admin("POST", "/orders/reindex", None).json();
-    assert_eq!(again, json!({"orders": 7, "generation": 2}));
+    // In batches: the new generation goes live with the call that reaches the end.
+    let batches: Vec<Value> = (0..3).map(|_| app.admin("POST", "/orders/reindex?limit=3", None).json()).collect();
+    assert_eq!(
+        batches,
+        [
+            json!({"orders": 3, "generation": 2, "cursor": 3, "done": false}),
+            json!({"orders": 3, "generation": 2, "cursor": 6, "done": false}),
+            json!({"orders": 1, "generation": 2, "cursor": 7, "done": true}),
+        ]
+    );
     assert_eq!(app.summary(), expected);
+    assert_invalid(&app.admin("POST", "/orders/reindex?limit=0", None), "limit", "limit must be an integer from 1 to 10000");
 }
 
 #[test]
@@ -499,7 +508,7 @@ fn reconcile_and_reindex_are_admin_routes() {
     assert_invalid(&app.admin("POST", "/orders/reconcile?limit=0", None), "limit", "limit must be an integer from 1 to 1000");
     assert_eq!(app.admin("POST", "/orders/reconcile?limit=1000", None).status, 200);
     let reindex = app.admin("POST", "/orders/reindex", None);
-    assert_eq!((reindex.status, reindex.json()), (200, json!({"orders": 1, "generation": 1})));
+    assert_eq!((reindex.status, reindex.json()), (200, json!({"orders": 1, "generation": 1, "cursor": 1, "done": true})));
 }
 
 /// 20 concurrent orders for the last 5 units: exactly 5 placed, 15 refused.

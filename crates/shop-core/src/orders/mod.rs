@@ -5,7 +5,8 @@
 //! - `GET /orders?user_id=&status=&page=&page_size=`: newest first.
 //! - `GET /orders/summary`, `GET /orders/{id}`.
 //! - `PUT /orders/{id}/status` (admin), `DELETE /orders/{id}?reason=`.
-//! - `POST /orders/reconcile?limit=` and `POST /orders/reindex` (admin).
+//! - `POST /orders/reconcile?limit=` and `POST /orders/reindex?limit=` (admin;
+//!   a reindex works through `limit` orders per call, 1000 by default).
 //!
 //! The key layout is described in [`index`]; idempotency claims live at
 //! `orders:idem:{key}` and processed-event markers at `orders:event:{event_id}`.
@@ -170,7 +171,9 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
             ["orders", "reindex"] => {
                 allow(request, &[(Method::Post, "POST")])?;
                 request.require_admin(&self.config.admin_token)?;
-                Ok(ApiResponse::json(200, &reindex(&self.kv).await?))
+                let query = Query::parse(request, &["limit"])?;
+                let batch = query.integer("limit", 1, 10_000, 1000)?;
+                Ok(ApiResponse::json(200, &reindex(&self.kv, batch).await?))
             }
             ["orders", order_id] => match allow(request, &[(Method::Get, "GET"), (Method::Delete, "DELETE")])? {
                 Method::Delete => self.cancel_order(order_id, request, self.caller(request)?).await,
