@@ -1,5 +1,9 @@
 # Sourced by the benchmark scripts: a scratch dir and the processes to stop
 # on exit, and small helpers.
+#
+# The scripts start the app with SPIN_VARIABLE_CUSTOMER_AUTH=none (the
+# development switch; requests name their user): customer JWT verification is
+# not in these figures yet.
 work=$(mktemp -d)
 # The host as shipped: the `fastest` profile (whole-program LTO), which
 # deploy/wharf/Containerfile builds too. Each script builds it first.

@@ -32,6 +32,7 @@ operation and what differs), 2 on a usage or setup error.
 from __future__ import annotations
 
 import argparse
+import jwt
 import copy
 import http.client
 import multiprocessing
@@ -99,13 +100,19 @@ class Exchange:
 class Runner:
     """Sends requests, records exchanges, and notes script-level surprises."""
 
-    def __init__(self, base_url: str, admin_token: str):
+    def __init__(self, base_url: str, admin_token: str, jwt_key: str):
         self.base_url = base_url.rstrip("/")
         self.admin = {"Authorization": f"Bearer {admin_token}"}
+        self.jwt_key = jwt_key
         self.exchanges: list[Exchange] = []
         self.surprises: list[str] = []
         self.lock = threading.Lock()
         self.local = threading.local()
+
+    def customer(self, user_id: int, **claims: Any) -> dict[str, str]:
+        """The Authorization header of a customer token (HS256, audience `shop`)."""
+        payload = {"sub": str(user_id), "exp": int(time.time()) + 3600, "aud": "shop", **claims}
+        return {"Authorization": "Bearer " + jwt.encode(payload, self.jwt_key, algorithm="HS256")}
 
     def session(self) -> requests.Session:
         if not hasattr(self.local, "session"):
@@ -272,31 +279,7 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
     wrong = {"Authorization": "Bearer not-the-token"}
     widget, euro, limited, huge = f"widget-{sfx}", f"euro-{sfx}", f"limited-{sfx}", f"huge-{sfx}"
     user = 1_000_000 + secrets.randbelow(1_000_000)
-
-    # The slow provider takes 3 attempts of 5 s: run it beside everything else.
-    slow = threading.Thread(
-        target=lambda: r.call(
-            "payment whose provider never answers in time", "post", "/payments",
-            headers={"Idempotency-Key": f"slow-{sfx}"},
-            body={"order_id": f"o-slow-{sfx}", "amount": 100, "currency": "USD", "payment_token": "tok_slow"},
-            expect=504,
-        ),
-        daemon=True,
-    )
-    slow.start()
-    # Two requests with one Idempotency-Key at once: tok_transient keeps the
-    # first busy for about 600 ms (two failed attempts and their backoff), so
-    # one of them gets 201 and the other 409 payment_in_progress.
-    busy_key = {"Idempotency-Key": f"busy-{sfx}"}
-    busy_body = {"order_id": f"o-busy-{sfx}", "amount": 100, "currency": "USD", "payment_token": "tok_transient"}
-    busy: list[Exchange] = []
-    first = threading.Thread(target=lambda: busy.append(r.call("payment, one of two at once", "post", "/payments",
-                                                                headers=busy_key, body=busy_body, expect=None)),
-                             daemon=True)
-    first.start()
-    time.sleep(0.2)
-    busy.append(r.call("payment, one of two at once", "post", "/payments", headers=busy_key, body=busy_body,
-                       expect=None))
+    me, other = r.customer(user), r.customer(user + 1)
 
     # ---- host and ops ----
     r.call("host health", "get", "/.well-known/spin/health", expect=200)
@@ -354,28 +337,75 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
     r.call("list products: repeated parameter", "get", "/inventory/products", query=[("page", "1"), ("page", "2")],
            expect=400, spec=None)
 
-    # ---- inventory: reservations ----
-    expiring = r.call("reservation for one second", "post", "/inventory/reservations",
+    # Payments need an order awaiting exactly their amount: one 1999 USD
+    # widget each, placed without a payment token.
+    def unpaid_order(label: str) -> str:
+        placed = r.call(f"place order to pay: {label}", "post", "/orders", headers=me,
+                        body={"user_id": user, "product_id": widget, "quantity": 1}, expect=201).json() or {}
+        return placed.get("id", "ord_missing")
+
+    def charge_of(order_id: str, token: str) -> dict:
+        return {"order_id": order_id, "amount": 1999, "currency": "USD", "payment_token": token}
+
+    # The slow provider takes 3 attempts of 5 s: run it beside everything else.
+    slow_body = charge_of(unpaid_order("slow"), "tok_slow")
+    slow = threading.Thread(
+        target=lambda: r.call(
+            "payment whose provider never answers in time", "post", "/payments",
+            headers={"Idempotency-Key": f"slow-{sfx}"}, body=slow_body, expect=504,
+        ),
+        daemon=True,
+    )
+    slow.start()
+    # Two requests with one Idempotency-Key at once: tok_transient keeps the
+    # first busy for about 600 ms (two failed attempts and their backoff), so
+    # one of them gets 201 and the other 409 payment_in_progress.
+    busy_key = {"Idempotency-Key": f"busy-{sfx}"}
+    busy_body = charge_of(unpaid_order("busy"), "tok_transient")
+    busy: list[Exchange] = []
+    first = threading.Thread(target=lambda: busy.append(r.call("payment, one of two at once", "post", "/payments",
+                                                                headers=busy_key, body=busy_body, expect=None)),
+                             daemon=True)
+    first.start()
+    time.sleep(0.2)
+    busy.append(r.call("payment, one of two at once", "post", "/payments", headers=busy_key, body=busy_body,
+                       expect=None))
+
+    # ---- inventory: reservations (admin) ----
+    one = {"order_id": f"o-auth-{sfx}", "items": [{"product_id": widget, "quantity": 1}]}
+    r.call("reservation without token", "post", "/inventory/reservations", body=one, expect=401)
+    r.call("reservation with a wrong token", "post", "/inventory/reservations", headers=wrong, body=one, expect=403)
+    expiring = r.call("reservation for one second", "post", "/inventory/reservations", headers=admin,
                       body={"order_id": f"o-exp-{sfx}", "items": [{"product_id": widget, "quantity": 1}],
                             "ttl_seconds": 1}, expect=201).json() or {}
     expiring_made = time.monotonic()
-    held = r.call("reservation", "post", "/inventory/reservations",
+    held = r.call("reservation", "post", "/inventory/reservations", headers=admin,
                   body={"order_id": f"o-res-{sfx}", "items": [{"product_id": widget, "quantity": 2},
                                                                {"product_id": euro, "quantity": 1}]},
                   expect=201).json() or {}
     rid = held.get("reservation_id", "res_missing")
-    r.call("get reservation", "get", f"/inventory/reservations/{rid}", expect=200)
-    r.call("commit reservation", "post", f"/inventory/reservations/{rid}/commit", expect=200)
-    r.call("commit reservation again", "post", f"/inventory/reservations/{rid}/commit", expect=200)
-    r.call("release committed reservation", "delete", f"/inventory/reservations/{rid}", expect=200)
-    r.call("release it again", "delete", f"/inventory/reservations/{rid}", expect=200)
-    r.call("commit released reservation", "post", f"/inventory/reservations/{rid}/commit", expect=409)
-    r.call("reservation with null ttl", "post", "/inventory/reservations",
+    for method, path in [("get", f"/inventory/reservations/{rid}"), ("delete", f"/inventory/reservations/{rid}"),
+                         ("post", f"/inventory/reservations/{rid}/commit")]:
+        r.call("reservation route without token", method, path, expect=401)
+        r.call("reservation route with a wrong token", method, path, headers=wrong, expect=403)
+    r.call("get reservation", "get", f"/inventory/reservations/{rid}", headers=admin, expect=200)
+    r.call("commit reservation", "post", f"/inventory/reservations/{rid}/commit", headers=admin, expect=200)
+    r.call("commit reservation again", "post", f"/inventory/reservations/{rid}/commit", headers=admin, expect=200)
+    r.call("release committed reservation", "delete", f"/inventory/reservations/{rid}", headers=admin, expect=409)
+    released = r.call("reservation to release", "post", "/inventory/reservations", headers=admin,
+                      body={"order_id": f"o-rel-{sfx}", "items": [{"product_id": widget, "quantity": 1}]},
+                      expect=201).json() or {}
+    released_id = released.get("reservation_id", "res_missing")
+    r.call("release reservation", "delete", f"/inventory/reservations/{released_id}", headers=admin, expect=200)
+    r.call("release it again", "delete", f"/inventory/reservations/{released_id}", headers=admin, expect=200)
+    r.call("commit released reservation", "post", f"/inventory/reservations/{released_id}/commit", headers=admin,
+           expect=409)
+    r.call("reservation with null ttl", "post", "/inventory/reservations", headers=admin,
            body={"order_id": f"o-null-{sfx}", "items": [{"product_id": widget, "quantity": 1}], "ttl_seconds": None},
            expect=201)
-    r.call("reservation short of stock", "post", "/inventory/reservations",
+    r.call("reservation short of stock", "post", "/inventory/reservations", headers=admin,
            body={"order_id": f"o-short-{sfx}", "items": [{"product_id": limited, "quantity": 2}]}, expect=409)
-    r.call("reservation of an unknown product", "post", "/inventory/reservations",
+    r.call("reservation of an unknown product", "post", "/inventory/reservations", headers=admin,
            body={"order_id": f"o-unk-{sfx}", "items": [{"product_id": f"nope-{sfx}", "quantity": 1}]}, expect=422)
     line = {"product_id": widget, "quantity": 1}
     for label, body in [
@@ -384,49 +414,61 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
         ("no items", {"order_id": "o", "items": []}),
         ("51 items", {"order_id": "o", "items": [line] * 51}),
         ("ttl 0", {"order_id": "o", "items": [line], "ttl_seconds": 0}),
-        ("ttl over a day", {"order_id": "o", "items": [line], "ttl_seconds": 86401}),
+        ("ttl over half an hour", {"order_id": "o", "items": [line], "ttl_seconds": 1801}),
+        ("ttl of a day", {"order_id": "o", "items": [line], "ttl_seconds": 86400}),
         ("missing order_id", {"items": [line]}),
         ("order_id with a space", {"order_id": "o 1", "items": [line]}),
         ("order_id of 65 characters", {"order_id": "o" * 65, "items": [line]}),
         ("unknown item member", {"order_id": "o", "items": [{**line, "price": 1}]}),
         ("product_id with a slash", {"order_id": "o", "items": [{"product_id": "a/b", "quantity": 1}]}),
     ]:
-        r.call(f"reservation: {label}", "post", "/inventory/reservations", body=body, expect=400)
-    r.call("reservation: body is an array", "post", "/inventory/reservations", body=[line], expect=400)
-    r.call("get unknown reservation", "get", "/inventory/reservations/res_0000000000000000", expect=404)
-    r.call("release unknown reservation", "delete", "/inventory/reservations/res_0000000000000000", expect=404)
-    r.call("commit unknown reservation", "post", "/inventory/reservations/res_0000000000000000/commit", expect=404)
+        r.call(f"reservation: {label}", "post", "/inventory/reservations", headers=admin, body=body, expect=400)
+    r.call("reservation: body is an array", "post", "/inventory/reservations", headers=admin, body=[line],
+           expect=400)
+    r.call("get unknown reservation", "get", "/inventory/reservations/res_0000000000000000", headers=admin,
+           expect=404)
+    r.call("release unknown reservation", "delete", "/inventory/reservations/res_0000000000000000", headers=admin,
+           expect=404)
+    r.call("commit unknown reservation", "post", "/inventory/reservations/res_0000000000000000/commit",
+           headers=admin, expect=404)
     r.call("sweep without token", "post", "/inventory/sweep", expect=401)
     r.call("sweep with a wrong token", "post", "/inventory/sweep", headers=wrong, expect=403)
 
     # ---- orders: placing ----
     new_order = {"user_id": user, "items": [{"product_id": widget, "quantity": 2}],
                  "shipping_address": "1 Main St", "billing_address": "2 Side St", "notes": "leave at the door"}
-    order_a = r.call("place order", "post", "/orders", body=new_order, expect=201).json() or {}
+    r.call("place order without token", "post", "/orders", body=new_order, expect=401)
+    r.call("place order with an invalid token", "post", "/orders", headers={"Authorization": "Bearer x.y.z"},
+           body=new_order, expect=401, spec=None)
+    r.call("place order with an expired token", "post", "/orders", headers=r.customer(user, exp=int(time.time()) - 3600),
+           body=new_order, expect=401, spec=None)
+    r.call("place order in another user's name", "post", "/orders", headers=other, body=new_order, expect=403)
+    order_a = r.call("place order", "post", "/orders", headers=me, body=new_order, expect=201).json() or {}
+    r.call("place order as admin for a user", "post", "/orders", headers=admin, body=new_order, expect=201)
     key = f"order-key-{sfx}"
     paid_body = {"user_id": user, "product_id": widget, "quantity": 1, "payment_token": "tok_approve"}
-    order_b = r.call("place one-item order with a token", "post", "/orders", headers={"Idempotency-Key": key},
+    order_b = r.call("place one-item order with a token", "post", "/orders", headers={**me, "Idempotency-Key": key},
                      body=paid_body, expect=201).json() or {}
-    replay = r.call("replay it by Idempotency-Key", "post", "/orders", headers={"Idempotency-Key": key},
+    replay = r.call("replay it by Idempotency-Key", "post", "/orders", headers={**me, "Idempotency-Key": key},
                     body=paid_body, expect=201).json() or {}
     if replay.get("id") != order_b.get("id"):
         r.surprises.append(f"POST /orders replay gave order {replay.get('id')}, the first answer {order_b.get('id')}")
-    r.call("reuse the Idempotency-Key for another order", "post", "/orders", headers={"Idempotency-Key": key},
+    r.call("reuse the Idempotency-Key for another order", "post", "/orders", headers={**me, "Idempotency-Key": key},
            body={**paid_body, "quantity": 2}, expect=422)
-    order_c = r.call("place order with a declined token", "post", "/orders",
+    order_c = r.call("place order with a declined token", "post", "/orders", headers=me,
                      body={"user_id": user, "items": [{"product_id": widget, "quantity": 1}],
                            "payment_token": "tok_decline", "notes": None}, expect=201).json() or {}
-    order_d = r.call("place order to cancel", "post", "/orders",
+    order_d = r.call("place order to cancel", "post", "/orders", headers=other,
                      body={"user_id": user + 1, "items": [{"product_id": euro, "quantity": 1}]},
                      expect=201).json() or {}
-    r.call("order of an unknown product", "post", "/orders",
+    r.call("order of an unknown product", "post", "/orders", headers=me,
            body={"user_id": user, "items": [{"product_id": f"nope-{sfx}", "quantity": 1}]}, expect=422)
-    r.call("order in two currencies", "post", "/orders",
+    r.call("order in two currencies", "post", "/orders", headers=me,
            body={"user_id": user, "items": [{"product_id": widget, "quantity": 1},
                                             {"product_id": euro, "quantity": 1}]}, expect=422)
-    r.call("order whose total overflows", "post", "/orders",
+    r.call("order whose total overflows", "post", "/orders", headers=me,
            body={"user_id": user, "items": [{"product_id": huge, "quantity": 2}]}, expect=422)
-    r.call("order short of stock", "post", "/orders",
+    r.call("order short of stock", "post", "/orders", headers=me,
            body={"user_id": user, "items": [{"product_id": limited, "quantity": 2}]}, expect=409)
     item = {"product_id": widget, "quantity": 1}
     for label, body in [
@@ -451,14 +493,19 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
         ("product_id without quantity", {"user_id": user, "product_id": widget}),
         ("unknown item member", {"user_id": user, "items": [{**item, "price": 1}]}),
     ]:
-        r.call(f"order: {label}", "post", "/orders", body=body, expect=400)
-    r.call("order: not JSON", "post", "/orders", raw=b"user_id=7", expect=400)
-    r.call("order: integer written as 7.0", "post", "/orders",
+        # The admin must name the user (a customer's comes from its token): a
+        # condition on the caller that the schema cannot state.
+        r.call(f"order: {label}", "post", "/orders", headers=admin, body=body, expect=400,
+               spec=None if label == "missing user_id" else "auto")
+    r.call("order: not JSON", "post", "/orders", headers=me, raw=b"user_id=7", expect=400)
+    r.call("order: integer written as 7.0", "post", "/orders", headers=admin,
            raw=b'{"user_id": 7.0, "items": [{"product_id": "%s", "quantity": 1}]}' % widget.encode(),
            expect=400, spec=None)
-    r.call("order: Idempotency-Key over 255", "post", "/orders", headers={"Idempotency-Key": "k" * 256},
+    r.call("order: Idempotency-Key over 255", "post", "/orders", headers={**me, "Idempotency-Key": "k" * 256},
            body=new_order, expect=400)
-    r.call("order: body over 64 KiB", "post", "/orders",
+    r.call("order: Idempotency-Key not visible ASCII", "post", "/orders", headers={**me, "Idempotency-Key": "caf\u00e9"},
+           body=new_order, expect=400)
+    r.call("order: body over 64 KiB", "post", "/orders", headers=me,
            body={"user_id": user, "items": [item], "notes": "x" * 70_000}, expect=413, spec=None)
     big = b"{" + b" " * 70_000 + b"}"
     for method, path in [("put", f"/inventory/products/{widget}"), ("post", "/inventory/reservations"),
@@ -466,7 +513,7 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
         r.call("body over 64 KiB", method, path, headers=admin, raw=big, expect=413, spec=None)
     r.call_declared_length("body over the host's limit", "post", "/payments", 20 * 1024 * 1024,
                            {"Idempotency-Key": f"big-{sfx}", "Content-Type": "application/json"}, expect=413)
-    retry_key = {"Idempotency-Key": f"retry-{sfx}"}
+    retry_key = {**me, "Idempotency-Key": f"retry-{sfx}"}
     r.call("order refused with a key", "post", "/orders", headers=retry_key, body={"user_id": 0, "items": [item]},
            expect=400)
     r.call("same key, corrected order (400s are not remembered)", "post", "/orders", headers=retry_key,
@@ -474,15 +521,22 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
 
     # ---- orders: reading ----
     oid = order_a.get("id", "ord_missing")
-    r.call("get order", "get", f"/orders/{oid}", expect=200)
-    r.call("get unknown order", "get", "/orders/ord_0000000000000000", expect=404)
-    r.call("get order with a bad id", "get", "/orders/bad.id", expect=404, spec="invalid")
-    r.call("list orders", "get", "/orders", expect=200)
-    r.call("list a user's orders", "get", "/orders", query=[("user_id", str(user))], expect=200)
-    r.call("list by status", "get", "/orders", query=[("status", "confirmed")], expect=200)
-    r.call("list a user's orders by status, paged", "get", "/orders",
+    r.call("get order without token", "get", f"/orders/{oid}", expect=401)
+    r.call("get another user's order", "get", f"/orders/{oid}", headers=other, expect=404)
+    r.call("get order", "get", f"/orders/{oid}", headers=me, expect=200)
+    r.call("get order as admin", "get", f"/orders/{oid}", headers=admin, expect=200)
+    r.call("get unknown order", "get", "/orders/ord_0000000000000000", headers=me, expect=404)
+    r.call("get order with a bad id", "get", "/orders/bad.id", headers=me, expect=404, spec="invalid")
+    r.call("list orders without token", "get", "/orders", expect=401)
+    r.call("list my orders", "get", "/orders", headers=me, expect=200)
+    r.call("list another user's orders", "get", "/orders", headers=me, query=[("user_id", str(user + 1))], expect=403)
+    r.call("list orders as admin", "get", "/orders", headers=admin, expect=200)
+    r.call("list a user's orders", "get", "/orders", headers=me, query=[("user_id", str(user))], expect=200)
+    r.call("list by status", "get", "/orders", headers=admin, query=[("status", "confirmed")], expect=200)
+    r.call("list a user's orders by status, paged", "get", "/orders", headers=me,
            query=[("user_id", str(user)), ("status", "confirmed"), ("page", "1"), ("page_size", "2")], expect=200)
-    r.call("list orders, page 2", "get", "/orders", query=[("page", "2"), ("page_size", "1")], expect=200)
+    r.call("list orders, page 2", "get", "/orders", headers=admin, query=[("page", "2"), ("page_size", "1")],
+           expect=200)
     for label, query in [
         ("unknown status", [("status", "lost")]),
         ("user_id 0", [("user_id", "0")]),
@@ -490,10 +544,14 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
         ("page 0", [("page", "0")]),
         ("page_size 101", [("page_size", "101")]),
     ]:
-        r.call(f"list orders: {label}", "get", "/orders", query=query, expect=400)
-    r.call("list orders: unknown parameter", "get", "/orders", query=[("sort", "new")], expect=400, spec=None)
-    r.call("summary", "get", "/orders/summary", expect=200)
-    r.call("summary ignores a query string", "get", "/orders/summary", query=[("anything", "1")], expect=200)
+        r.call(f"list orders: {label}", "get", "/orders", headers=admin, query=query, expect=400)
+    r.call("list orders: unknown parameter", "get", "/orders", headers=admin, query=[("sort", "new")], expect=400,
+           spec=None)
+    r.call("summary without token", "get", "/orders/summary", expect=401)
+    r.call("summary as a customer", "get", "/orders/summary", headers=me, expect=403)
+    r.call("summary", "get", "/orders/summary", headers=admin, expect=200)
+    r.call("summary ignores a query string", "get", "/orders/summary", headers=admin, query=[("anything", "1")],
+           expect=200)
 
     # ---- orders: status changes (admin) ----
     status_path = f"/orders/{oid}/status"
@@ -514,22 +572,27 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
                body={"status": status, "notes": f"now {status}"}, expect=200)
     r.call("status: to refunded, null notes", "put", status_path, headers=admin,
            body={"status": "refunded", "notes": None}, expect=200)
-    r.call("cancel refunded order", "delete", f"/orders/{oid}", expect=409)
+    r.call("cancel refunded order", "delete", f"/orders/{oid}", headers=me, expect=409)
 
     # ---- orders: cancelling ----
     did = order_d.get("id", "ord_missing")
-    r.call("cancel: reason over 1000", "delete", f"/orders/{did}", query=[("reason", "r" * 1001)], expect=400)
-    r.call("cancel: unknown parameter", "delete", f"/orders/{did}", query=[("why", "x")], expect=400, spec=None)
-    r.call("cancel order", "delete", f"/orders/{did}", query=[("reason", "changed my mind")], expect=200)
-    r.call("cancel it again", "delete", f"/orders/{did}", expect=409)
-    r.call("cancel unknown order", "delete", "/orders/ord_0000000000000000", expect=404)
+    r.call("cancel without token", "delete", f"/orders/{did}", expect=401)
+    r.call("cancel another user's order", "delete", f"/orders/{did}", headers=me, expect=404)
+    r.call("cancel: reason over 1000", "delete", f"/orders/{did}", headers=other, query=[("reason", "r" * 1001)],
+           expect=400)
+    r.call("cancel: unknown parameter", "delete", f"/orders/{did}", headers=other, query=[("why", "x")], expect=400,
+           spec=None)
+    r.call("cancel order", "delete", f"/orders/{did}", headers=other, query=[("reason", "changed my mind")],
+           expect=200)
+    r.call("cancel it again", "delete", f"/orders/{did}", headers=other, expect=409)
+    r.call("cancel unknown order", "delete", "/orders/ord_0000000000000000", headers=other, expect=404)
 
     # ---- orders and payments: asynchronous flow ----
     bid, cid = order_b.get("id", "ord_missing"), order_c.get("id", "ord_missing")
 
     def order_when(order_id: str, test: Callable[[dict], bool]) -> Callable[[], Optional[dict]]:
         def attempt() -> Optional[dict]:
-            body = r.call("poll order", "get", f"/orders/{order_id}", expect=200).json() or {}
+            body = r.call("poll order", "get", f"/orders/{order_id}", headers=me, expect=200).json() or {}
             return body if test(body) else None
         return attempt
 
@@ -539,7 +602,7 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
                  order_when(cid, lambda o: o.get("status") == "cancelled" and o.get("payment_status") == "failed"))
     worker_payment = paid.get("payment_id") or "pay_missing"
     r.call("get the worker's payment", "get", f"/payments/{worker_payment}", expect=200)
-    r.call("cancel paid order", "delete", f"/orders/{bid}", query=[("reason", "too late")], expect=200)
+    r.call("cancel paid order", "delete", f"/orders/{bid}", headers=me, query=[("reason", "too late")], expect=200)
     r.eventually(
         "the payment worker to refund the cancelled order's payment",
         lambda: (r.call("poll payment", "get", f"/payments/{worker_payment}", expect=200).json() or {}).get("status")
@@ -558,33 +621,46 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
     r.call("reconcile 5", "post", "/orders/reconcile", headers=admin, query=[("limit", "5")], expect=200)
     r.call("reindex without token", "post", "/orders/reindex", expect=401)
     r.call("reindex with a wrong token", "post", "/orders/reindex", headers=wrong, expect=403)
+    r.call("reindex one order", "post", "/orders/reindex", headers=admin, query=[("limit", "1")], expect=200)
+    r.call("reindex: limit 0", "post", "/orders/reindex", headers=admin, query=[("limit", "0")], expect=400)
     r.call("reindex", "post", "/orders/reindex", headers=admin, expect=200)
     r.call("reindex, scheme in lowercase", "post", "/orders/reindex",
            headers={"Authorization": admin["Authorization"].replace("Bearer", "bearer")}, expect=200)
     r.call("reindex with Basic credentials", "post", "/orders/reindex", headers={"Authorization": "Basic dTpw"},
            expect=403, spec=None)
-    r.call("summary after the flow", "get", "/orders/summary", expect=200)
+    r.call("summary after the flow", "get", "/orders/summary", headers=admin, expect=200)
 
     # ---- payments ----
-    charge = {"order_id": f"o-pay-{sfx}", "amount": 1500, "currency": "USD", "payment_token": "tok_approve"}
+    charge = charge_of(unpaid_order("payment"), "tok_approve")
     pkey = {"Idempotency-Key": f"pay-{sfx}"}
     r.call("payment without Idempotency-Key", "post", "/payments", body=charge, expect=400)
     r.call("payment with an Idempotency-Key over 255", "post", "/payments", headers={"Idempotency-Key": "k" * 256},
            body=charge, expect=400)
+    r.call("payment with an Idempotency-Key not visible ASCII", "post", "/payments",
+           headers={"Idempotency-Key": "caf\u00e9"}, body=charge, expect=400)
+    r.call("payment of an unknown order", "post", "/payments", headers={"Idempotency-Key": f"pay-unknown-{sfx}"},
+           body={**charge, "order_id": "ord_0000000000000000"}, expect=422)
+    r.call("payment of another amount than the order's", "post", "/payments",
+           headers={"Idempotency-Key": f"pay-amount-{sfx}"}, body={**charge, "amount": 1}, expect=422)
+    r.call("payment of a cancelled order", "post", "/payments", headers={"Idempotency-Key": f"pay-cancelled-{sfx}"},
+           body={**charge, "order_id": bid, "amount": paid.get("total_amount", 1999)}, expect=409)
     payment = r.call("payment", "post", "/payments", headers=pkey, body=charge, expect=201).json() or {}
     again = r.call("payment replayed", "post", "/payments", headers=pkey, body=charge, expect=201).json() or {}
     if again.get("payment_id") != payment.get("payment_id"):
         r.surprises.append("POST /payments replay answered another payment than the first request")
     r.call("payment: key reused for another amount", "post", "/payments", headers=pkey,
            body={**charge, "amount": 1501}, expect=422)
+    # A declined payment leaves the order waiting: the same order is tried again.
+    declined_charge = charge_of(unpaid_order("declined payment"), "tok_decline")
     declined = r.call("payment declined", "post", "/payments", headers={"Idempotency-Key": f"pay-dec-{sfx}"},
-                      body={**charge, "payment_token": "tok_decline"}, expect=402).json() or {}
+                      body=declined_charge, expect=402).json() or {}
     r.call("payment declined, replayed", "post", "/payments", headers={"Idempotency-Key": f"pay-dec-{sfx}"},
-           body={**charge, "payment_token": "tok_decline"}, expect=402)
-    r.call("payment after two transient failures", "post", "/payments", headers={"Idempotency-Key": f"pay-tr-{sfx}"},
-           body={**charge, "payment_token": "tok_transient"}, expect=201)
+           body=declined_charge, expect=402)
     r.call("payment with a token the provider does not know", "post", "/payments",
-           headers={"Idempotency-Key": f"pay-unk-{sfx}"}, body={**charge, "payment_token": "tok_other"}, expect=402)
+           headers={"Idempotency-Key": f"pay-unk-{sfx}"}, body={**declined_charge, "payment_token": "tok_other"},
+           expect=402)
+    r.call("payment after two transient failures", "post", "/payments", headers={"Idempotency-Key": f"pay-tr-{sfx}"},
+           body=charge_of(unpaid_order("transient payment"), "tok_transient"), expect=201)
     for label, body in [
         ("amount 0", {**charge, "amount": 0}),
         ("fractional amount", {**charge, "amount": 15.5}),
@@ -660,7 +736,8 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
     # ---- the reservation made for one second has expired by now ----
     time.sleep(max(0.0, 1.2 - (time.monotonic() - expiring_made)))
     r.call("commit expired reservation", "post",
-           f"/inventory/reservations/{expiring.get('reservation_id', 'res_missing')}/commit", expect=409)
+           f"/inventory/reservations/{expiring.get('reservation_id', 'res_missing')}/commit", headers=admin,
+           expect=409)
     r.call("sweep", "post", "/inventory/sweep", headers=admin, expect=200)
 
     # ---- ops, after activity ----
@@ -1008,6 +1085,7 @@ def main() -> int:
     parser.add_argument("--redis-url", required=True, help="the app's Redis, to watch its events")
     parser.add_argument("--spec", required=True)
     parser.add_argument("--admin-token", default=ADMIN_TOKEN_DEFAULT)
+    parser.add_argument("--jwt-key", required=True, help="the app's jwt_verification_key (an HS256 secret)")
     parser.add_argument("--self-test", action="store_true", help="also prove that spec mutations are reported")
     parser.add_argument("--verbose", action="store_true", help="print every exchange and the unobserved statuses")
     parser.add_argument("--own-redis", action="store_true",
@@ -1020,7 +1098,7 @@ def main() -> int:
     channels = sorted(((spec.get("x-events") or {}).get("channels") or {}).keys()) or ["orders.created"]
     tap = EventTap(args.redis_url, channels)
     tap.start()
-    runner = Runner(args.base_url, args.admin_token)
+    runner = Runner(args.base_url, args.admin_token, args.jwt_key)
     run_script(runner, spec, args.redis_url if args.own_redis else None)
     if not args.own_redis:
         time.sleep(0.3)  # the last events in flight (an own Redis is already shut down)

@@ -18,6 +18,7 @@ wharf="${WHARF:-$root/target/release/wharf}"
 spec="$root/docs/openapi.yaml"
 req="$root/tests/openapi/requirements.txt"
 token="openapi-check-$$"
+jwt_key="openapi-check-jwt-secret-of-32-bytes-$$"
 
 "$root/scripts/venv" "$venv" "$req"
 py="$venv/bin/python"
@@ -60,7 +61,7 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --d
 pids+=($!)
 
 app_port="$(free_port)"
-env SPIN_VARIABLE_ADMIN_TOKEN="$token" SPIN_VARIABLE_REDIS_URL="redis://127.0.0.1:$redis_port" \
+env SPIN_VARIABLE_ADMIN_TOKEN="$token" SPIN_VARIABLE_JWT_VERIFICATION_KEY="$jwt_key" SPIN_VARIABLE_REDIS_URL="redis://127.0.0.1:$redis_port" \
   "$wharf" up -f "$root" --listen "127.0.0.1:$app_port" --state-dir "$work/state" \
   >"$work/wharf.log" 2>&1 &
 wharf_pid=$!
@@ -105,7 +106,7 @@ fi
 
 status=0
 "$py" "$root/tests/openapi/check.py" --base-url "http://127.0.0.1:$app_port" \
-  --redis-url "redis://127.0.0.1:$redis_port" --own-redis --spec "$spec" --admin-token "$token" "$@" || status=$?
+  --redis-url "redis://127.0.0.1:$redis_port" --own-redis --spec "$spec" --admin-token "$token" --jwt-key "$jwt_key" "$@" || status=$?
 if [ "$status" -ne 0 ]; then
   echo "openapi: last lines of the wharf log:" >&2
   tail -n 20 "$work/wharf.log" >&2 || true

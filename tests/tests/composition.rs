@@ -19,6 +19,7 @@ name = "composed-shop"
 [variables]
 admin_token = {{ required = true, secret = true }}
 redis_url = {{ required = true }}
+jwt_verification_key = {{ default = "", secret = true }}
 
 [[trigger.http]]
 route = "/orders/..."
@@ -42,6 +43,7 @@ dependencies_inherit_configuration = true
 [component.ord.variables]
 admin_token = "{{{{ admin_token }}}}"
 redis_url = "{{{{ redis_url }}}}"
+jwt_verification_key = "{{{{ jwt_verification_key }}}}"
 
 [component.inventory]
 source = {inventory:?}
@@ -65,15 +67,15 @@ fn orders_reserve_stock_through_a_dependency_given_by_component_id() {
     // Priced through get-product, stock taken through reserve: both imports of `ord`.
     assert_eq!(order["items"][0], json!({"product_id": "p1", "product_name": "Product p1", "unit_price": 700, "quantity": 3, "subtotal": 2100}));
     assert_eq!(app.stock("p1"), (7, 3), "the composed inventory wrote ord's store, which inventory reads");
-    let reservation = app.get(&format!("/inventory/reservations/{}", order["reservation_id"].as_str().unwrap())).json();
+    let reservation = app.reservation(order["reservation_id"].as_str().unwrap());
     assert_eq!((&reservation["order_id"], &reservation["status"]), (&order["id"], &json!("held")));
-    let short = app.post("/orders", &json!({"user_id": 1, "product_id": "p1", "quantity": 8}));
+    let short = app.customer(1).post("/orders", &json!({"user_id": 1, "product_id": "p1", "quantity": 8}));
     assert_error(&short, 409, "insufficient_stock", "product p1: 8 requested, 7 available", Some("product_id"));
-    let unknown = app.post("/orders", &json!({"user_id": 1, "product_id": "p9", "quantity": 1}));
+    let unknown = app.customer(1).post("/orders", &json!({"user_id": 1, "product_id": "p9", "quantity": 1}));
     assert_error(&unknown, 422, "unknown_product", "product p9 does not exist", Some("product_id"));
 
     // Release goes through the import too.
-    assert_eq!(app.delete(&format!("/orders/{}", order["id"].as_str().unwrap())).status, 200);
+    assert_eq!(app.customer(1).delete(&format!("/orders/{}", order["id"].as_str().unwrap())).status, 200);
     assert_eq!(app.stock("p1"), (10, 0));
     assert_eq!(reservation_status(&app, &order), "released");
     // `inv` has no route of its own.
@@ -81,7 +83,7 @@ fn orders_reserve_stock_through_a_dependency_given_by_component_id() {
 }
 
 fn reservation_status(app: &App, order: &Value) -> String {
-    let reservation = app.get(&format!("/inventory/reservations/{}", order["reservation_id"].as_str().unwrap())).json();
+    let reservation = app.reservation(order["reservation_id"].as_str().unwrap());
     reservation["status"].as_str().unwrap().to_string()
 }
 

@@ -80,7 +80,7 @@ fn reservations_hold_release_and_commit_stock_exactly_once() {
     app.put_product("p1", 100, "USD", 10);
     app.put_product("p2", 100, "USD", 2);
 
-    let reply = app.post("/inventory/reservations", &json!({"order_id": "ord_a", "items": [{"product_id": "p1", "quantity": 4}, {"product_id": "p2", "quantity": 2}]}));
+    let reply = app.admin("POST", "/inventory/reservations", Some(&json!({"order_id": "ord_a", "items": [{"product_id": "p1", "quantity": 4}, {"product_id": "p2", "quantity": 2}]})));
     assert_eq!(reply.status, 201, "{reply:?}");
     let held = reply.json();
     let id = held["reservation_id"].as_str().unwrap().to_string();
@@ -91,52 +91,55 @@ fn reservations_hold_release_and_commit_stock_exactly_once() {
     assert_eq!(unix_seconds(held["expires_at"].as_str().unwrap()) - unix_seconds(held["created_at"].as_str().unwrap()), 900);
     assert_eq!(held.as_object().unwrap().len(), 6, "{held}");
     assert_eq!((app.stock("p1"), app.stock("p2")), ((6, 4), (0, 2)));
-    assert_eq!(app.get(&format!("/inventory/reservations/{id}")).json(), held);
+    assert_eq!(app.admin("GET", &format!("/inventory/reservations/{id}"), None).json(), held);
 
-    let short = app.post("/inventory/reservations", &json!({"order_id": "ord_b", "items": [{"product_id": "p1", "quantity": 1}, {"product_id": "p2", "quantity": 1}]}));
+    let short = app.admin("POST", "/inventory/reservations", Some(&json!({"order_id": "ord_b", "items": [{"product_id": "p1", "quantity": 1}, {"product_id": "p2", "quantity": 1}]})));
     assert_error(&short, 409, "insufficient_stock", "product p2: 1 requested, 0 available", Some("items[1].product_id"));
-    let unknown = app.post("/inventory/reservations", &json!({"order_id": "ord_b", "items": [{"product_id": "p1", "quantity": 1}, {"product_id": "zz", "quantity": 1}]}));
+    let unknown = app.admin("POST", "/inventory/reservations", Some(&json!({"order_id": "ord_b", "items": [{"product_id": "p1", "quantity": 1}, {"product_id": "zz", "quantity": 1}]})));
     assert_error(&unknown, 422, "unknown_product", "product zz does not exist", Some("items[1].product_id"));
     assert_eq!((app.stock("p1"), app.stock("p2")), ((6, 4), (0, 2)), "refused reservations took nothing");
-    assert_invalid(&app.post("/inventory/reservations", &json!({"items": [{"product_id": "p1", "quantity": 1}]})), "order_id", "order_id is required");
+    assert_invalid(&app.admin("POST", "/inventory/reservations", Some(&json!({"items": [{"product_id": "p1", "quantity": 1}]}))), "order_id", "order_id is required");
     assert_invalid(
-        &app.post("/inventory/reservations", &json!({"order_id": "o", "items": [{"product_id": "p1", "quantity": 1}], "ttl_seconds": 0})),
+        &app.admin("POST", "/inventory/reservations", Some(&json!({"order_id": "o", "items": [{"product_id": "p1", "quantity": 1}], "ttl_seconds": 0}))),
         "ttl_seconds",
-        "ttl_seconds must be an integer from 1 to 86400",
+        "ttl_seconds must be an integer from 1 to 1800",
     );
-    assert_invalid(&app.post("/inventory/reservations", &json!({"order_id": "o", "items": []})), "items", "items must have 1 to 50 elements");
+    assert_invalid(&app.admin("POST", "/inventory/reservations", Some(&json!({"order_id": "o", "items": []}))), "items", "items must have 1 to 50 elements");
 
     // A PUT while units are held sets only what is free.
     assert_eq!(app.put_product("p1", 100, "USD", 20)["reserved"], 4);
 
-    let released = app.delete(&format!("/inventory/reservations/{id}"));
+    let released = app.admin("DELETE", &format!("/inventory/reservations/{id}"), None);
     assert_eq!(released.status, 200, "{released:?}");
     assert_eq!(released.json()["status"], "released");
     assert_eq!((app.stock("p1"), app.stock("p2")), ((24, 0), (2, 0)));
-    let twice = app.delete(&format!("/inventory/reservations/{id}"));
+    let twice = app.admin("DELETE", &format!("/inventory/reservations/{id}"), None);
     assert_eq!((twice.status, twice.json()), (200, released.json()));
     assert_eq!((app.stock("p1"), app.stock("p2")), ((24, 0), (2, 0)), "a second release is harmless");
-    let commit_released = app.post(&format!("/inventory/reservations/{id}/commit"), &json!({}));
+    let commit_released = app.admin("POST", &format!("/inventory/reservations/{id}/commit"), None);
     assert_error(&commit_released, 409, "reservation_released", &format!("reservation {id} was released"), None);
 
-    let with_ttl = app.post("/inventory/reservations", &json!({"order_id": "ord_c", "items": [{"product_id": "p1", "quantity": 5}], "ttl_seconds": 60})).json();
+    let with_ttl = app.admin("POST", "/inventory/reservations", Some(&json!({"order_id": "ord_c", "items": [{"product_id": "p1", "quantity": 5}], "ttl_seconds": 60}))).json();
     assert_eq!(unix_seconds(with_ttl["expires_at"].as_str().unwrap()) - unix_seconds(with_ttl["created_at"].as_str().unwrap()), 60);
     let id = with_ttl["reservation_id"].as_str().unwrap();
     assert_eq!(app.stock("p1"), (19, 5));
-    let committed = app.post(&format!("/inventory/reservations/{id}/commit"), &json!({}));
+    let committed = app.admin("POST", &format!("/inventory/reservations/{id}/commit"), None);
     assert_eq!((committed.status, committed.json()["status"].clone()), (200, json!("committed")));
     assert_eq!(app.stock("p1"), (19, 0), "committed units are sold");
-    let again = app.post(&format!("/inventory/reservations/{id}/commit"), &json!({}));
+    let again = app.admin("POST", &format!("/inventory/reservations/{id}/commit"), None);
     assert_eq!((again.status, again.json()), (200, committed.json()));
     assert_eq!(app.stock("p1"), (19, 0));
-    // Releasing a committed reservation restocks it (a cancelled sale), once.
-    assert_eq!(app.delete(&format!("/inventory/reservations/{id}")).json()["status"], "released");
-    assert_eq!(app.delete(&format!("/inventory/reservations/{id}")).status, 200);
-    assert_eq!(app.stock("p1"), (24, 0));
+    // A committed reservation is never released: its units are sold.
+    for _ in 0..2 {
+        let refused = app.admin("DELETE", &format!("/inventory/reservations/{id}"), None);
+        assert_error(&refused, 409, "reservation_committed", &format!("reservation {id} is committed: its units are sold and cannot be released"), None);
+    }
+    assert_eq!(app.reservation(id)["status"], "committed");
+    assert_eq!(app.stock("p1"), (19, 0));
 
     for path in ["/inventory/reservations/res_missing", "/inventory/reservations/res_missing/commit", "/inventory/reservations/a.b"] {
         let method = if path.ends_with("commit") { "POST" } else { "DELETE" };
-        assert_error(&app.send(method, path, &[], None), 404, "not_found", "reservation not found", None);
+        assert_error(&app.admin(method, path, None), 404, "not_found", "reservation not found", None);
     }
     assert_error(&app.get("/inventory/reservations"), 405, "method_not_allowed", "allowed methods: POST", None);
 }
@@ -146,8 +149,8 @@ fn expired_reservations_give_their_stock_back_and_cannot_be_committed() {
     let (_redis, app) = App::start();
     app.put_product("p1", 100, "USD", 10);
     // `second` is made first, so it is due whenever `first` is.
-    let second = app.post("/inventory/reservations", &json!({"order_id": "o2", "items": [{"product_id": "p1", "quantity": 2}], "ttl_seconds": 1})).json();
-    let first = app.post("/inventory/reservations", &json!({"order_id": "o1", "items": [{"product_id": "p1", "quantity": 3}], "ttl_seconds": 1})).json();
+    let second = app.admin("POST", "/inventory/reservations", Some(&json!({"order_id": "o2", "items": [{"product_id": "p1", "quantity": 2}], "ttl_seconds": 1}))).json();
+    let first = app.admin("POST", "/inventory/reservations", Some(&json!({"order_id": "o1", "items": [{"product_id": "p1", "quantity": 3}], "ttl_seconds": 1}))).json();
     assert_eq!(app.stock("p1"), (5, 5));
 
     assert_error(&app.post("/inventory/sweep", &json!({})), 401, "unauthorized", "admin routes need a bearer token", None);
@@ -156,11 +159,11 @@ fn expired_reservations_give_their_stock_back_and_cannot_be_committed() {
     // Touching `first` expires it once its time is up.
     let id = first["reservation_id"].as_str().unwrap();
     let expired = eventually(WAIT, "the reservation to expire", || {
-        Some(app.get(&format!("/inventory/reservations/{id}")).json()).filter(|r| r["status"] == "expired")
+        Some(app.admin("GET", &format!("/inventory/reservations/{id}"), None).json()).filter(|r| r["status"] == "expired")
     });
     assert_eq!(expired["order_id"], "o1");
     assert_eq!(app.stock("p1"), (8, 2));
-    let commit = app.post(&format!("/inventory/reservations/{id}/commit"), &json!({}));
+    let commit = app.admin("POST", &format!("/inventory/reservations/{id}/commit"), None);
     assert_error(&commit, 409, "reservation_expired", &format!("reservation {id} expired"), None);
     assert_eq!(app.stock("p1"), (8, 2));
 
@@ -169,10 +172,48 @@ fn expired_reservations_give_their_stock_back_and_cannot_be_committed() {
     assert_eq!((sweep.status, sweep.json()), (200, json!({"examined": 2, "expired": 1, "cursor": 2})));
     assert_eq!(app.stock("p1"), (10, 0));
     let second_id = second["reservation_id"].as_str().unwrap();
-    assert_eq!(app.get(&format!("/inventory/reservations/{second_id}")).json()["status"], "expired");
+    assert_eq!(app.admin("GET", &format!("/inventory/reservations/{second_id}"), None).json()["status"], "expired");
     let nothing_left = app.admin("POST", "/inventory/sweep", None).json();
     assert_eq!(nothing_left, json!({"examined": 0, "expired": 0, "cursor": 2}));
     // Releasing an expired reservation changes nothing.
-    assert_eq!(app.delete(&format!("/inventory/reservations/{second_id}")).json()["status"], "expired");
+    assert_eq!(app.admin("DELETE", &format!("/inventory/reservations/{second_id}"), None).json()["status"], "expired");
     assert_eq!(app.stock("p1"), (10, 0));
+}
+
+/// Issue 12: the reservation id of a paid order is public in `GET /orders/{id}`;
+/// releasing it without credentials sold its units a second time, and anyone
+/// could hold the whole stock for a day.
+#[test]
+fn nobody_but_an_admin_touches_reservations_and_sold_units_are_never_released() {
+    let (redis, app) = App::start();
+    wait_triggers(&redis, 1, 0);
+    app.put_product("p1", 100, "USD", 3);
+    let order = app.place_simple("p1", 3, Some("tok_approve"));
+    let id = order["id"].as_str().unwrap();
+    app.wait_status(id, "paid");
+    let reservation_id = order["reservation_id"].as_str().unwrap();
+    eventually(WAIT, "the stock to be committed", || (app.reservation(reservation_id)["status"] == "committed").then_some(()));
+    assert_eq!(app.stock("p1"), (0, 0));
+
+    let path = format!("/inventory/reservations/{reservation_id}");
+    for (method, path) in [("DELETE", path.clone()), ("GET", path.clone()), ("POST", format!("{path}/commit"))] {
+        assert_error(&app.send(method, &path, &[], None), 401, "unauthorized", "admin routes need a bearer token", None);
+        let forbidden = app.send(method, &path, &[("authorization", "Bearer guess")], None);
+        assert_error(&forbidden, 403, "forbidden", "the bearer token is not the admin token", None);
+    }
+    let refused = app.admin("DELETE", &path, None);
+    let message = format!("reservation {reservation_id} is committed: its units are sold and cannot be released");
+    assert_error(&refused, 409, "reservation_committed", &message, None);
+    assert_eq!(app.stock("p1"), (0, 0), "the sold units stay sold");
+    assert_eq!(app.order(id)["status"], "paid");
+
+    // Holding the stock hostage: refused without the admin token, and capped with it.
+    app.put_product("p1", 100, "USD", 5);
+    let hostage = json!({"order_id": "o", "items": [{"product_id": "p1", "quantity": 5}], "ttl_seconds": 86400});
+    assert_error(&app.post("/inventory/reservations", &hostage), 401, "unauthorized", "admin routes need a bearer token", None);
+    let capped = app.admin("POST", "/inventory/reservations", Some(&hostage));
+    assert_invalid(&capped, "ttl_seconds", "ttl_seconds must be an integer from 1 to 1800");
+    assert_eq!(app.stock("p1"), (5, 0));
+    let next = app.place_simple("p1", 5, None);
+    assert_eq!(next["status"], "confirmed");
 }

@@ -77,20 +77,24 @@ fn metrics_are_prometheus_text_with_the_real_figures() {
     let declined = app.place_simple("p1", 1, Some("tok_decline"));
     app.wait_status(declined["id"].as_str().unwrap(), "cancelled");
     let unpaid = app.place_simple("p1", 3, None);
-    assert_eq!(app.delete(&format!("/orders/{}", unpaid["id"].as_str().unwrap())).status, 200);
+    assert_eq!(app.customer(1).delete(&format!("/orders/{}", unpaid["id"].as_str().unwrap())).status, 200);
     let open = app.place_simple("p1", 1, None);
     assert_eq!(open["status"], "confirmed");
-    let transient = app.post_with("/payments", &[("idempotency-key", "t1")], &json!({"order_id": "ext_1", "amount": 700, "currency": "USD", "payment_token": "tok_transient"}));
+    // Paid directly, through two transient provider failures.
+    let direct = app.place_simple("p1", 1, None);
+    let direct_id = direct["id"].as_str().unwrap();
+    let transient = app.post_with("/payments", &[("idempotency-key", "t1")], &json!({"order_id": direct_id, "amount": 1250, "currency": "USD", "payment_token": "tok_transient"}));
     assert_eq!(transient.status, 201);
+    app.wait_order(direct_id, "paid, stock committed", |o| o["status"] == "paid");
     let paid = app.wait_order(paid["id"].as_str().unwrap(), "to carry its payment", |o| o["payment_id"].is_string());
     let refunded = app.admin("POST", &format!("/payments/{}/refund", paid["payment_id"].as_str().unwrap()), None);
     assert_eq!(refunded.status, 200);
 
-    // Orders: 1 confirmed, 1 paid, 2 cancelled. Revenue: the paid order (2 × 1250).
-    // Reservations: 4 made, 1 committed (paid), 2 released (declined, cancelled).
+    // Orders: 1 confirmed, 2 paid, 2 cancelled. Revenue: the paid orders (2 × 1250 + 1250).
+    // Reservations: 5 made, 2 committed (paid), 2 released (declined, cancelled).
     // Payments: 2 completed (order, transient), 1 failed, 1 refunded; provider calls 1 + 1 + 3.
-    let expected = metrics_text([0, 1, 1, 0, 0, 0, 2, 0], 2500, [4, 1, 2, 0], [2, 1, 1], 5);
+    let expected = metrics_text([0, 1, 2, 0, 0, 0, 2, 0], 3750, [5, 2, 2, 0], [2, 1, 1], 5);
     assert_metrics(&app, &expected);
-    assert_eq!(app.stock("p1"), (10 - 2 - 1, 1));
+    assert_eq!(app.stock("p1"), (10 - 2 - 1 - 1, 1));
     assert_error(&app.send("DELETE", "/metrics", &[], None), 405, "method_not_allowed", "allowed methods: GET", None);
 }

@@ -8,8 +8,9 @@ use common::*;
 
 const MAX_I64: &str = "9223372036854775807";
 
+/// Orders listed with the admin token (every user's).
 fn count(app: &App, query: &str) -> u64 {
-    let reply = app.get(&format!("/orders{query}"));
+    let reply = app.admin("GET", &format!("/orders{query}"), None);
     assert_eq!(reply.status, 200, "{reply:?}");
     reply.json()["total_count"].as_u64().unwrap()
 }
@@ -82,16 +83,17 @@ fn every_broken_rule_of_an_order_is_a_400_naming_the_field() {
         for (key, value) in patch.as_object().unwrap() {
             body[key] = value.clone();
         }
-        app.post("/orders", &body)
+        app.customer(1).post("/orders", &body)
     };
     let user_id_rule = format!("user_id must be an integer from 1 to {MAX_I64}");
     assert_invalid(&with(json!({"user_id": 0})), "user_id", &user_id_rule);
     assert_invalid(&with(json!({"user_id": -3})), "user_id", &user_id_rule);
     assert_invalid(&with(json!({"user_id": "1"})), "user_id", &user_id_rule);
-    assert_invalid(&app.post("/orders", &json!({"items": [item.clone()]})), "user_id", "user_id is required");
+    // The admin places orders for any user, so it must name one.
+    assert_invalid(&app.admin("POST", "/orders", Some(&json!({"items": [item.clone()]}))), "user_id", "user_id is required");
     assert_invalid(&with(json!({"items": []})), "items", "items must have 1 to 50 elements");
     assert_invalid(&with(json!({"items": vec![item.clone(); 51]})), "items", "items must have 1 to 50 elements");
-    assert_invalid(&app.post("/orders", &json!({"user_id": 1})), "items", "items is required");
+    assert_invalid(&app.customer(1).post("/orders", &json!({"user_id": 1})), "items", "items is required");
     // Fifty lines is the limit, not over it.
     assert_eq!(with(json!({"items": vec![json!({"product_id": "p1", "quantity": 1}); 50]})).status, 201);
     let quantity_rule = "items[1].quantity must be an integer from 1 to 1000";
@@ -99,7 +101,7 @@ fn every_broken_rule_of_an_order_is_a_400_naming_the_field() {
         let items = json!([item.clone(), {"product_id": "p1", "quantity": quantity}]);
         assert_invalid(&with(json!({"items": items})), "items[1].quantity", quantity_rule);
         let single = json!({"user_id": 1, "product_id": "p1", "quantity": quantity});
-        assert_invalid(&app.post("/orders", &single), "quantity", "quantity must be an integer from 1 to 1000");
+        assert_invalid(&app.customer(1).post("/orders", &single), "quantity", "quantity must be an integer from 1 to 1000");
     }
     assert_invalid(&with(json!({"items": [{"product_id": "p1", "quantity": 1.5}]})), "items[0].quantity", "items[0].quantity must be an integer from 1 to 1000");
     assert_invalid(
@@ -130,12 +132,12 @@ fn every_broken_rule_of_an_order_is_a_400_naming_the_field() {
         "product_id",
         "product_id cannot be given together with items",
     );
-    assert_invalid(&app.post("/orders", &json!([1, 2])), "body", "body must be a JSON object");
+    assert_invalid(&app.customer(1).post("/orders", &json!([1, 2])), "body", "body must be a JSON object");
     // The limits themselves are accepted.
     let at_limits = with(json!({"shipping_address": "a".repeat(500), "notes": "n".repeat(1000)}));
     assert_eq!(at_limits.status, 201, "{at_limits:?}");
 
-    let malformed = app.send("POST", "/orders", &[("content-type", "application/json")], Some("{\"user_id\": 1,"));
+    let malformed = app.customer(1).send("POST", "/orders", &[("content-type", "application/json")], Some("{\"user_id\": 1,"));
     assert_eq!(malformed.status, 400);
     let error = &malformed.json()["error"];
     assert_eq!(error["code"], "invalid_json");
@@ -143,7 +145,7 @@ fn every_broken_rule_of_an_order_is_a_400_naming_the_field() {
     assert!(error.get("field").is_none(), "{error}");
 
     let huge = format!("{{\"user_id\": 1, \"notes\": \"{}\"}}", "x".repeat(64 * 1024));
-    let too_large = app.send("POST", "/orders", &[("content-type", "application/json")], Some(&huge));
+    let too_large = app.customer(1).send("POST", "/orders", &[("content-type", "application/json")], Some(&huge));
     assert_error(&too_large, 413, "payload_too_large", "request body is larger than 65536 bytes", None);
 
     // Only the two orders at the limits were placed; nothing was reserved by the rest.
@@ -158,17 +160,18 @@ fn unknown_products_are_422_and_short_stock_is_409_taking_nothing() {
     app.put_product("p2", 100, "USD", 1);
     app.put_product("eur", 100, "EUR", 10);
 
-    let unknown = app.post("/orders", &json!({"user_id": 1, "items": [{"product_id": "p1", "quantity": 1}, {"product_id": "nope", "quantity": 1}]}));
+    let customer = app.customer(1);
+    let unknown = customer.post("/orders", &json!({"user_id": 1, "items": [{"product_id": "p1", "quantity": 1}, {"product_id": "nope", "quantity": 1}]}));
     assert_error(&unknown, 422, "unknown_product", "product nope does not exist", Some("items[1].product_id"));
-    let unknown = app.post("/orders", &json!({"user_id": 1, "product_id": "nope", "quantity": 1}));
+    let unknown = customer.post("/orders", &json!({"user_id": 1, "product_id": "nope", "quantity": 1}));
     assert_error(&unknown, 422, "unknown_product", "product nope does not exist", Some("product_id"));
 
-    let short = app.post("/orders", &json!({"user_id": 1, "items": [{"product_id": "p1", "quantity": 4}, {"product_id": "p2", "quantity": 2}]}));
+    let short = customer.post("/orders", &json!({"user_id": 1, "items": [{"product_id": "p1", "quantity": 4}, {"product_id": "p2", "quantity": 2}]}));
     assert_error(&short, 409, "insufficient_stock", "product p2: 2 requested, 1 available", Some("items[1].product_id"));
-    let short = app.post("/orders", &json!({"user_id": 1, "product_id": "p1", "quantity": 11}));
+    let short = customer.post("/orders", &json!({"user_id": 1, "product_id": "p1", "quantity": 11}));
     assert_error(&short, 409, "insufficient_stock", "product p1: 11 requested, 10 available", Some("product_id"));
 
-    let mixed = app.post("/orders", &json!({"user_id": 1, "items": [{"product_id": "p1", "quantity": 1}, {"product_id": "eur", "quantity": 1}]}));
+    let mixed = customer.post("/orders", &json!({"user_id": 1, "items": [{"product_id": "p1", "quantity": 1}, {"product_id": "eur", "quantity": 1}]}));
     assert_error(&mixed, 422, "mixed_currency", "product eur is priced in EUR, the order in USD", Some("items[1].product_id"));
 
     // The first line of the short order was given back.
@@ -182,35 +185,36 @@ fn an_idempotency_key_replays_the_first_answer_and_creates_nothing_new() {
     let (_redis, app) = App::start();
     app.put_product("p1", 250, "USD", 10);
     let body = json!({"user_id": 3, "product_id": "p1", "quantity": 2});
+    let customer = app.customer(3);
 
-    let first = app.post_with("/orders", &[("idempotency-key", "key-1")], &body);
+    let first = customer.post_with("/orders", &[("idempotency-key", "key-1")], &body);
     assert_eq!(first.status, 201, "{first:?}");
-    let again = app.post_with("/orders", &[("idempotency-key", "key-1")], &body);
+    let again = customer.post_with("/orders", &[("idempotency-key", "key-1")], &body);
     assert_eq!((again.status, &again.body), (201, &first.body), "the retry is the identical first answer");
     assert_eq!(count(&app, ""), 1);
     assert_eq!(count(&app, "?user_id=3"), 1);
     assert_eq!(app.stock("p1"), (8, 2));
 
     let other_body = json!({"user_id": 3, "product_id": "p1", "quantity": 3});
-    let reused = app.post_with("/orders", &[("idempotency-key", "key-1")], &other_body);
+    let reused = customer.post_with("/orders", &[("idempotency-key", "key-1")], &other_body);
     assert_error(&reused, 422, "idempotency_key_reused", "the Idempotency-Key was used for a different request", Some("Idempotency-Key"));
 
     // Validation errors are not remembered: the key stays free.
-    let invalid = app.post_with("/orders", &[("idempotency-key", "key-2")], &json!({"user_id": 0, "product_id": "p1", "quantity": 1}));
+    let invalid = customer.post_with("/orders", &[("idempotency-key", "key-2")], &json!({"user_id": 0, "product_id": "p1", "quantity": 1}));
     assert_eq!(invalid.status, 400);
-    let valid = app.post_with("/orders", &[("idempotency-key", "key-2")], &body);
+    let valid = customer.post_with("/orders", &[("idempotency-key", "key-2")], &body);
     assert_eq!(valid.status, 201, "{valid:?}");
     assert_ne!(valid.json()["id"], first.json()["id"]);
 
     // Every other answer is: a 409 for short stock stays the answer for its key.
     let short = json!({"user_id": 3, "product_id": "p1", "quantity": 7});
-    let refused = app.post_with("/orders", &[("idempotency-key", "key-3")], &short);
+    let refused = customer.post_with("/orders", &[("idempotency-key", "key-3")], &short);
     assert_error(&refused, 409, "insufficient_stock", "product p1: 7 requested, 6 available", Some("product_id"));
     app.put_product("p1", 250, "USD", 100);
-    let replayed = app.post_with("/orders", &[("idempotency-key", "key-3")], &short);
+    let replayed = customer.post_with("/orders", &[("idempotency-key", "key-3")], &short);
     assert_eq!((replayed.status, &replayed.body), (409, &refused.body));
 
-    let long_key = app.post_with("/orders", &[("idempotency-key", &"k".repeat(256))], &body);
+    let long_key = customer.post_with("/orders", &[("idempotency-key", &"k".repeat(256))], &body);
     assert_invalid(&long_key, "Idempotency-Key", "the Idempotency-Key header must have 1 to 255 characters");
     assert_eq!(count(&app, ""), 2);
 }
@@ -223,39 +227,40 @@ fn reading_and_listing_orders_newest_first_with_filters_and_pages() {
     for user in [1, 2, 1, 1, 2] {
         placed.push(app.place(&json!({"user_id": user, "product_id": "p1", "quantity": 1}))["id"].as_str().unwrap().to_string());
     }
-    let cancelled = app.delete(&format!("/orders/{}", placed[2]));
+    let cancelled = app.customer(1).delete(&format!("/orders/{}", placed[2]));
     assert_eq!(cancelled.status, 200, "{cancelled:?}");
 
     assert_eq!(app.order(&placed[0])["id"], placed[0].as_str());
-    assert_error(&app.get("/orders/ord_missing"), 404, "not_found", "order not found", None);
-    assert_error(&app.get("/orders/not..valid"), 404, "not_found", "order not found", None);
+    let admin_get = |path: &str| app.admin("GET", path, None);
+    assert_error(&admin_get("/orders/ord_missing"), 404, "not_found", "order not found", None);
+    assert_error(&admin_get("/orders/not..valid"), 404, "not_found", "order not found", None);
 
     let newest_first: Vec<String> = placed.iter().rev().cloned().collect();
-    let all = app.get("/orders").json();
+    let all = admin_get("/orders").json();
     assert_eq!(ids(&all), newest_first);
     assert_eq!(
         (all["total_count"].clone(), all["page"].clone(), all["page_size"].clone(), all["has_next"].clone(), all["has_previous"].clone()),
         (json!(5), json!(1), json!(10), json!(false), json!(false))
     );
-    let pages: Vec<Value> = (1..=3).map(|page| app.get(&format!("/orders?page={page}&page_size=2")).json()).collect();
+    let pages: Vec<Value> = (1..=3).map(|page| admin_get(&format!("/orders?page={page}&page_size=2")).json()).collect();
     assert_eq!(ids(&pages[0]), newest_first[0..2]);
     assert_eq!(ids(&pages[1]), newest_first[2..4]);
     assert_eq!(ids(&pages[2]), newest_first[4..5]);
     let flags: Vec<(Value, Value)> = pages.iter().map(|p| (p["has_next"].clone(), p["has_previous"].clone())).collect();
     assert_eq!(flags, [(json!(true), json!(false)), (json!(true), json!(true)), (json!(false), json!(true))]);
-    let beyond = app.get("/orders?page=9&page_size=2").json();
+    let beyond = admin_get("/orders?page=9&page_size=2").json();
     assert_eq!((ids(&beyond).len(), beyond["total_count"].clone(), beyond["has_next"].clone(), beyond["has_previous"].clone()), (0, json!(5), json!(false), json!(true)));
 
-    let user1 = app.get("/orders?user_id=1").json();
+    let user1 = admin_get("/orders?user_id=1").json();
     assert_eq!(ids(&user1), [placed[3].clone(), placed[2].clone(), placed[0].clone()]);
     assert_eq!(user1["total_count"], 3);
-    let user2 = app.get("/orders?user_id=2&page_size=1&page=2").json();
+    let user2 = admin_get("/orders?user_id=2&page_size=1&page=2").json();
     assert_eq!(ids(&user2), [placed[1].clone()]);
     assert_eq!((user2["total_count"].clone(), user2["has_next"].clone(), user2["has_previous"].clone()), (json!(2), json!(false), json!(true)));
-    let confirmed = app.get("/orders?status=confirmed").json();
+    let confirmed = admin_get("/orders?status=confirmed").json();
     assert_eq!(ids(&confirmed), [placed[4].clone(), placed[3].clone(), placed[1].clone(), placed[0].clone()]);
     assert_eq!(confirmed["total_count"], 4);
-    let user1_cancelled = app.get("/orders?user_id=1&status=cancelled").json();
+    let user1_cancelled = admin_get("/orders?user_id=1&status=cancelled").json();
     assert_eq!(ids(&user1_cancelled), [placed[2].clone()]);
     assert_eq!(user1_cancelled["total_count"], 1);
     assert_eq!(count(&app, "?user_id=2&status=cancelled"), 0);
@@ -263,22 +268,22 @@ fn reading_and_listing_orders_newest_first_with_filters_and_pages() {
 
     let page_rule = "page must be an integer from 1 to 1000000000";
     let size_rule = "page_size must be an integer from 1 to 100";
-    assert_invalid(&app.get("/orders?page=0"), "page", page_rule);
-    assert_invalid(&app.get("/orders?page=abc"), "page", page_rule);
-    assert_invalid(&app.get("/orders?page=-1"), "page", page_rule);
-    assert_invalid(&app.get("/orders?page_size=0"), "page_size", size_rule);
-    assert_invalid(&app.get("/orders?page_size=101"), "page_size", size_rule);
-    assert_invalid(&app.get("/orders?page_size=ten"), "page_size", size_rule);
-    assert_invalid(&app.get("/orders?user_id=abc"), "user_id", &format!("user_id must be an integer from 1 to {MAX_I64}"));
-    assert_invalid(&app.get("/orders?user_id=0"), "user_id", &format!("user_id must be an integer from 1 to {MAX_I64}"));
+    assert_invalid(&admin_get("/orders?page=0"), "page", page_rule);
+    assert_invalid(&admin_get("/orders?page=abc"), "page", page_rule);
+    assert_invalid(&admin_get("/orders?page=-1"), "page", page_rule);
+    assert_invalid(&admin_get("/orders?page_size=0"), "page_size", size_rule);
+    assert_invalid(&admin_get("/orders?page_size=101"), "page_size", size_rule);
+    assert_invalid(&admin_get("/orders?page_size=ten"), "page_size", size_rule);
+    assert_invalid(&admin_get("/orders?user_id=abc"), "user_id", &format!("user_id must be an integer from 1 to {MAX_I64}"));
+    assert_invalid(&admin_get("/orders?user_id=0"), "user_id", &format!("user_id must be an integer from 1 to {MAX_I64}"));
     assert_invalid(
-        &app.get("/orders?status=lost"),
+        &admin_get("/orders?status=lost"),
         "status",
         "status must be one of pending, confirmed, paid, processing, shipped, delivered, cancelled, refunded",
     );
-    assert_invalid(&app.get("/orders?colour=red"), "colour", "unknown query parameter colour");
-    assert_invalid(&app.get("/orders?page=1&page=2"), "page", "query parameter page given twice");
-    assert_eq!(app.get("/orders?page_size=100").status, 200);
+    assert_invalid(&admin_get("/orders?colour=red"), "colour", "unknown query parameter colour");
+    assert_invalid(&admin_get("/orders?page=1&page=2"), "page", "query parameter page given twice");
+    assert_eq!(admin_get("/orders?page_size=100").status, 200);
 }
 
 fn notes_lines(order: &Value) -> Vec<String> {
@@ -351,7 +356,7 @@ fn status_changes_are_admin_only_follow_the_state_machine_and_stamp_the_order() 
 
     let cancel = put("cancelled", None);
     assert_error(&cancel, 409, "invalid_transition", "an order cannot go from delivered to cancelled", Some("status"));
-    let deleted = app.delete(&format!("/orders/{id}"));
+    let deleted = app.customer(1).delete(&format!("/orders/{id}"));
     assert_error(&deleted, 409, "invalid_transition", "an order cannot go from delivered to cancelled", Some("status"));
 
     let refunded = put("refunded", Some("returned")).json();
@@ -374,7 +379,7 @@ fn cancelling_releases_the_stock_and_is_refused_once_final() {
     let id = order["id"].as_str().unwrap();
     assert_eq!((app.stock("p1"), app.stock("p2")), ((7, 3), (0, 4)));
 
-    let cancelled = app.delete(&format!("/orders/{id}?reason=changed+my%20mind"));
+    let cancelled = app.customer(1).delete(&format!("/orders/{id}?reason=changed+my%20mind"));
     assert_eq!(cancelled.status, 200, "{cancelled:?}");
     let cancelled = cancelled.json();
     assert_eq!(cancelled["status"], "cancelled");
@@ -384,26 +389,26 @@ fn cancelling_releases_the_stock_and_is_refused_once_final() {
     assert_eq!(lines.len(), 1);
     assert_note(&lines[0], "cancelled: changed my mind");
     assert_eq!((app.stock("p1"), app.stock("p2")), ((10, 0), (4, 0)));
-    let reservation = app.get(&format!("/inventory/reservations/{}", order["reservation_id"].as_str().unwrap())).json();
+    let reservation = app.reservation(order["reservation_id"].as_str().unwrap());
     assert_eq!(reservation["status"], "released");
 
-    let again = app.delete(&format!("/orders/{id}"));
+    let again = app.customer(1).delete(&format!("/orders/{id}"));
     assert_error(&again, 409, "invalid_transition", "an order cannot go from cancelled to cancelled", Some("status"));
     assert_eq!((app.stock("p1"), app.stock("p2")), ((10, 0), (4, 0)), "stock went back once");
-    assert_error(&app.delete("/orders/ord_missing"), 404, "not_found", "order not found", None);
+    assert_error(&app.customer(1).delete("/orders/ord_missing"), 404, "not_found", "order not found", None);
 
     // Without a reason; and a paid order gives its sold units back.
     let paid = app.place(&json!({"user_id": 1, "product_id": "p1", "quantity": 2}));
     let paid_id = paid["id"].as_str().unwrap();
     assert_eq!(app.admin("PUT", &format!("/orders/{paid_id}/status"), Some(&json!({"status": "paid"}))).status, 200);
     assert_eq!(app.stock("p1"), (8, 0));
-    let cancelled = app.delete(&format!("/orders/{paid_id}")).json();
+    let cancelled = app.customer(1).delete(&format!("/orders/{paid_id}")).json();
     assert_note(&notes_lines(&cancelled)[0], "cancelled");
     assert_eq!(app.stock("p1"), (10, 0));
 
-    let long = app.delete(&format!("/orders/{paid_id}?reason={}", "r".repeat(1001)));
+    let long = app.customer(1).delete(&format!("/orders/{paid_id}?reason={}", "r".repeat(1001)));
     assert_invalid(&long, "reason", "reason must have at most 1000 characters");
-    assert_invalid(&app.delete(&format!("/orders/{paid_id}?why=x")), "why", "unknown query parameter why");
+    assert_invalid(&app.customer(1).delete(&format!("/orders/{paid_id}?why=x")), "why", "unknown query parameter why");
 }
 
 #[test]
@@ -433,7 +438,7 @@ fn the_summary_counts_a_known_mix_exactly_and_is_never_an_order_id() {
     let eur = place("eur", 1);
     set(&eur, &["paid", "processing"]);
     let cancelled = place("usd", 1);
-    assert_eq!(app.delete(&format!("/orders/{cancelled}")).status, 200);
+    assert_eq!(app.customer(1).delete(&format!("/orders/{cancelled}")).status, 200);
     let refunded = place("usd", 4);
     set(&refunded, &["paid", "processing", "shipped", "delivered", "refunded"]);
     let shipped = place("eur", 2); // 1400
@@ -464,14 +469,23 @@ fn the_summary_counts_a_known_mix_exactly_and_is_never_an_order_id() {
 
     // A reindex rebuilds the same figures and listings from the orders.
     let reindex = app.admin("POST", "/orders/reindex", None);
-    assert_eq!((reindex.status, reindex.json()), (200, json!({"orders": 7, "generation": 1})));
+    assert_eq!((reindex.status, reindex.json()), (200, json!({"orders": 7, "generation": 1, "cursor": 7, "done": true})));
     assert_eq!(app.summary(), expected);
     assert_eq!(count(&app, "?status=delivered"), 1);
     assert_eq!(count(&app, "?status=paid"), 1);
     assert_eq!(count(&app, "?user_id=1&status=shipped"), 1);
-    let again = app.admin("POST", "/orders/reindex", None).json();
-    assert_eq!(again, json!({"orders": 7, "generation": 2}));
+    // In batches: the new generation goes live with the call that reaches the end.
+    let batches: Vec<Value> = (0..3).map(|_| app.admin("POST", "/orders/reindex?limit=3", None).json()).collect();
+    assert_eq!(
+        batches,
+        [
+            json!({"orders": 3, "generation": 2, "cursor": 3, "done": false}),
+            json!({"orders": 3, "generation": 2, "cursor": 6, "done": false}),
+            json!({"orders": 1, "generation": 2, "cursor": 7, "done": true}),
+        ]
+    );
     assert_eq!(app.summary(), expected);
+    assert_invalid(&app.admin("POST", "/orders/reindex?limit=0", None), "limit", "limit must be an integer from 1 to 10000");
 }
 
 #[test]
@@ -488,12 +502,13 @@ fn reconcile_and_reindex_are_admin_routes() {
     let report = app.reconcile();
     assert_eq!(
         report,
-        json!({"examined": 1, "recent": 1, "events_resent": 0, "stock_settled": 0, "payment_requested": 0, "cancelled": 0})
+        json!({"examined": 1, "recent": 1, "events_resent": 0, "stock_settled": 0, "payment_requested": 0, "cancelled": 0,
+               "payments_found": 0, "refunds_requested": 0, "idempotency_swept": 0})
     );
     assert_invalid(&app.admin("POST", "/orders/reconcile?limit=0", None), "limit", "limit must be an integer from 1 to 1000");
     assert_eq!(app.admin("POST", "/orders/reconcile?limit=1000", None).status, 200);
     let reindex = app.admin("POST", "/orders/reindex", None);
-    assert_eq!((reindex.status, reindex.json()), (200, json!({"orders": 1, "generation": 1})));
+    assert_eq!((reindex.status, reindex.json()), (200, json!({"orders": 1, "generation": 1, "cursor": 1, "done": true})));
 }
 
 /// 20 concurrent orders for the last 5 units: exactly 5 placed, 15 refused.
@@ -506,8 +521,9 @@ fn no_overselling(options: Options) {
             .map(|user| {
                 let (app, start) = (&app, &start);
                 scope.spawn(move || {
+                    let customer = app.customer(user + 1);
                     start.wait();
-                    app.post("/orders", &json!({"user_id": user + 1, "product_id": "last", "quantity": 1})).status
+                    customer.post("/orders", &json!({"user_id": user + 1, "product_id": "last", "quantity": 1})).status
                 })
             })
             .collect();

@@ -14,6 +14,13 @@ fn body(order_id: &str, amount: i64, token: &str) -> Value {
     json!({"order_id": order_id, "amount": amount, "currency": "USD", "payment_token": token})
 }
 
+/// A new order of one unit at `amount` USD, waiting for `POST /payments`.
+fn order_awaiting(app: &App, amount: i64) -> String {
+    let product = format!("p{amount}");
+    app.put_product(&product, amount, "USD", 10);
+    app.place_simple(&product, 1, None)["id"].as_str().unwrap().to_string()
+}
+
 #[test]
 fn a_charge_needs_an_idempotency_key_and_a_valid_body() {
     let (_redis, app) = App::start();
@@ -46,21 +53,22 @@ fn a_charge_needs_an_idempotency_key_and_a_valid_body() {
 #[test]
 fn an_approved_charge_is_made_once_per_key() {
     let (_redis, app) = App::start();
-    let first = charge(&app, "pay-key-1", &body("ord_1", 4200, "tok_approve"));
+    let order = order_awaiting(&app, 4200);
+    let first = charge(&app, "pay-key-1", &body(&order, 4200, "tok_approve"));
     assert_eq!(first.status, 201, "{first:?}");
     let payment = first.json();
     let id = payment["payment_id"].as_str().unwrap();
     assert!(id.starts_with("pay_"), "{payment}");
     assert_eq!(
         (&payment["order_id"], &payment["amount"], &payment["currency"], &payment["status"], &payment["attempts"], &payment["failure_reason"]),
-        (&json!("ord_1"), &json!(4200), &json!("USD"), &json!("completed"), &json!(1), &Value::Null)
+        (&json!(order), &json!(4200), &json!("USD"), &json!("completed"), &json!(1), &Value::Null)
     );
     let provider_ref = payment["provider_ref"].as_str().unwrap();
     assert!(provider_ref.starts_with("ch_"), "{payment}");
 
-    let again = charge(&app, "pay-key-1", &body("ord_1", 4200, "tok_approve"));
+    let again = charge(&app, "pay-key-1", &body(&order, 4200, "tok_approve"));
     assert_eq!((again.status, &again.body), (201, &first.body), "the same key answers the same payment");
-    let reused = charge(&app, "pay-key-1", &body("ord_1", 4300, "tok_approve"));
+    let reused = charge(&app, "pay-key-1", &body(&order, 4300, "tok_approve"));
     assert_error(&reused, 422, "idempotency_key_reused", "the Idempotency-Key was used for another payment", None);
     assert_eq!(app.sandbox_stats(), json!({"attempts": 1, "charges": 1, "declines": 0, "refunds": 0}));
 
@@ -73,8 +81,9 @@ fn an_approved_charge_is_made_once_per_key() {
     assert_eq!(app.payment(id), payment);
     assert_error(&app.get("/payments/pay_missing"), 404, "not_found", "payment not found", None);
 
-    // A second key is a second payment.
-    let second = charge(&app, "pay-key-2", &body("ord_1", 4200, "tok_approve"));
+    // A second key is a second payment (of another order: this one is paid).
+    let other_order = order_awaiting(&app, 4201);
+    let second = charge(&app, "pay-key-2", &body(&other_order, 4201, "tok_approve"));
     assert_eq!(second.status, 201);
     assert_ne!(second.json()["payment_id"], payment["payment_id"]);
     assert_eq!(app.sandbox_stats()["charges"], 2);
@@ -83,7 +92,8 @@ fn an_approved_charge_is_made_once_per_key() {
 #[test]
 fn a_declined_charge_is_402_with_the_failed_payment() {
     let (_redis, app) = App::start();
-    let declined = charge(&app, "decline-1", &body("ord_9", 990, "tok_decline"));
+    let order = order_awaiting(&app, 990);
+    let declined = charge(&app, "decline-1", &body(&order, 990, "tok_decline"));
     assert_eq!(declined.status, 402, "{declined:?}");
     let reply = declined.json();
     assert_eq!(reply["error"], json!({"code": "payment_declined", "message": "the payment was declined: the card was declined"}));
@@ -92,7 +102,7 @@ fn a_declined_charge_is_402_with_the_failed_payment() {
         (&payment["status"], &payment["failure_reason"], &payment["attempts"], &payment["provider_ref"]),
         (&json!("failed"), &json!("the card was declined"), &json!(1), &Value::Null)
     );
-    let again = charge(&app, "decline-1", &body("ord_9", 990, "tok_decline"));
+    let again = charge(&app, "decline-1", &body(&order, 990, "tok_decline"));
     assert_eq!((again.status, &again.body), (402, &declined.body));
     assert_eq!(app.sandbox_stats(), json!({"attempts": 1, "charges": 0, "declines": 1, "refunds": 0}));
     let id = payment["payment_id"].as_str().unwrap();
@@ -104,7 +114,8 @@ fn a_declined_charge_is_402_with_the_failed_payment() {
 #[test]
 fn transient_provider_failures_are_retried_under_one_key_and_charge_once() {
     let (_redis, app) = App::start();
-    let reply = charge(&app, "transient-1", &body("ord_t", 500, "tok_transient"));
+    let order = order_awaiting(&app, 500);
+    let reply = charge(&app, "transient-1", &body(&order, 500, "tok_transient"));
     assert_eq!(reply.status, 201, "{reply:?}");
     let payment = reply.json();
     assert_eq!((&payment["status"], &payment["attempts"]), (&json!("completed"), &json!(3)));
@@ -117,7 +128,8 @@ fn transient_provider_failures_are_retried_under_one_key_and_charge_once() {
 #[test]
 fn refunds_are_admin_only_and_happen_once() {
     let (_redis, app) = App::start();
-    let payment = charge(&app, "refund-me", &body("ord_r", 1500, "tok_approve")).json();
+    let order = order_awaiting(&app, 1500);
+    let payment = charge(&app, "refund-me", &body(&order, 1500, "tok_approve")).json();
     let id = payment["payment_id"].as_str().unwrap();
     let path = format!("/payments/{id}/refund");
     assert_error(&app.post(&path, &json!({})), 401, "unauthorized", "admin routes need a bearer token", None);

@@ -23,7 +23,7 @@ fn is_final(app: &App, order: &Value, token: &str) -> bool {
     let reservation_id = order["reservation_id"].as_str().unwrap();
     order["status"] == status
         && order["payment_status"] == payment
-        && app.get(&format!("/inventory/reservations/{reservation_id}")).json()["status"] == reservation
+        && app.reservation(reservation_id)["status"] == reservation
 }
 
 /// Calls the reconcile (as the cron job would) until every order is final
@@ -179,7 +179,8 @@ fn with_the_store_on_redis_an_outage_is_503_and_recovery_needs_no_restart() {
         ("POST", "/orders".to_string(), Some(json!({"user_id": 1, "product_id": "p1", "quantity": 1}).to_string())),
     ] {
         let started = Instant::now();
-        let reply = app.send(method, &path, &[("content-type", "application/json")], body.as_deref());
+        let admin = format!("Bearer {ADMIN_TOKEN}");
+        let reply = app.send(method, &path, &[("content-type", "application/json"), ("authorization", &admin)], body.as_deref());
         assert_eq!(reply.status, 503, "{method} {path}: {reply:?}");
         let error = &reply.json()["error"];
         assert_eq!(error["code"], "store_unavailable", "{method} {path}: {error}");
@@ -196,7 +197,7 @@ fn with_the_store_on_redis_an_outage_is_503_and_recovery_needs_no_restart() {
     redis.restart();
     eventually(WAIT, "health to recover", || (app.get("/health").status == 200).then_some(()));
     wait_triggers(&redis, 1, 0);
-    assert_error(&app.get(&format!("/orders/{existing_id}")), 404, "not_found", "order not found", None);
+    assert_error(&app.admin("GET", &format!("/orders/{existing_id}"), None), 404, "not_found", "order not found", None);
     app.put_product("p1", 100, "USD", 10);
     let order = app.place_simple("p1", 2, Some("tok_approve"));
     app.wait_status(order["id"].as_str().unwrap(), "paid");

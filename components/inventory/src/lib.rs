@@ -56,6 +56,7 @@ fn to_wit(e: InventoryError) -> wit::Error {
         InventoryError::ReservationNotFound(id) => wit::Error::ReservationNotFound(id),
         InventoryError::ReservationExpired(id) => wit::Error::ReservationExpired(id),
         InventoryError::ReservationReleased(id) => wit::Error::ReservationReleased(id),
+        InventoryError::ReservationCommitted(id) => wit::Error::ReservationCommitted(id),
         InventoryError::Unavailable(message) => wit::Error::Unavailable(message),
     }
 }

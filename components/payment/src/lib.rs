@@ -2,7 +2,7 @@
 //! the `payment_gateway_url` variable (the sandbox by default).
 
 use shop_core::payments::{PaymentService, PaymentsConfig};
-use shop_spin::{Reply, HttpProvider, RedisPublisher, SpinKv, WasiClock, WasiRandom, WasiSleeper, api_request, response, unavailable, variable};
+use shop_spin::{Reply, HttpProvider, RedisPublisher, SpinKv, WasiClock, WasiRandom, WasiSleeper, api_request, milliseconds_variable, response, unavailable, variable};
 use spin_sdk::http::Request;
 use spin_sdk::http_service;
 
@@ -16,7 +16,10 @@ async fn handle(request: Request) -> Reply {
         let kv = SpinKv::open_default().await.map_err(|e| e.message)?;
         let gateway = HttpProvider::gateway(variable("payment_gateway_url").await?);
         let publisher = RedisPublisher { url: variable("redis_url").await? };
-        let config = PaymentsConfig::new(variable("admin_token").await?);
+        let mut config = PaymentsConfig::new(variable("admin_token").await?);
+        if let Some(ms) = milliseconds_variable("idempotency_ttl_seconds").await? {
+            config.idempotency_ttl_ms = ms;
+        }
         Ok::<_, String>(PaymentService::new(kv, gateway, publisher, WasiClock, WasiRandom, WasiSleeper, config))
     };
     match service.await {

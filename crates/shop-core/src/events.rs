@@ -18,6 +18,10 @@ pub const PAYMENTS_COMPLETED: &str = "payments.completed";
 pub const PAYMENTS_FAILED: &str = "payments.failed";
 pub const PAYMENTS_REFUNDED: &str = "payments.refunded";
 
+/// Channels the shop's own Redis triggers subscribe to (spin.toml): an event
+/// on them that reached nobody is not delivered.
+pub const CONSUMED_CHANNELS: [&str; 5] = [ORDERS_CREATED, ORDERS_CANCELLED, PAYMENTS_COMPLETED, PAYMENTS_FAILED, PAYMENTS_REFUNDED];
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Event {
@@ -57,9 +61,16 @@ impl Event {
         serde_json::to_vec(self).expect("events are plain data")
     }
 
-    /// Publishes on the channel named by the event type.
+    /// Publishes on the channel named by the event type. An event that a
+    /// component of the shop consumes counts as delivered only when at least
+    /// one subscriber received it (a trigger reconnecting, or Redis restarted,
+    /// has none); `orders.status_changed` is a notice for outside listeners.
     pub async fn publish(&self, publisher: &impl Publisher) -> Result<(), PublishError> {
-        publisher.publish(&self.event_type, &self.to_bytes()).await
+        let receivers = publisher.publish(&self.event_type, &self.to_bytes()).await?;
+        if receivers == 0 && CONSUMED_CHANNELS.contains(&self.event_type.as_str()) {
+            return Err(PublishError { message: format!("no subscriber received {} on {}", self.event_id, self.event_type) });
+        }
+        Ok(())
     }
 }
 
@@ -108,7 +119,8 @@ impl std::fmt::Display for EventError {
 
 impl std::error::Error for EventError {}
 
-/// `orders.created`: the payment worker charges `payment_token` if present.
+/// `orders.created`: with `has_payment_token` the payment worker charges the
+/// token the order left for it (never in the event: see `payments::hold_token`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderCreatedData {
     pub order_id: String,
@@ -116,8 +128,8 @@ pub struct OrderCreatedData {
     pub user_id: u64,
     pub total_amount: i64,
     pub currency: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub payment_token: Option<String>,
+    #[serde(default)]
+    pub has_payment_token: bool,
 }
 
 /// `orders.cancelled`: `refund_required` tells the payment worker to refund `payment_id`.

@@ -17,6 +17,7 @@
 //!
 //! See `README.md` beside `Cargo.toml` for the design notes and key layout.
 
+pub mod auth;
 pub mod events;
 pub mod http;
 pub mod idempotency;

@@ -14,7 +14,10 @@ pub struct PublishError {
 /// Publishes event payloads on a channel (Redis pub/sub in components).
 #[allow(async_fn_in_trait, reason = "components are single-threaded; no Send bound is wanted")]
 pub trait Publisher {
-    async fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), PublishError>;
+    /// Publishes and returns how many subscribers received the message
+    /// (Redis's `PUBLISH` reply): pub/sub keeps nothing for later, so 0 means
+    /// nobody got it.
+    async fn publish(&self, channel: &str, payload: &[u8]) -> Result<u64, PublishError>;
 }
 
 pub trait Clock {

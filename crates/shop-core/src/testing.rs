@@ -188,6 +188,8 @@ type Message = (String, Vec<u8>);
 pub struct RecordingPublisher {
     messages: Rc<RefCell<Vec<Message>>>,
     failing: Rc<Cell<bool>>,
+    /// Messages are published but nobody is subscribed (PUBLISH answers 0).
+    unheard: Rc<Cell<bool>>,
 }
 
 impl RecordingPublisher {
@@ -197,6 +199,11 @@ impl RecordingPublisher {
 
     pub fn set_failing(&self, failing: bool) {
         self.failing.set(failing);
+    }
+
+    /// Publishing works, but no subscriber hears it (a trigger reconnecting).
+    pub fn set_unheard(&self, unheard: bool) {
+        self.unheard.set(unheard);
     }
 
     /// Events published on `channel`, oldest first.
@@ -215,12 +222,15 @@ impl RecordingPublisher {
 }
 
 impl Publisher for RecordingPublisher {
-    async fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), PublishError> {
+    async fn publish(&self, channel: &str, payload: &[u8]) -> Result<u64, PublishError> {
         if self.failing.get() {
             return Err(PublishError { message: "publisher switched off by the test".to_string() });
         }
+        if self.unheard.get() {
+            return Ok(0);
+        }
         self.messages.borrow_mut().push((channel.to_string(), payload.to_vec()));
-        Ok(())
+        Ok(1)
     }
 }
 
@@ -408,4 +418,47 @@ pub async fn scan_orders(kv: &impl Kv) -> Vec<crate::orders::OrderRecord> {
         }
     }
     records
+}
+
+/// Stores an order awaiting payment of `amount` `currency` (and nothing
+/// else: no list entry, no index), for payment tests that need an order to
+/// charge against.
+pub async fn seed_order(kv: &impl Kv, order_id: &str, amount: i64, currency: &str) {
+    use crate::orders::{Order, OrderRecord, OrderStatus, StockStep, order_key};
+    use crate::payments::PaymentStatus;
+    let order = Order {
+        id: order_id.to_string(),
+        order_number: format!("ORD-{order_id}"),
+        user_id: 1,
+        items: Vec::new(),
+        total_amount: amount,
+        currency: currency.to_string(),
+        status: OrderStatus::Confirmed,
+        payment_status: PaymentStatus::Pending,
+        payment_id: None,
+        reservation_id: None,
+        refund_required: false,
+        shipping_address: None,
+        billing_address: None,
+        notes: None,
+        created_at: String::new(),
+        updated_at: String::new(),
+        confirmed_at: None,
+        paid_at: None,
+        shipped_at: None,
+        delivered_at: None,
+        cancelled_at: None,
+    };
+    let record = OrderRecord {
+        order,
+        has_payment_token: false,
+        position: 0,
+        user_position: 0,
+        stock: StockStep::Held,
+        undelivered: Vec::new(),
+        cancel_reason: None,
+        created_ms: 0,
+        updated_ms: 0,
+    };
+    crate::kv::set_json(kv, &order_key(order_id), &record).await.expect("store answers");
 }

@@ -23,6 +23,7 @@ fn error(e: wit::Error) -> InventoryError {
         wit::Error::ReservationNotFound(id) => InventoryError::ReservationNotFound(id),
         wit::Error::ReservationExpired(id) => InventoryError::ReservationExpired(id),
         wit::Error::ReservationReleased(id) => InventoryError::ReservationReleased(id),
+        wit::Error::ReservationCommitted(id) => InventoryError::ReservationCommitted(id),
         wit::Error::Unavailable(message) => InventoryError::Unavailable(message),
     }
 }

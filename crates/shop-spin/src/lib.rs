@@ -97,10 +97,17 @@ pub struct RedisPublisher {
 }
 
 impl Publisher for RedisPublisher {
-    async fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), PublishError> {
+    /// `PUBLISH` through `execute`, whose reply is the number of receivers
+    /// (spin-sdk's `publish` drops it).
+    async fn publish(&self, channel: &str, payload: &[u8]) -> Result<u64, PublishError> {
+        use spin_sdk::redis::{RedisParameter, RedisResult};
         let error = |e: spin_sdk::redis::Error| PublishError { message: format!("redis: {e:?}") };
         let connection = spin_sdk::redis::Connection::open(&self.url).await.map_err(error)?;
-        connection.publish(channel, &payload.to_vec()).await.map_err(error)
+        let arguments = [RedisParameter::Binary(channel.as_bytes().to_vec()), RedisParameter::Binary(payload.to_vec())];
+        match connection.execute("PUBLISH", arguments).await.map_err(error)?.as_slice() {
+            [RedisResult::Int64(receivers)] => Ok(u64::try_from(*receivers).unwrap_or(0)),
+            other => Err(PublishError { message: format!("redis: unexpected PUBLISH reply {other:?}") }),
+        }
     }
 }
 
@@ -140,6 +147,14 @@ pub async fn variable(name: &str) -> Result<String, String> {
     spin_sdk::variables::get(name).await.map_err(|e| format!("variable `{name}`: {e:?}"))
 }
 
+/// An optional variable of whole seconds, in milliseconds (None when the
+/// manifest does not define it).
+pub async fn milliseconds_variable(name: &str) -> Result<Option<u64>, String> {
+    let Ok(text) = variable(name).await else { return Ok(None) };
+    let seconds: u64 = text.trim().parse().map_err(|_| format!("variable `{name}`: expected whole seconds, got {text:?}"))?;
+    Ok(Some(seconds.saturating_mul(1000)))
+}
+
 /// The spin-sdk request as the services take it.
 pub async fn api_request(request: Request) -> Result<ApiRequest, ApiResponse> {
     let method = Method::parse(request.method().as_str());
@@ -148,7 +163,9 @@ pub async fn api_request(request: Request) -> Result<ApiRequest, ApiResponse> {
     api.headers = request
         .headers()
         .iter()
-        .filter_map(|(name, value)| Some((name.as_str().to_ascii_lowercase(), value.to_str().ok()?.to_string())))
+        // Kept even when not visible ASCII (lossily decoded), so that the
+        // services refuse such a header instead of never seeing it.
+        .map(|(name, value)| (name.as_str().to_ascii_lowercase(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
         .collect();
     api.body = request
         .into_body()

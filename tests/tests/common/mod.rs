@@ -13,6 +13,24 @@ use std::time::Duration;
 
 /// The admin token every test host gets (`SPIN_VARIABLE_ADMIN_TOKEN`).
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// The HS256 secret every test host verifies customer tokens with
+/// (`SPIN_VARIABLE_JWT_VERIFICATION_KEY`).
+pub const JWT_SECRET: &str = "test-jwt-secret-of-thirty-two-bytes-or-more";
+
+/// A customer token for `user_id` (HS256, audience `shop`, an hour to live).
+pub fn customer_token(user_id: u64) -> String {
+    token_with(json!({"sub": user_id.to_string(), "exp": unix_now() + 3600, "aud": "shop"}))
+}
+
+/// A token with these claims, signed with the test secret.
+pub fn token_with(claims: Value) -> String {
+    let key = jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()).unwrap();
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), &claims, &key).unwrap()
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
 /// Upper bound for anything the saga does asynchronously.
 pub const WAIT: Duration = Duration::from_secs(30);
 
@@ -83,8 +101,10 @@ impl App {
     pub fn on(redis: &Redis, options: Options) -> App {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
-        let mut config =
-            HostConfig::default().env("SPIN_VARIABLE_ADMIN_TOKEN", ADMIN_TOKEN).env("SPIN_VARIABLE_REDIS_URL", redis.url());
+        let mut config = HostConfig::default()
+            .env("SPIN_VARIABLE_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("SPIN_VARIABLE_JWT_VERIFICATION_KEY", JWT_SECRET)
+            .env("SPIN_VARIABLE_REDIS_URL", redis.url());
         match &options.registry {
             None => config = config.arg("--state-dir").arg(state.display().to_string()),
             Some((_, cache_dir)) => config = config.env("WHARF_CACHE_DIR", cache_dir.display().to_string()),
@@ -157,33 +177,17 @@ impl App {
         self.host.url(path)
     }
 
-    pub fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Reply {
-        request(method, &self.url(path), headers, body.map(str::as_bytes))
-    }
-
-    pub fn get(&self, path: &str) -> Reply {
-        self.send("GET", path, &[], None)
-    }
-
-    pub fn post(&self, path: &str, body: &Value) -> Reply {
-        self.send("POST", path, &[("content-type", "application/json")], Some(&body.to_string()))
-    }
-
-    pub fn post_with(&self, path: &str, headers: &[(&str, &str)], body: &Value) -> Reply {
-        let mut all = vec![("content-type", "application/json")];
-        all.extend_from_slice(headers);
-        self.send("POST", path, &all, Some(&body.to_string()))
-    }
-
-    pub fn delete(&self, path: &str) -> Reply {
-        self.send("DELETE", path, &[], None)
-    }
 
     /// A request with `Authorization: Bearer <admin token>`.
     pub fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
         let auth = format!("Bearer {ADMIN_TOKEN}");
         let text = body.map(Value::to_string);
         self.send(method, path, &[("authorization", &auth), ("content-type", "application/json")], text.as_deref())
+    }
+
+    /// Requests as the customer `user_id` (its bearer token).
+    pub fn customer(&self, user_id: u64) -> Customer<'_> {
+        Customer { app: self, authorization: format!("Bearer {}", customer_token(user_id)) }
     }
 
     /// Creates or replaces a product (admin), asserting 200 or 201.
@@ -206,9 +210,18 @@ impl App {
         (product["available"].as_i64().unwrap(), product["reserved"].as_i64().unwrap())
     }
 
-    /// Places an order, asserting 201; returns the order.
+    /// A stock reservation (an admin route), asserting 200.
+    pub fn reservation(&self, id: &str) -> Value {
+        let reply = self.admin("GET", &format!("/inventory/reservations/{id}"), None);
+        assert_eq!(reply.status, 200, "GET reservation {id}: {reply:?}");
+        reply.json()
+    }
+
+    /// Places an order as the customer its `user_id` names (1 when it names
+    /// none), asserting 201; returns the order.
     pub fn place(&self, body: &Value) -> Value {
-        let reply = self.post("/orders", body);
+        let user_id = body["user_id"].as_u64().unwrap_or(1);
+        let reply = self.customer(user_id).post("/orders", body);
         assert_eq!(reply.status, 201, "POST /orders {body}: {reply:?}");
         reply.json()
     }
@@ -222,8 +235,9 @@ impl App {
         self.place(&body)
     }
 
+    /// An order, read with the admin token.
     pub fn order(&self, id: &str) -> Value {
-        let reply = self.get(&format!("/orders/{id}"));
+        let reply = self.admin("GET", &format!("/orders/{id}"), None);
         assert_eq!(reply.status, 200, "GET order {id}: {reply:?}");
         reply.json()
     }
@@ -238,7 +252,7 @@ impl App {
     }
 
     pub fn summary(&self) -> Value {
-        let reply = self.get("/orders/summary");
+        let reply = self.admin("GET", "/orders/summary", None);
         assert_eq!(reply.status, 200, "summary: {reply:?}");
         reply.json()
     }
@@ -265,6 +279,50 @@ impl App {
     /// How many lines of the host's log contain `text`.
     pub fn log_count(&self, text: &str) -> usize {
         self.host.logs().lines().filter(|line| line.contains(text)).count()
+    }
+}
+
+/// HTTP requests to the app, as whoever sends them.
+pub trait Requests {
+    fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Reply;
+
+    fn get(&self, path: &str) -> Reply {
+        self.send("GET", path, &[], None)
+    }
+
+    fn post(&self, path: &str, body: &Value) -> Reply {
+        self.post_with(path, &[], body)
+    }
+
+    fn post_with(&self, path: &str, headers: &[(&str, &str)], body: &Value) -> Reply {
+        let mut all = vec![("content-type", "application/json")];
+        all.extend_from_slice(headers);
+        self.send("POST", path, &all, Some(&body.to_string()))
+    }
+
+    fn delete(&self, path: &str) -> Reply {
+        self.send("DELETE", path, &[], None)
+    }
+}
+
+/// Without credentials (unless the headers bring some).
+impl Requests for App {
+    fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Reply {
+        request(method, &self.url(path), headers, body.map(str::as_bytes))
+    }
+}
+
+/// Requests of one customer: every one carries its bearer token.
+pub struct Customer<'a> {
+    app: &'a App,
+    authorization: String,
+}
+
+impl Requests for Customer<'_> {
+    fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Reply {
+        let mut all = vec![("authorization", self.authorization.as_str())];
+        all.extend_from_slice(headers);
+        self.app.send(method, path, &all, body)
     }
 }
 

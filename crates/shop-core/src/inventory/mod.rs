@@ -14,14 +14,19 @@
 //!   product, 200 when it replaced it. `stock` sets the units free for new
 //!   reservations (`available`); units held by live reservations stay in
 //!   `reserved` and follow their reservation.
-//! - Reservations expire after `ttl_seconds` (default 900, at most 86400).
+//! - Reservation routes are admin-only: the order flow reserves, commits
+//!   and releases through the composed `shop:inventory` interface.
+//! - Reservations expire after `ttl_seconds` (default 900, at most
+//!   [`MAX_TTL_SECONDS`], over HTTP and the interface alike).
 //!   An expired reservation gives its units back when it is next touched
 //!   (read, commit, release), when a sweep reaches it (`POST /inventory/sweep`,
 //!   admin, or [`InventoryService::sweep_expired`]), and a reservation that
 //!   comes up short first sweeps once and tries again.
-//! - Releasing is idempotent (200 with the reservation whatever its end);
-//!   releasing a committed reservation restocks its units (an order cancelled
-//!   after payment). Committing an expired or released reservation is 409.
+//! - Releasing is idempotent (200 with the reservation whatever its end),
+//!   except that a committed reservation is never released (409
+//!   `reservation_committed`): its units are sold. Only the interface's
+//!   `release`, called when the reservation's order is cancelled, restocks
+//!   them, once. Committing an expired or released reservation is 409.
 
 mod catalog;
 mod reservations;
@@ -41,6 +46,10 @@ use crate::orders::{CatalogProduct, Inventory, InventoryError, ReservationItem, 
 use crate::ports::{Clock, Random, random_id};
 use crate::time::rfc3339;
 
+/// Longest a reservation may hold stock: twice the order flow's 900 s, so
+/// that nobody can lock the stock away for a day.
+pub const MAX_TTL_SECONDS: u32 = 1800;
+
 #[derive(Debug, Clone)]
 pub struct InventoryConfig {
     pub admin_token: String,
@@ -52,7 +61,7 @@ pub struct InventoryConfig {
 
 impl InventoryConfig {
     pub fn new(admin_token: impl Into<String>) -> InventoryConfig {
-        InventoryConfig { admin_token: admin_token.into(), default_ttl_seconds: 900, max_ttl_seconds: 86_400, sweep_batch: 200 }
+        InventoryConfig { admin_token: admin_token.into(), default_ttl_seconds: 900, max_ttl_seconds: MAX_TTL_SECONDS, sweep_batch: 200 }
     }
 }
 
@@ -94,8 +103,11 @@ impl<K: Kv, C: Clock, R: Random> InventoryService<K, C, R> {
                     }
                 }
             }
+            // Reservations are the order flow's business (through the composed
+            // `shop:inventory` interface); over HTTP they are an admin's tool.
             ["inventory", "reservations"] => {
                 allow(request, &[(Method::Post, "POST")])?;
+                request.require_admin(&self.config.admin_token)?;
                 self.create_reservation(request).await
             }
             ["inventory", "reservations", reservation_id] => {
@@ -103,10 +115,12 @@ impl<K: Kv, C: Clock, R: Random> InventoryService<K, C, R> {
                     Method::Delete => Ending::Release,
                     _ => Ending::ExpireIfDue,
                 };
+                request.require_admin(&self.config.admin_token)?;
                 self.end_reservation(reservation_id, ending).await
             }
             ["inventory", "reservations", reservation_id, "commit"] => {
                 allow(request, &[(Method::Post, "POST")])?;
+                request.require_admin(&self.config.admin_token)?;
                 self.end_reservation(reservation_id, Ending::Commit).await
             }
             ["inventory", "sweep"] => {
@@ -182,13 +196,15 @@ impl<K: Kv, C: Clock, R: Random> InventoryService<K, C, R> {
         Ok(ApiResponse::json(200, &reservation_view(&reservation)))
     }
 
-    /// Reserves all items or none for `ttl_seconds`.
+    /// Reserves all items or none for `ttl_seconds`, at most the configured
+    /// maximum (the interface's callers are capped like HTTP's).
     pub async fn reserve_stock(
         &self,
         order_id: &str,
         items: &[ReservationItem],
         ttl_seconds: u32,
     ) -> Result<Reservation, InventoryError> {
+        let ttl_seconds = ttl_seconds.clamp(1, self.config.max_ttl_seconds);
         let mut taken = take_all(&self.kv, items).await;
         // Expired reservations may be sitting on the missing units.
         if matches!(taken, Err(InventoryError::InsufficientStock { .. })) && self.sweep_expired().await?.expired > 0 {
@@ -267,7 +283,7 @@ impl<K: Kv, C: Clock, R: Random> Inventory for InventoryService<K, C, R> {
     }
 
     async fn release(&self, reservation_id: &str) -> Result<(), InventoryError> {
-        end(&self.kv, reservation_id, Ending::Release, self.clock.now_ms()).await.map(drop)
+        end(&self.kv, reservation_id, Ending::OrderCancelled, self.clock.now_ms()).await.map(drop)
     }
 
     async fn commit(&self, reservation_id: &str) -> Result<(), InventoryError> {

@@ -63,7 +63,14 @@ impl Reservation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ending {
     Commit,
+    /// Give held units back. A committed reservation is never released: its
+    /// units are sold (`DELETE /inventory/reservations/{id}` gets 409).
     Release,
+    /// The reservation's order was cancelled: held units go back, and sold
+    /// units come back to stock once. Only the order flow asks this, through
+    /// the composed `shop:inventory` interface, after its own compare-and-swap
+    /// cancelled the order; no HTTP route can.
+    OrderCancelled,
     /// Expire it if it is held past its time; otherwise leave it.
     ExpireIfDue,
 }
@@ -131,8 +138,8 @@ pub async fn end(kv: &impl Kv, reservation_id: &str, ending: Ending, now_ms: u64
         let (status, movement) = match (reservation.status, ending) {
             _ if reservation.is_due(now_ms) => (ReservationStatus::Expired, Movement::Unreserve),
             (ReservationStatus::Held, Ending::Commit) => (ReservationStatus::Committed, Movement::Consume),
-            (ReservationStatus::Held, Ending::Release) => (ReservationStatus::Released, Movement::Unreserve),
-            (ReservationStatus::Committed, Ending::Release) => (ReservationStatus::Released, Movement::Restock),
+            (ReservationStatus::Held, Ending::Release | Ending::OrderCancelled) => (ReservationStatus::Released, Movement::Unreserve),
+            (ReservationStatus::Committed, Ending::OrderCancelled) => (ReservationStatus::Released, Movement::Restock),
             _ => return Ok(Change::Keep((reservation, None))),
         };
         reservation.status = status;
@@ -151,6 +158,7 @@ pub async fn end(kv: &impl Kv, reservation_id: &str, ending: Ending, now_ms: u64
     match (ending, reservation.status) {
         (Ending::Commit, ReservationStatus::Expired) => Err(InventoryError::ReservationExpired(reservation_id.to_string())),
         (Ending::Commit, ReservationStatus::Released) => Err(InventoryError::ReservationReleased(reservation_id.to_string())),
+        (Ending::Release, ReservationStatus::Committed) => Err(InventoryError::ReservationCommitted(reservation_id.to_string())),
         _ => Ok(reservation),
     }
 }

@@ -5,9 +5,10 @@ use serde::Serialize;
 
 use super::index::{Indexes, SEQUENCE_KEY, order_key, order_number_key, position_key, user_position_key, user_sequence_key};
 use super::model::{Order, OrderItem, OrderRecord, OrderStatus, StockStep};
-use crate::payments::PaymentStatus;
+use crate::payments::{PaymentStatus, hold_token};
 use super::{Inventory, InventoryError, OrderService, ReservationItem, ReservationReceipt};
 use crate::events::{Event, ORDERS_CREATED, OrderCreatedData};
+use crate::auth::Caller;
 use crate::http::{ApiError, ApiRequest, ApiResponse};
 use crate::idempotency::{self, Claim};
 use crate::json::{Fields, parse_body};
@@ -36,7 +37,9 @@ pub struct NewOrder {
 }
 
 impl NewOrder {
-    pub fn parse(body: &[u8]) -> Result<NewOrder, ApiError> {
+    /// Reads a `POST /orders` body sent by `caller`: a customer's orders are
+    /// its own (`user_id` may be left out, or must be the token's user).
+    pub fn parse(body: &[u8], caller: Caller) -> Result<NewOrder, ApiError> {
         let body = parse_body(body)?;
         let fields = Fields::of_body(
             &body,
@@ -51,7 +54,8 @@ impl NewOrder {
                 "payment_token",
             ],
         )?;
-        let user_id = fields.integer("user_id", 1, i64::MAX)? as u64;
+        let named = fields.optional_integer("user_id", 1, i64::MAX)?.map(|user_id| user_id as u64);
+        let user_id = caller.user_id(named, "user_id")?.ok_or_else(|| ApiError::validation("user_id", "user_id is required"))?;
         let single_item = !fields.has("items") && (fields.has("product_id") || fields.has("quantity"));
         let items = if single_item {
             vec![ReservationItem::parse(&fields)?]
@@ -92,20 +96,22 @@ struct Priced {
 }
 
 impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, P, C, R> {
-    pub(super) async fn create_order(&self, request: &ApiRequest) -> Result<ApiResponse, ApiError> {
-        let new_order = NewOrder::parse(&request.body)?;
+    pub(super) async fn create_order(&self, request: &ApiRequest, caller: Caller) -> Result<ApiResponse, ApiError> {
+        let new_order = NewOrder::parse(&request.body, caller)?;
         let Some(key) = request.header("idempotency-key") else {
             return self.place(&random_id(&self.random, "ord_"), &new_order).await;
         };
         if !(1..=255).contains(&key.len()) {
             return Err(ApiError::validation("Idempotency-Key", "the Idempotency-Key header must have 1 to 255 characters"));
         }
-        let claim_key = format!("orders:idem:{key}");
+        idempotency::check_client_key(key)?;
+        // Per user: one customer's key never answers another's request.
+        let claim_key = format!("orders:idem:u{}:{key}", new_order.user_id);
         let fingerprint = idempotency::fingerprint(&new_order);
         let fresh_id = random_id(&self.random, "ord_");
         let now = self.clock.now_ms();
-        let lease = self.config.idempotency_lease_ms;
-        match idempotency::claim(&self.kv, &claim_key, &fingerprint, fresh_id, now, lease).await? {
+        let terms = idempotency::Terms { lease_ms: self.config.idempotency_lease_ms, ttl_ms: self.config.idempotency_ttl_ms };
+        match idempotency::claim(&self.kv, &claim_key, &fingerprint, fresh_id, now, terms).await? {
             Claim::Owned { resource_id, .. } => {
                 let answer = self.place(&resource_id, &new_order).await;
                 match &answer {
@@ -238,7 +244,7 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
                 delivered_at: None,
                 cancelled_at: None,
             },
-            payment_token: new_order.payment_token.clone(),
+            has_payment_token: new_order.payment_token.is_some(),
             position,
             user_position,
             stock: StockStep::Held,
@@ -247,6 +253,9 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
             created_ms: now_ms,
             updated_ms: now_ms,
         };
+        if let Some(token) = &new_order.payment_token {
+            hold_token(&self.kv, order_id, token).await?;
+        }
         if !create_json(&self.kv, &order_key(order_id), &record).await? {
             return Err(StoreError::new(format!("order {order_id} already exists")));
         }
@@ -262,7 +271,7 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
             user_id: record.order.user_id,
             total_amount: record.order.total_amount,
             currency: record.order.currency.clone(),
-            payment_token: record.payment_token.clone(),
+            has_payment_token: record.has_payment_token,
         };
         self.event(ORDERS_CREATED, &data)
     }

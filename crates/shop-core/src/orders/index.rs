@@ -27,11 +27,11 @@
 //! that dies between its order write and its index update leaves them off
 //! until `POST /orders/reindex`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::model::{OrderRecord, OrderStatus};
 use crate::http::PageRequest;
-use crate::kv::{Change, Kv, StoreError, get_json, read_counter, update_json};
+use crate::kv::{Change, Kv, StoreError, get_json, read_counter, set_json, update_json};
 use crate::rank_set::RankSet;
 
 pub const SEQUENCE_KEY: &str = "orders:seq";
@@ -254,22 +254,43 @@ impl<'a, K: Kv> Indexes<'a, K> {
     }
 }
 
-/// What a reindex did.
+/// What one reindex call did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReindexReport {
+    /// Orders this call added to the generation being built.
     pub orders: u64,
     pub generation: i64,
+    /// Last list position the rebuild has reached.
+    pub cursor: u64,
+    /// The rebuild reached the end of the list and its generation is live.
+    pub done: bool,
 }
 
-/// Rebuilds every derived key from the order records (reached through the
-/// global list) into a fresh generation, then makes it the live one. Reads
-/// every order: an admin repair, best run while no orders are written,
-/// since changes made during the rebuild are not in the new generation.
-pub async fn reindex(kv: &impl Kv) -> Result<ReindexReport, StoreError> {
-    let generation = kv.increment(GENERATION_ALLOC_KEY, 1).await?;
-    let fresh = Indexes { kv, generation };
+/// A rebuild in progress, between calls: `orders:reindex`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Rebuild {
+    generation: i64,
+    cursor: u64,
+}
+
+const REBUILD_KEY: &str = "orders:reindex";
+
+/// Rebuilds the derived keys from the order records (reached through the
+/// global list) into a fresh generation, `batch` positions per call: each
+/// call goes on from where the last one stopped, and the call that reaches
+/// the end of the list makes the generation live. An admin repair, best run
+/// while no orders are written (changes to orders already passed are not in
+/// the new generation), by one caller at a time.
+pub async fn reindex(kv: &impl Kv, batch: u64) -> Result<ReindexReport, StoreError> {
+    let rebuild = match get_json::<Rebuild>(kv, REBUILD_KEY).await? {
+        Some(rebuild) => rebuild,
+        None => Rebuild { generation: kv.increment(GENERATION_ALLOC_KEY, 1).await?, cursor: 0 },
+    };
+    let fresh = Indexes { kv, generation: rebuild.generation };
+    let len = list_len(kv, SEQUENCE_KEY).await?;
+    let last = len.min(rebuild.cursor.saturating_add(batch));
     let mut orders = 0;
-    for position in 1..=list_len(kv, SEQUENCE_KEY).await? {
+    for position in rebuild.cursor + 1..=last {
         if let Some(record) = fresh.record_at(&position_key(position)).await?
             && record.position == position
         {
@@ -277,7 +298,13 @@ pub async fn reindex(kv: &impl Kv) -> Result<ReindexReport, StoreError> {
             orders += 1;
         }
     }
-    let live = read_counter(kv, GENERATION_KEY).await?;
-    kv.increment(GENERATION_KEY, generation - live).await?;
-    Ok(ReindexReport { orders, generation })
+    let done = last >= len;
+    if done {
+        let live = read_counter(kv, GENERATION_KEY).await?;
+        kv.increment(GENERATION_KEY, rebuild.generation - live).await?;
+        kv.delete(REBUILD_KEY).await?;
+    } else {
+        set_json(kv, REBUILD_KEY, &Rebuild { cursor: last, ..rebuild.clone() }).await?;
+    }
+    Ok(ReindexReport { orders, generation: rebuild.generation, cursor: last, done })
 }

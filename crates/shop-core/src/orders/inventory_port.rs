@@ -62,6 +62,8 @@ pub enum InventoryError {
     /// Held past its time: its stock went back.
     ReservationExpired(String),
     ReservationReleased(String),
+    /// Its units are sold; only the cancellation of its order brings them back.
+    ReservationCommitted(String),
     Unavailable(String),
 }
 
@@ -91,6 +93,11 @@ impl InventoryError {
             InventoryError::ReservationReleased(id) => {
                 ApiError::new(409, "reservation_released", format!("reservation {id} was released"))
             }
+            InventoryError::ReservationCommitted(id) => ApiError::new(
+                409,
+                "reservation_committed",
+                format!("reservation {id} is committed: its units are sold and cannot be released"),
+            ),
             InventoryError::Unavailable(message) => ApiError::new(503, "store_unavailable", message.clone()),
         };
         match field {
@@ -119,7 +126,8 @@ pub trait Inventory {
         items: &[ReservationItem],
         ttl_seconds: u32,
     ) -> Result<ReservationReceipt, InventoryError>;
-    /// Gives the stock back (a committed reservation is restocked); repeating it changes nothing.
+    /// The order was cancelled: gives the stock back (a committed
+    /// reservation is restocked, once); repeating it changes nothing.
     async fn release(&self, reservation_id: &str) -> Result<(), InventoryError>;
     /// Makes the reservation final (the stock is sold); repeating it changes nothing.
     async fn commit(&self, reservation_id: &str) -> Result<(), InventoryError>;

@@ -10,12 +10,15 @@ use serde::Serialize;
 
 use super::index::{Indexes, order_key};
 use super::model::{OrderRecord, OrderStatus, StockStep};
-use crate::payments::PaymentStatus;
+use crate::payments::{
+    Payment, PaymentStatus, completed_payment_of, deliver_outbox, drop_token, failed_order_charge, order_charge_id,
+};
 use super::{Inventory, InventoryError, OrderService};
 use crate::events::{
     Event, EventError, EventOutcome, ORDERS_CANCELLED, ORDERS_STATUS_CHANGED, OrderCancelledData, OrderStatusChangedData, PaymentCompletedData, PaymentFailedData,
     PaymentRefundedData,
 };
+use crate::auth::Caller;
 use crate::http::{ApiError, ApiRequest, ApiResponse, Query};
 use crate::json::{Fields, parse_body};
 use crate::kv::{Change, Kv, StoreError, update_json};
@@ -44,6 +47,24 @@ pub struct ReconcileReport {
     pub payment_requested: u64,
     /// Orders awaiting payment without a token, cancelled for the timeout.
     pub cancelled: u64,
+    /// Orders awaiting payment whose outcome the payment side had settled
+    /// (its event lost): paid, or cancelled after their own charge failed.
+    pub payments_found: u64,
+    /// Cancelled orders still owing a refund whose `orders.cancelled` was sent again.
+    pub refunds_requested: u64,
+    /// Expired idempotency records and event markers deleted (at most `limit` looked at).
+    pub idempotency_swept: u64,
+}
+
+/// Takes the payment side's word that `paid` paid the order, before the
+/// order is cancelled, so that the cancellation owes its refund.
+fn adopt_payment(record: &mut OrderRecord, paid: Option<&Payment>) {
+    if let Some(payment) = paid
+        && record.order.payment_status != PaymentStatus::Completed
+    {
+        record.order.payment_status = PaymentStatus::Completed;
+        record.order.payment_id = Some(payment.payment_id.clone());
+    }
 }
 
 fn invalid_transition(from: OrderStatus, to: OrderStatus) -> ApiError {
@@ -95,6 +116,10 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
             Updated::Missing => Ok(None),
             Updated::Unchanged(record) => Ok(Some((record, false))),
             Updated::Changed { before, after } => {
+                if after.order.status == OrderStatus::Cancelled && after.has_payment_token {
+                    // Nobody charges a cancelled order: its token goes.
+                    drop_token(&self.kv, order_id).await?;
+                }
                 let mut events = self.status_events(&before, &after);
                 let (record, settle_events) = self.settle_stock(after).await?;
                 events.extend(settle_events);
@@ -119,17 +144,23 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
         }
         let newly_owes_refund = after.order.refund_required && !before.order.refund_required;
         if to == OrderStatus::Cancelled && (from != to || newly_owes_refund) {
-            let data = OrderCancelledData {
-                order_id: after.order.id.clone(),
-                reason: after.cancel_reason.clone(),
-                refund_required: after.order.refund_required,
-                payment_id: after.order.payment_id.clone(),
-                total_amount: after.order.total_amount,
-                currency: after.order.currency.clone(),
-            };
-            events.push(self.event(ORDERS_CANCELLED, &data));
+            events.push(self.cancelled_event(after));
         }
         events
+    }
+
+    /// `orders.cancelled` for a cancelled order; with `refund_required` it
+    /// asks the payment worker for the refund.
+    fn cancelled_event(&self, record: &OrderRecord) -> Event {
+        let data = OrderCancelledData {
+            order_id: record.order.id.clone(),
+            reason: record.cancel_reason.clone(),
+            refund_required: record.order.refund_required,
+            payment_id: record.order.payment_id.clone(),
+            total_amount: record.order.total_amount,
+            currency: record.order.currency.clone(),
+        };
+        self.event(ORDERS_CANCELLED, &data)
     }
 
     /// Commits or releases the reservation to match the order's status.
@@ -231,7 +262,7 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
     }
 
     /// `DELETE /orders/{id}?reason=`: cancels the order.
-    pub(super) async fn cancel_order(&self, order_id: &str, request: &ApiRequest) -> Result<ApiResponse, ApiError> {
+    pub(super) async fn cancel_order(&self, order_id: &str, request: &ApiRequest, caller: Caller) -> Result<ApiResponse, ApiError> {
         let query = Query::parse(request, &["reason"])?;
         let reason = query.text("reason").unwrap_or("");
         if reason.chars().count() > super::create::MAX_NOTES_CHARS {
@@ -239,12 +270,18 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
         }
         let note = if reason.is_empty() { "cancelled".to_string() } else { format!("cancelled: {reason}") };
         let now = self.clock.now_ms();
+        // A payment whose event has not arrived yet still gets refunded.
+        let paid = completed_payment_of(&self.kv, order_id).await?;
         let changed = self
             .change_order(order_id, |record| {
+                if !caller.may_access(record.order.user_id) {
+                    return Err(ApiError::not_found("order"));
+                }
                 let from = record.order.status;
                 if !from.can_become(OrderStatus::Cancelled) {
                     return Err(invalid_transition(from, OrderStatus::Cancelled));
                 }
+                adopt_payment(record, paid.as_ref());
                 record.set_status(OrderStatus::Cancelled, Some(&note), now);
                 Ok(true)
             })
@@ -286,8 +323,14 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
         Ok(event_outcome(changed))
     }
 
-    /// `payments.failed`: an order still awaiting payment is cancelled.
+    /// `payments.failed` of the order's own charge: an order still awaiting
+    /// payment is cancelled. Other payments' failures change nothing.
     pub(super) async fn on_payment_failed(&self, payment: PaymentFailedData) -> Result<EventOutcome, EventError> {
+        // Anyone may try to pay an order and fail; only the order's own
+        // charge failing means the order goes unpaid.
+        if payment.payment_id != order_charge_id(&payment.order_id) {
+            return Ok(EventOutcome::Ignored(format!("payment {} is not the order's own charge", payment.payment_id)));
+        }
         let now = self.clock.now_ms();
         let note = format!("payment failed: {}", payment.reason);
         let changed = self
@@ -334,6 +377,7 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
     pub(super) async fn reconcile(&self, limit: usize) -> Result<ReconcileReport, ApiError> {
         let mut report = ReconcileReport::default();
         let now = self.clock.now_ms();
+        report.idempotency_swept = crate::idempotency::sweep_expired(&self.kv, limit as u64, now).await?.deleted;
         for record in Indexes::live(&self.kv).await?.oldest_open(limit).await? {
             report.examined += 1;
             if now.saturating_sub(record.updated_ms) < self.config.stuck_after_ms {
@@ -361,17 +405,30 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
                     report.stock_settled += 1;
                 }
             }
+            if record.order.refund_required {
+                self.publish(&order_id, vec![self.cancelled_event(&record)]).await?;
+                report.refunds_requested += 1;
+            }
             if !(record.order.status.awaits_payment() && record.order.payment_status == PaymentStatus::Pending) {
                 continue;
             }
-            if record.payment_token.is_some() {
+            // Ask the payment side before asking for payment again or giving up.
+            if self.apply_settled_payment(&order_id).await? {
+                report.payments_found += 1;
+                continue;
+            }
+            if record.has_payment_token {
                 self.publish(&order_id, vec![self.created_event(&record)]).await?;
                 report.payment_requested += 1;
             } else if now.saturating_sub(record.created_ms) >= self.config.payment_timeout_ms {
+                // A payment completing from here on is refunded: by its own
+                // check of the order, or by the order side's event handler.
+                let paid = completed_payment_of(&self.kv, &order_id).await?;
                 let cancelled = self
                     .change_order(&order_id, |current| {
                         let awaiting = current.order.status.awaits_payment();
                         if awaiting {
+                            adopt_payment(current, paid.as_ref());
                             current.set_status(OrderStatus::Cancelled, Some("no payment received in time"), now);
                         }
                         Ok::<_, StoreError>(awaiting)
@@ -383,6 +440,43 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
             }
         }
         Ok(report)
+    }
+}
+
+impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, P, C, R> {
+    /// Applies to an order awaiting payment what the payment side settled
+    /// and did not get across (its event lost or not yet delivered): a
+    /// completed payment pays it, a declined own charge cancels it. The
+    /// payment's outbox is sent again. True when the order changed.
+    async fn apply_settled_payment(&self, order_id: &str) -> Result<bool, ApiError> {
+        let outcome = if let Some(payment) = completed_payment_of(&self.kv, order_id).await? {
+            deliver_outbox(&self.kv, &self.publisher, &payment.payment_id).await?;
+            self.on_payment_completed(PaymentCompletedData {
+                payment_id: payment.payment_id,
+                order_id: payment.order_id,
+                amount: payment.amount,
+                currency: payment.currency,
+                provider_ref: payment.provider_ref.unwrap_or_default(),
+            })
+            .await
+        } else if let Some(payment) = failed_order_charge(&self.kv, order_id).await? {
+            deliver_outbox(&self.kv, &self.publisher, &payment.payment_id).await?;
+            self.on_payment_failed(PaymentFailedData {
+                payment_id: payment.payment_id,
+                order_id: payment.order_id,
+                reason: payment.failure_reason.unwrap_or_default(),
+            })
+            .await
+        } else {
+            return Ok(false);
+        };
+        match outcome {
+            Ok(outcome) => Ok(outcome == EventOutcome::Applied),
+            Err(EventError::Unavailable(message)) => Err(ApiError::new(503, "store_unavailable", message)),
+            // A payment contradicting the order does not pay it; if the order
+            // is cancelled for the timeout, the payment is adopted and refunded.
+            Err(_) => Ok(false),
+        }
     }
 }
 

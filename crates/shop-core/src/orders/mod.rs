@@ -5,7 +5,8 @@
 //! - `GET /orders?user_id=&status=&page=&page_size=`: newest first.
 //! - `GET /orders/summary`, `GET /orders/{id}`.
 //! - `PUT /orders/{id}/status` (admin), `DELETE /orders/{id}?reason=`.
-//! - `POST /orders/reconcile?limit=` and `POST /orders/reindex` (admin).
+//! - `POST /orders/reconcile?limit=` and `POST /orders/reindex?limit=` (admin;
+//!   a reindex works through `limit` orders per call, 1000 by default).
 //!
 //! The key layout is described in [`index`]; idempotency claims live at
 //! `orders:idem:{key}` and processed-event markers at `orders:event:{event_id}`.
@@ -19,8 +20,11 @@
 //!   every other answer is, and replayed with its status and body. A retry
 //!   while the first request is still running gets 409
 //!   `idempotency_key_in_progress`.
-//! - `DELETE` needs no admin token (customers cancel their own orders;
-//!   authenticating customers is the API gateway's job).
+//! - Customer routes (`POST /orders`, `GET /orders`, `GET|DELETE
+//!   /orders/{id}`) take a bearer JWT ([`crate::auth`]): a customer places,
+//!   lists, reads and cancels its own orders only (`user_id` comes from the
+//!   token; another user's order is 404). The admin token works there too
+//!   and acts for any user. `GET /orders/summary` is for admins.
 //! - Summary: `pending_orders` counts `pending` and `confirmed` (not yet
 //!   paid); `completed_orders` counts `delivered`; revenue counts orders that
 //!   are `paid`, `processing`, `shipped` or `delivered`. Amounts are never
@@ -53,11 +57,13 @@ pub use index::{SEQUENCE_KEY, order_key, position_key};
 use serde_json::{Value, json};
 
 use self::index::{Indexes, Totals, reindex};
+use crate::auth::{Caller, CustomerAuth};
 use crate::events::{
     Event, EventError, EventOutcome, PAYMENTS_COMPLETED, PAYMENTS_FAILED, PAYMENTS_REFUNDED, PaymentCompletedData, PaymentFailedData,
     PaymentRefundedData,
 };
 use crate::http::{ApiError, ApiRequest, ApiResponse, Method, PageRequest, Query, allow, respond};
+use crate::idempotency;
 use crate::json::is_identifier;
 use crate::kv::{Kv, StoreError, get_json};
 use crate::ops::{MetricFamily, MetricKind};
@@ -65,6 +71,15 @@ use crate::ports::{Clock, Publisher, Random, random_id};
 use crate::time::rfc3339;
 
 const SOURCE: &str = "orders";
+
+/// The stored order (None for ids that cannot be order ids). The payment
+/// service reads it to check a charge against the order before making it.
+pub async fn load_order(kv: &impl Kv, order_id: &str) -> Result<Option<OrderRecord>, StoreError> {
+    if !is_identifier(order_id) {
+        return Ok(None);
+    }
+    get_json(kv, &index::order_key(order_id)).await
+}
 
 /// The payment events the order service consumes.
 enum PaymentEvent {
@@ -76,9 +91,14 @@ enum PaymentEvent {
 #[derive(Debug, Clone)]
 pub struct OrdersConfig {
     pub admin_token: String,
+    /// How customer routes (placing, listing, reading, cancelling orders)
+    /// know who is asking; admins use the admin token there too.
+    pub customer_auth: CustomerAuth,
     pub reservation_ttl_seconds: u32,
     /// How long a request holding an idempotency key keeps it from retries.
     pub idempotency_lease_ms: u64,
+    /// How long an idempotency record and a processed-event marker live.
+    pub idempotency_ttl_ms: u64,
     /// An open order untouched this long is driven on by the reconcile.
     pub stuck_after_ms: u64,
     /// An order without a payment token is cancelled by the reconcile after this long.
@@ -93,8 +113,10 @@ impl OrdersConfig {
     pub fn new(admin_token: impl Into<String>) -> OrdersConfig {
         OrdersConfig {
             admin_token: admin_token.into(),
+            customer_auth: CustomerAuth::Unconfigured,
             reservation_ttl_seconds: 900,
             idempotency_lease_ms: 30_000,
+            idempotency_ttl_ms: crate::idempotency::DEFAULT_TTL_MS,
             stuck_after_ms: 300_000,
             payment_timeout_ms: 900_000,
             reconcile_batch: 100,
@@ -128,12 +150,15 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
         request.check_body_size()?;
         match request.segments().as_slice() {
             ["orders"] => match allow(request, &[(Method::Get, "GET"), (Method::Post, "POST")])? {
-                Method::Post => self.create_order(request).await,
-                _ => self.list_orders(request).await,
+                Method::Post => self.create_order(request, self.caller(request)?).await,
+                _ => self.list_orders(request, self.caller(request)?).await,
             },
             // Matched before `{id}`: these words are never order ids.
             ["orders", "summary"] => {
                 allow(request, &[(Method::Get, "GET")])?;
+                if let Caller::Customer { .. } = self.caller(request)? {
+                    return Err(ApiError::new(403, "forbidden", "the summary covers every user's orders: admins only"));
+                }
                 self.summary().await
             }
             ["orders", "reconcile"] => {
@@ -146,12 +171,20 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
             ["orders", "reindex"] => {
                 allow(request, &[(Method::Post, "POST")])?;
                 request.require_admin(&self.config.admin_token)?;
-                Ok(ApiResponse::json(200, &reindex(&self.kv).await?))
+                let query = Query::parse(request, &["limit"])?;
+                let batch = query.integer("limit", 1, 10_000, 1000)?;
+                Ok(ApiResponse::json(200, &reindex(&self.kv, batch).await?))
             }
             ["orders", order_id] => match allow(request, &[(Method::Get, "GET"), (Method::Delete, "DELETE")])? {
-                Method::Delete => self.cancel_order(order_id, request).await,
+                Method::Delete => self.cancel_order(order_id, request, self.caller(request)?).await,
                 _ => {
-                    let record = self.load(order_id).await?.ok_or_else(|| ApiError::not_found("order"))?;
+                    let caller = self.caller(request)?;
+                    // Someone else's order is not found, as if it did not exist.
+                    let record = self
+                        .load(order_id)
+                        .await?
+                        .filter(|record| caller.may_access(record.order.user_id))
+                        .ok_or_else(|| ApiError::not_found("order"))?;
                     Ok(ApiResponse::json(200, &record.order))
                 }
             },
@@ -164,11 +197,13 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
         }
     }
 
+    /// Who sent a request to a customer route (401 without a valid token).
+    fn caller(&self, request: &ApiRequest) -> Result<Caller, ApiError> {
+        self.config.customer_auth.caller(request, &self.config.admin_token, self.clock.now_ms())
+    }
+
     async fn load(&self, order_id: &str) -> Result<Option<OrderRecord>, StoreError> {
-        if !is_identifier(order_id) {
-            return Ok(None);
-        }
-        get_json(&self.kv, &index::order_key(order_id)).await
+        load_order(&self.kv, order_id).await
     }
 
     /// An event from this service, stamped now with a fresh id.
@@ -177,12 +212,14 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
         Event::new(event_id, event_type, rfc3339(self.clock.now_ms()), SOURCE, data)
     }
 
-    async fn list_orders(&self, request: &ApiRequest) -> Result<ApiResponse, ApiError> {
+    async fn list_orders(&self, request: &ApiRequest, caller: Caller) -> Result<ApiResponse, ApiError> {
         let query = Query::parse(request, &["user_id", "status", "page", "page_size"])?;
-        let user_id = match query.text("user_id") {
+        let named = match query.text("user_id") {
             Some(_) => Some(query.integer("user_id", 1, i64::MAX as u64, 1)?),
             None => None,
         };
+        // A customer lists its own orders only.
+        let user_id = caller.user_id(named, "user_id")?;
         let status = match query.text("status") {
             Some(name) => Some(OrderStatus::parse(name).ok_or_else(|| {
                 let names: Vec<&str> = OrderStatus::ALL.iter().map(|status| status.name()).collect();
@@ -232,7 +269,7 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
             other => return Err(EventError::UnknownType(other.to_string())),
         };
         let marker = format!("orders:event:{}", event.event_id);
-        if self.kv.get(&marker).await?.is_some() {
+        if idempotency::is_marked(&self.kv, &marker, self.clock.now_ms()).await? {
             return Ok(EventOutcome::Duplicate);
         }
         let outcome = match payment {
@@ -240,7 +277,7 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
             PaymentEvent::Failed(data) => self.on_payment_failed(data).await?,
             PaymentEvent::Refunded(data) => self.on_payment_refunded(data).await?,
         };
-        self.kv.set(&marker, b"1").await?;
+        idempotency::mark(&self.kv, &marker, self.clock.now_ms(), self.config.idempotency_ttl_ms).await?;
         Ok(outcome)
     }
 

@@ -135,8 +135,10 @@ pub struct Order {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OrderRecord {
     pub order: Order,
-    /// Kept for the payment worker and for re-sending `orders.created`.
-    pub payment_token: Option<String>,
+    /// Placed with a payment token, kept for the payment worker in
+    /// `payments:token:{id}` (never here); the reconcile asks for the charge again.
+    #[serde(default)]
+    pub has_payment_token: bool,
     /// Place in the global list of orders (from 1).
     pub position: u64,
     /// Place in the user's list of orders (from 1).
@@ -161,9 +163,12 @@ impl OrderRecord {
     }
 
     /// Still needs the service to drive it: awaiting payment, stock not
-    /// settled, or events not delivered. Open orders are indexed for the reconcile.
+    /// settled, events not delivered, or a refund owed and not yet recorded. Open orders are indexed for the reconcile.
     pub fn is_open(&self) -> bool {
-        self.order.status.awaits_payment() || self.stock_to_settle().is_some() || !self.undelivered.is_empty()
+        self.order.status.awaits_payment()
+            || self.stock_to_settle().is_some()
+            || !self.undelivered.is_empty()
+            || self.order.refund_required
     }
 
     /// Sets the status with its timestamp, appending `note` (if any) to the notes.

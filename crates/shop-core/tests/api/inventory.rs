@@ -29,12 +29,12 @@ async fn reserve(inventory: &Inventory, items: Value, ttl_seconds: Option<u64>) 
     if let Some(ttl) = ttl_seconds {
         body["ttl_seconds"] = json!(ttl);
     }
-    inventory.handle(request(Method::Post, "/inventory/reservations", Some(body))).await
+    inventory.handle(as_admin(request(Method::Post, "/inventory/reservations", Some(body)))).await
 }
 
 async fn end(inventory: &Inventory, method: Method, reservation_id: &str, suffix: &str) -> ApiResponse {
     let path = format!("/inventory/reservations/{reservation_id}{suffix}");
-    inventory.handle(request(method, &path, None)).await
+    inventory.handle(as_admin(request(method, &path, None))).await
 }
 
 fn items(list: &[(&str, i64)]) -> Value {
@@ -121,9 +121,16 @@ fn reserving_committing_and_releasing_move_units_between_the_figures() {
         let late_commit = end(&inventory, Method::Post, &second, "/commit").await;
         assert_eq!((late_commit.status, error_code(&late_commit).as_str()), (409, "reservation_released"));
 
-        // Releasing a committed reservation restocks it, once.
+        // A committed reservation is never released over HTTP: its units are sold.
         for _ in 0..2 {
-            assert_eq!(end(&inventory, Method::Delete, &first, "").await.status, 200);
+            let refused = end(&inventory, Method::Delete, &first, "").await;
+            assert_eq!((refused.status, error_code(&refused).as_str()), (409, "reservation_committed"));
+            assert_eq!((stock(&inventory, "a").await, stock(&inventory, "b").await), ((7, 0), (0, 0)));
+        }
+        assert_eq!(end(&inventory, Method::Get, &first, "").await.json_body()["status"], "committed");
+        // The order flow's release (its order was cancelled) restocks them, once.
+        for _ in 0..2 {
+            inventory.release(&first).await.unwrap();
             assert_eq!((stock(&inventory, "a").await, stock(&inventory, "b").await), ((10, 0), (5, 0)));
         }
         assert_eq!(end(&inventory, Method::Delete, "res_never", "").await.status, 404);
@@ -166,10 +173,11 @@ fn ttl_is_validated_and_expired_reservations_give_their_stock_back_when_touched(
     run(async {
         let (inventory, clock) = inventory_on(MemoryKv::new());
         put(&inventory, "a", 5).await;
-        for ttl in [0, 86_401] {
+        for ttl in [0, 1801, 86_400] {
             let response = reserve(&inventory, items(&[("a", 1)]), Some(ttl)).await;
             assert_eq!(error_field(&response).as_deref(), Some("ttl_seconds"), "ttl {ttl}");
         }
+        assert_eq!(stock(&inventory, "a").await, (5, 0));
         let id = reserve(&inventory, items(&[("a", 3)]), Some(60)).await.json_body()["reservation_id"].as_str().unwrap().to_string();
         clock.advance_ms(59_999);
         assert_eq!(end(&inventory, Method::Get, &id, "").await.json_body()["status"], "held");
@@ -181,6 +189,34 @@ fn ttl_is_validated_and_expired_reservations_give_their_stock_back_when_touched(
         assert_eq!((commit.status, error_code(&commit).as_str()), (409, "reservation_expired"));
         assert_eq!(end(&inventory, Method::Delete, &id, "").await.status, 200, "release of an expired one is a no-op");
         assert_eq!(stock(&inventory, "a").await, (5, 0));
+    });
+}
+
+#[test]
+fn reservation_routes_are_admin_only_and_the_interface_caps_the_ttl() {
+    run(async {
+        let (inventory, clock) = inventory_on(MemoryKv::new());
+        put(&inventory, "a", 5).await;
+        let body = json!({"order_id": "ord_1", "items": items(&[("a", 5)])});
+        let anonymous = inventory.handle(request(Method::Post, "/inventory/reservations", Some(body.clone()))).await;
+        assert_eq!((anonymous.status, error_code(&anonymous).as_str()), (401, "unauthorized"));
+        let customer = request(Method::Post, "/inventory/reservations", Some(body)).with_header("authorization", "Bearer not-admin");
+        assert_eq!(inventory.handle(customer).await.status, 403);
+        assert_eq!(stock(&inventory, "a").await, (5, 0), "refused reservations took nothing");
+
+        let id = reserve(&inventory, items(&[("a", 1)]), None).await.json_body()["reservation_id"].as_str().unwrap().to_string();
+        for (method, suffix) in [(Method::Get, ""), (Method::Delete, ""), (Method::Post, "/commit")] {
+            let path = format!("/inventory/reservations/{id}{suffix}");
+            let anonymous = inventory.handle(request(method, &path, None)).await;
+            assert_eq!((anonymous.status, error_code(&anonymous).as_str()), (401, "unauthorized"), "{path}");
+        }
+        assert_eq!(end(&inventory, Method::Get, &id, "").await.json_body()["status"], "held");
+
+        // A day asked through the interface holds for the cap only.
+        let receipt = inventory.reserve("ord_2", &[ReservationItem { product_id: "a".into(), quantity: 4 }], 86_400).await.unwrap();
+        assert_eq!(receipt.expires_at, "2024-01-02T03:34:05Z", "capped at 1800 s");
+        clock.advance_ms(1_800_000);
+        assert_eq!(end(&inventory, Method::Get, &receipt.reservation_id, "").await.json_body()["status"], "expired");
     });
 }
 

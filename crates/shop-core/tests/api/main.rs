@@ -1,6 +1,8 @@
 //! Native tests of the services through their HTTP and event entry points,
 //! on the in-memory ports. One test binary, one module per concern.
 
+mod auth;
+mod idempotency;
 mod inventory;
 mod ops;
 mod orders_create;
@@ -10,6 +12,7 @@ mod payments;
 mod sandbox;
 
 use serde_json::Value;
+use shop_core::auth::CustomerAuth;
 use shop_core::http::{ApiRequest, ApiResponse, Method};
 use shop_core::inventory::{InventoryConfig, InventoryService};
 use shop_core::orders::{OrderService, OrdersConfig};
@@ -55,9 +58,11 @@ pub fn assert_error(response: &ApiResponse, status: u16, code: &str, field: Opti
     assert_eq!(actual, (status, code.to_string(), field.map(str::to_string)), "{}", response.json_body());
 }
 
-/// The order service's configuration in tests: reports in EUR.
+/// The order service's configuration in tests: reports in EUR, and customer
+/// authentication is off (the development switch), so requests name their
+/// user; `auth.rs` tests tokens.
 pub fn orders_config() -> OrdersConfig {
-    OrdersConfig { reporting_currency: "EUR".to_string(), ..OrdersConfig::new(ADMIN_TOKEN) }
+    OrdersConfig { reporting_currency: "EUR".to_string(), customer_auth: CustomerAuth::Off, ..OrdersConfig::new(ADMIN_TOKEN) }
 }
 
 /// Orders and inventory services on one store, as deployed.

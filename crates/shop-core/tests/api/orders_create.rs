@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 use shop_core::events::ORDERS_CREATED;
 use shop_core::http::{ApiRequest, MAX_BODY_BYTES, Method};
+use shop_core::kv::Kv;
 use shop_core::orders::{MAX_ITEMS, MAX_QUANTITY};
 
 use crate::{Shop, assert_error, error_code, error_field, request, run};
@@ -50,7 +51,12 @@ fn a_placed_order_is_priced_from_the_catalog_and_confirmed() {
         assert_eq!(shop.product("p1").await["reserved"], 3);
         let created = shop.publisher.events_on(ORDERS_CREATED);
         assert_eq!(created.len(), 1);
-        assert_eq!(created[0].data["payment_token"], "tok_approve");
+        // The token is in no event and no order: only in the record the worker reads.
+        assert_eq!((created[0].data.get("payment_token"), &created[0].data["has_payment_token"]), (None, &json!(true)));
+        let id = order["id"].as_str().unwrap();
+        let stored = shop.kv.get(&format!("order:{id}")).await.unwrap().unwrap();
+        assert!(!String::from_utf8_lossy(&stored).contains("tok_approve"));
+        assert_eq!(shop.kv.get(&format!("payments:token:{id}")).await.unwrap(), Some(b"tok_approve".to_vec()));
         assert_eq!(created[0].data["total_amount"], 6497);
         assert_eq!(shop.get_order(order["id"].as_str().unwrap()).await, order);
     });

@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 
 use serde_json::{Value, json};
+use shop_core::payments::order_charge_id;
 use shop_core::events::{
     Event, EventError, EventOutcome, ORDERS_CANCELLED, ORDERS_CREATED, ORDERS_STATUS_CHANGED, PAYMENTS_COMPLETED,
     PAYMENTS_FAILED, PAYMENTS_REFUNDED,
@@ -204,8 +205,13 @@ fn payment_completed(event_id: &str, order_id: &str, amount: i64) -> Vec<u8> {
     Event::new(event_id.to_string(), PAYMENTS_COMPLETED, "2024-01-02T03:04:05Z".to_string(), "payments", &data).to_bytes()
 }
 
+/// `payments.failed` of the order's own charge (the worker's, for its token).
 fn payment_failed(event_id: &str, order_id: &str) -> Vec<u8> {
-    let data = json!({"payment_id": "pay_1", "order_id": order_id, "reason": "card declined"});
+    payment_failed_of(event_id, order_id, &order_charge_id(order_id))
+}
+
+fn payment_failed_of(event_id: &str, order_id: &str, payment_id: &str) -> Vec<u8> {
+    let data = json!({"payment_id": payment_id, "order_id": order_id, "reason": "card declined"});
     Event::new(event_id.to_string(), PAYMENTS_FAILED, "2024-01-02T03:04:05Z".to_string(), "payments", &data).to_bytes()
 }
 
@@ -263,6 +269,21 @@ fn a_failed_payment_cancels_the_order_and_releases_its_stock() {
         assert_eq!(shop.orders.handle_event(&payment_failed("evt_g", &id)).await, Ok(EventOutcome::Duplicate));
         assert_eq!(shop.publisher.events_on(ORDERS_CANCELLED).len(), 1);
         assert_eq!(shop.product("p1").await["available"], 1_000_000);
+    });
+}
+
+#[test]
+fn a_failed_payment_that_is_not_the_orders_own_charge_changes_nothing() {
+    run(async {
+        let shop = shop_with_stock().await;
+        let id = place(&shop, None).await;
+        let before = shop.get_order(&id).await;
+        // Someone paid the order with a declining card through POST /payments.
+        let stranger = payment_failed_of("evt_s", &id, "pay_00000000deadbeef");
+        assert!(matches!(shop.orders.handle_event(&stranger).await, Ok(EventOutcome::Ignored(_))));
+        assert_eq!(shop.get_order(&id).await, before);
+        assert!(shop.publisher.events_on(ORDERS_CANCELLED).is_empty());
+        assert_eq!(shop.product("p1").await["reserved"], 2);
     });
 }
 
@@ -394,7 +415,7 @@ fn reconcile_asks_again_for_payment_of_stuck_orders_and_cancels_those_without_a_
         assert_eq!(stuck["payment_requested"], 1, "{stuck}");
         let created = shop.publisher.events_on(ORDERS_CREATED);
         assert_eq!(created.len(), 1);
-        assert_eq!((created[0].data["order_id"].as_str(), created[0].data["payment_token"].as_str()), (Some(with_token.as_str()), Some("tok_approve")));
+        assert_eq!((created[0].data["order_id"].as_str(), created[0].data["has_payment_token"].as_bool()), (Some(with_token.as_str()), Some(true)));
         assert_eq!(shop.get_order(&without_token).await["status"], "confirmed");
 
         shop.clock.advance_ms(OrdersConfig::new("").payment_timeout_ms);

@@ -288,9 +288,23 @@ fn reindex_rebuilds_counters_and_sets_from_the_orders() {
         for key in shop.kv.keys_with_prefix("orders:g0:set:all:confirmed:") {
             shop_core::kv::Kv::delete(&shop.kv, &key).await.unwrap();
         }
-        let report = shop.orders.handle(as_admin(request(Method::Post, "/orders/reindex", None))).await.json_body();
-        assert_eq!(report["orders"].as_u64(), Some(scan_orders(&shop.kv).await.len() as u64));
-        assert_eq!(report["generation"], 1);
+        // In batches of 50: the live views stay as they were until the last batch.
+        let total = scan_orders(&shop.kv).await.len() as u64;
+        let reindex = || shop.orders.handle(as_admin(request(Method::Post, "/orders/reindex?limit=50", None)));
+        let mut indexed = 0;
+        let mut calls = 0;
+        loop {
+            let report = reindex().await.json_body();
+            assert_eq!(report["generation"], 1, "{report}");
+            indexed += report["orders"].as_u64().unwrap();
+            calls += 1;
+            if report["done"] == true {
+                break;
+            }
+            assert!(report["orders"].as_u64().unwrap() <= 50, "{report}");
+            assert_eq!(shop_core::kv::read_counter(&shop.kv, "orders:generation").await.unwrap(), 0, "generation 0 stays live meanwhile");
+        }
+        assert_eq!((indexed, calls), (total, total.div_ceil(50)));
         assert_views_match_a_full_scan(&shop).await;
         // Writes after the switch go to the new generation.
         random_operations(&shop, &SeededRandom::new(5), 60).await;

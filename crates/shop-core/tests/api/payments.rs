@@ -6,10 +6,12 @@ use shop_core::events::{
     Event, EventError, EventOutcome, ORDERS_CANCELLED, ORDERS_CREATED, PAYMENTS_COMPLETED, PAYMENTS_FAILED, PAYMENTS_REFUNDED,
 };
 use shop_core::http::{ApiRequest, ApiResponse, Method};
-use shop_core::payments::{Gateway, PaymentService, PaymentsConfig, ProviderGateway, RetryPolicy};
+use shop_core::orders::OrdersConfig;
+use shop_core::payments::{Gateway, PaymentService, PaymentsConfig, ProviderGateway, RetryPolicy, hold_token};
 use shop_core::sandbox::{Sandbox, SandboxConfig};
 use shop_core::testing::{
     FixedClock, GatewayStep, MemoryKv, RecordingPublisher, RecordingSleeper, SandboxGateway, ScriptedGateway, SeededRandom,
+    seed_order,
 };
 
 use crate::{ADMIN_TOKEN, START_MS, Shop, as_admin, error_code, request, run};
@@ -22,7 +24,14 @@ struct Rig<G> {
     sleeper: RecordingSleeper,
 }
 
-fn rig_on<G: Gateway>(kv: MemoryKv, gateway: G) -> Rig<G> {
+/// Orders the tests charge: `ord_pay` for `POST /payments`, `ord_1` and
+/// `ord_2` for the worker's `orders.created`.
+async fn rig_on<G: Gateway>(kv: MemoryKv, gateway: G) -> Rig<G> {
+    seed_order(&kv, "ord_pay", 1500, "EUR").await;
+    for order_id in ["ord_1", "ord_2"] {
+        seed_order(&kv, order_id, 2500, "EUR").await;
+    }
+    hold_token(&kv, "ord_1", "tok_a").await.unwrap();
     let publisher = RecordingPublisher::new();
     let sleeper = RecordingSleeper::new();
     let clock = FixedClock::at(START_MS);
@@ -34,13 +43,13 @@ fn rig_on<G: Gateway>(kv: MemoryKv, gateway: G) -> Rig<G> {
     Rig { payments, publisher, sleeper }
 }
 
-fn rig(steps: impl IntoIterator<Item = GatewayStep>, then: GatewayStep) -> (Rig<ScriptedGateway>, ScriptedGateway) {
+async fn rig(steps: impl IntoIterator<Item = GatewayStep>, then: GatewayStep) -> (Rig<ScriptedGateway>, ScriptedGateway) {
     let gateway = ScriptedGateway::new(steps, then);
-    (rig_on(MemoryKv::new(), gateway.clone()), gateway)
+    (rig_on(MemoryKv::new(), gateway.clone()).await, gateway)
 }
 
 fn charge_request(key: Option<&str>, amount: i64) -> ApiRequest {
-    let body = json!({"order_id": "ord_1", "amount": amount, "currency": "EUR", "payment_token": "tok_x"});
+    let body = json!({"order_id": "ord_pay", "amount": amount, "currency": "EUR", "payment_token": "tok_x"});
     let request = request(Method::Post, "/payments", Some(body));
     match key {
         Some(key) => request.with_header("Idempotency-Key", key),
@@ -56,7 +65,7 @@ fn payment_of(response: &ApiResponse) -> Value {
 #[test]
 fn transient_failures_are_retried_with_backoff_until_approved() {
     run(async {
-        let (rig, gateway) = rig([GatewayStep::Transient, GatewayStep::Transient], GatewayStep::Approve);
+        let (rig, gateway) = rig([GatewayStep::Transient, GatewayStep::Transient], GatewayStep::Approve).await;
         let response = rig.payments.handle(charge_request(Some("k"), 1500)).await;
         assert_eq!(response.status, 201, "{}", response.json_body());
         let payment = response.json_body();
@@ -74,7 +83,7 @@ fn transient_failures_are_retried_with_backoff_until_approved() {
 #[test]
 fn a_decline_is_never_retried() {
     run(async {
-        let (rig, gateway) = rig([GatewayStep::Decline("insufficient funds".into())], GatewayStep::Approve);
+        let (rig, gateway) = rig([GatewayStep::Decline("insufficient funds".into())], GatewayStep::Approve).await;
         let response = rig.payments.handle(charge_request(Some("k"), 1500)).await;
         assert_eq!((response.status, error_code(&response).as_str()), (402, "payment_declined"));
         let payment = payment_of(&response);
@@ -92,7 +101,7 @@ fn a_decline_is_never_retried() {
 #[test]
 fn three_transient_attempts_give_up_with_502_and_a_retry_resumes_the_same_payment() {
     run(async {
-        let (rig, gateway) = rig(vec![GatewayStep::Transient; 3], GatewayStep::Approve);
+        let (rig, gateway) = rig(vec![GatewayStep::Transient; 3], GatewayStep::Approve).await;
         let response = rig.payments.handle(charge_request(Some("k"), 1500)).await;
         assert_eq!((response.status, error_code(&response).as_str()), (502, "gateway_unavailable"));
         let pending = payment_of(&response);
@@ -111,7 +120,7 @@ fn three_transient_attempts_give_up_with_502_and_a_retry_resumes_the_same_paymen
 #[test]
 fn attempts_without_an_answer_time_out_and_end_with_504() {
     run(async {
-        let (rig, gateway) = rig([], GatewayStep::Hang);
+        let (rig, gateway) = rig([], GatewayStep::Hang).await;
         let response = rig.payments.handle(charge_request(Some("k"), 1500)).await;
         assert_eq!((response.status, error_code(&response).as_str()), (504, "gateway_timeout"));
         assert_eq!(gateway.calls().len(), 3);
@@ -122,7 +131,7 @@ fn attempts_without_an_answer_time_out_and_end_with_504() {
 #[test]
 fn payment_requests_need_a_key_and_may_not_reuse_one() {
     run(async {
-        let (rig, gateway) = rig([], GatewayStep::Approve);
+        let (rig, gateway) = rig([], GatewayStep::Approve).await;
         let missing = rig.payments.handle(charge_request(None, 1500)).await;
         assert_eq!((missing.status, crate::error_field(&missing).as_deref()), (400, Some("Idempotency-Key")));
         let first = rig.payments.handle(charge_request(Some("k"), 1500)).await;
@@ -145,7 +154,7 @@ fn payment_requests_need_a_key_and_may_not_reuse_one() {
 fn concurrent_requests_with_one_key_charge_once() {
     run(async {
         let gateway = ScriptedGateway::approving();
-        let rig = rig_on(MemoryKv::interleaving(21), gateway.clone());
+        let rig = rig_on(MemoryKv::interleaving(21), gateway.clone()).await;
         let responses = futures::future::join_all((0..6).map(|_| rig.payments.handle(charge_request(Some("k"), 1500)))).await;
         assert_eq!(responses.iter().filter(|response| response.status == 201).count(), 1);
         assert!(responses.iter().all(|response| response.status == 201 || error_code(response) == "payment_in_progress"));
@@ -160,7 +169,7 @@ fn refund_request(payment_id: &str) -> ApiRequest {
 #[test]
 fn a_completed_payment_is_refunded_once_by_an_admin() {
     run(async {
-        let (rig, gateway) = rig([], GatewayStep::Approve);
+        let (rig, gateway) = rig([], GatewayStep::Approve).await;
         let payment = rig.payments.handle(charge_request(Some("k"), 1500)).await.json_body();
         let id = payment["payment_id"].as_str().unwrap();
         let unauthenticated = rig.payments.handle(request(Method::Post, &format!("/payments/{id}/refund"), None)).await;
@@ -178,7 +187,7 @@ fn a_completed_payment_is_refunded_once_by_an_admin() {
 #[test]
 fn failed_payments_cannot_be_refunded() {
     run(async {
-        let (rig, _) = rig([GatewayStep::Decline("no".into())], GatewayStep::Approve);
+        let (rig, _) = rig([GatewayStep::Decline("no".into())], GatewayStep::Approve).await;
         let id = payment_of(&rig.payments.handle(charge_request(Some("k"), 1500)).await)["payment_id"].as_str().unwrap().to_string();
         let refused = rig.payments.handle(refund_request(&id)).await;
         assert_eq!((refused.status, error_code(&refused).as_str()), (409, "payment_not_refundable"));
@@ -186,11 +195,10 @@ fn failed_payments_cannot_be_refunded() {
     });
 }
 
+/// `orders.created`; with a token, the order left it for the worker (`tok_a` for `ord_1`, see `rig_on`).
 fn order_created(event_id: &str, order_id: &str, token: Option<&str>) -> Vec<u8> {
-    let mut data = json!({"order_id": order_id, "order_number": "ORD1", "user_id": 1, "total_amount": 2500, "currency": "EUR"});
-    if let Some(token) = token {
-        data["payment_token"] = json!(token);
-    }
+    let data = json!({"order_id": order_id, "order_number": "ORD1", "user_id": 1, "total_amount": 2500, "currency": "EUR",
+                      "has_payment_token": token.is_some()});
     Event::new(event_id.to_string(), ORDERS_CREATED, String::new(), "orders", &data).to_bytes()
 }
 
@@ -202,7 +210,7 @@ fn order_cancelled(event_id: &str, payment_id: Option<&str>, refund_required: bo
 #[test]
 fn the_worker_charges_each_order_once_however_often_the_event_comes() {
     run(async {
-        let (rig, gateway) = rig([], GatewayStep::Approve);
+        let (rig, gateway) = rig([], GatewayStep::Approve).await;
         assert_eq!(rig.payments.handle_event(&order_created("e1", "ord_1", Some("tok_a"))).await, Ok(EventOutcome::Applied));
         // The same event again, and a re-sent one under a new event id.
         assert_eq!(rig.payments.handle_event(&order_created("e1", "ord_1", Some("tok_a"))).await, Ok(EventOutcome::Duplicate));
@@ -224,7 +232,7 @@ fn the_worker_charges_each_order_once_however_often_the_event_comes() {
 #[test]
 fn the_worker_refunds_a_cancelled_order_once() {
     run(async {
-        let (rig, gateway) = rig([], GatewayStep::Approve);
+        let (rig, gateway) = rig([], GatewayStep::Approve).await;
         rig.payments.handle_event(&order_created("e1", "ord_1", Some("tok_a"))).await.unwrap();
         let payment_id = rig.publisher.events_on(PAYMENTS_COMPLETED)[0].data["payment_id"].as_str().unwrap().to_string();
         let no_refund = rig.payments.handle_event(&order_cancelled("c0", None, false)).await;
@@ -245,7 +253,7 @@ fn the_worker_refunds_a_cancelled_order_once() {
 #[test]
 fn the_worker_reports_garbage_and_unavailable_providers_as_errors() {
     run(async {
-        let (rig, gateway) = rig([], GatewayStep::Transient);
+        let (rig, gateway) = rig([], GatewayStep::Transient).await;
         assert!(matches!(rig.payments.handle_event(b"{}").await, Err(EventError::Malformed(_))));
         let wrong = Event::new("x".into(), ORDERS_CREATED, String::new(), "orders", &json!({"order_id": 5}));
         assert!(matches!(rig.payments.handle_event(&wrong.to_bytes()).await, Err(EventError::Malformed(_))));
@@ -268,11 +276,20 @@ struct EndToEnd {
 
 impl EndToEnd {
     async fn new() -> EndToEnd {
-        let shop = Shop::empty();
+        EndToEnd::with(crate::orders_config()).await
+    }
+
+    async fn with(config: OrdersConfig) -> EndToEnd {
+        let shop = Shop::on(MemoryKv::new(), config);
         assert_eq!(shop.put_product("p1", 1250, "EUR", 10).await.status, 201);
         let sandbox = Sandbox::new(shop.kv.clone(), shop.clock.clone(), SeededRandom::new(12), SandboxConfig::default());
-        let rig = rig_on(shop.kv.clone(), ProviderGateway(SandboxGateway { sandbox: sandbox.clone() }));
+        let rig = rig_on(shop.kv.clone(), ProviderGateway(SandboxGateway { sandbox: sandbox.clone() })).await;
         EndToEnd { shop, payments: rig.payments, payments_publisher: rig.publisher, sandbox }
+    }
+
+    /// An order of 2 × p1 (2500 EUR) waiting for `POST /payments`.
+    async fn order_without_token(&self) -> String {
+        self.shop.place_ok(json!({"user_id": 1, "product_id": "p1", "quantity": 2})).await["id"].as_str().unwrap().to_string()
     }
 
     async fn order_with_token(&self, token: &str) -> String {
@@ -345,5 +362,154 @@ fn cancelling_a_paid_order_refunds_it_once_through_the_sandbox() {
         assert_eq!(payment["status"], "refunded");
         assert_eq!(world.sandbox_stats().await["refunds"], 1);
         assert_eq!(world.shop.product("p1").await["available"], 10);
+    });
+}
+
+fn charge_for(key: &str, order_id: &str, amount: i64, currency: &str, token: &str) -> ApiRequest {
+    let body = json!({"order_id": order_id, "amount": amount, "currency": currency, "payment_token": token});
+    request(Method::Post, "/payments", Some(body)).with_header("Idempotency-Key", key)
+}
+
+#[test]
+fn a_charge_its_order_cannot_take_is_refused_before_the_provider_is_called() {
+    run(async {
+        let world = EndToEnd::new().await;
+        let id = world.order_with_token("tok_approve").await;
+        let cases = [
+            (charge_for("k1", "ord_nobody", 2500, "EUR", "tok_approve"), 422, "unknown_order", "order_id"),
+            (charge_for("k2", &id, 1, "EUR", "tok_approve"), 422, "amount_mismatch", "amount"),
+            (charge_for("k3", &id, 2500, "USD", "tok_approve"), 422, "amount_mismatch", "currency"),
+        ];
+        for (charge, status, code, field) in cases {
+            let refused = world.payments.handle(charge).await;
+            crate::assert_error(&refused, status, code, Some(field));
+        }
+        assert_eq!(world.sandbox_stats().await["attempts"], 0, "nothing reached the provider");
+
+        // Paid by the worker: a second payment is refused, each time it is tried.
+        world.deliver_events().await;
+        assert_eq!(world.shop.get_order(&id).await["status"], "paid");
+        for _ in 0..2 {
+            let twice = world.payments.handle(charge_for("k4", &id, 2500, "EUR", "tok_approve")).await;
+            crate::assert_error(&twice, 409, "order_not_awaiting_payment", Some("order_id"));
+        }
+        assert_eq!(world.sandbox_stats().await["charges"], 1);
+    });
+}
+
+#[test]
+fn a_second_approved_charge_of_one_order_is_refunded_at_once_and_says_why() {
+    run(async {
+        let world = EndToEnd::new().await;
+        let id = world.order_without_token().await;
+        // Both pass the check (the order side has heard of neither yet).
+        let first = world.payments.handle(charge_for("a", &id, 2500, "EUR", "tok_approve")).await;
+        assert_eq!(first.status, 201, "{}", first.json_body());
+        let second = world.payments.handle(charge_for("b", &id, 2500, "EUR", "tok_approve")).await;
+        crate::assert_error(&second, 409, "payment_refunded", Some("order_id"));
+        let refunded = payment_of(&second);
+        let first_id = first.json_body()["payment_id"].as_str().unwrap().to_string();
+        assert_eq!(refunded["status"], "refunded");
+        assert_eq!(refunded["refund_reason"], format!("order {id} was already paid by {first_id}"));
+        let stats = world.sandbox_stats().await;
+        assert_eq!((stats["charges"].as_i64(), stats["refunds"].as_i64()), (Some(2), Some(1)));
+        // Only the first one's outcome was announced; the second announced its refund.
+        let completed = world.payments_publisher.events_on(PAYMENTS_COMPLETED);
+        assert_eq!(completed.iter().map(|event| event.data["payment_id"].clone()).collect::<Vec<_>>(), [json!(first_id)]);
+        assert_eq!(world.payments_publisher.events_on(PAYMENTS_REFUNDED)[0].data["payment_id"], refunded["payment_id"]);
+        // The replay answers the same.
+        let again = world.payments.handle(charge_for("b", &id, 2500, "EUR", "tok_approve")).await;
+        assert_eq!((again.status, again.body), (409, second.body));
+        world.deliver_events().await;
+        let order = world.shop.get_order(&id).await;
+        assert_eq!((order["status"].as_str(), order["payment_id"].as_str()), (Some("paid"), Some(first_id.as_str())));
+    });
+}
+
+#[test]
+fn a_charge_approved_after_its_order_was_cancelled_is_refunded_at_once() {
+    run(async {
+        let shop = Shop::empty();
+        assert_eq!(shop.put_product("p1", 1250, "EUR", 10).await.status, 201);
+        let gateway = ScriptedGateway::new(vec![GatewayStep::Transient; 3], GatewayStep::Approve);
+        let rig = rig_on(shop.kv.clone(), gateway.clone()).await;
+        let id = shop.place_ok(json!({"user_id": 1, "product_id": "p1", "quantity": 2})).await["id"].as_str().unwrap().to_string();
+        // Checked and pending (the provider was down), then the order is cancelled.
+        let pending = rig.payments.handle(charge_for("k", &id, 2500, "EUR", "tok_x")).await;
+        assert_eq!(pending.status, 502);
+        assert_eq!(shop.orders.handle(request(Method::Delete, &format!("/orders/{id}"), None)).await.status, 200);
+        // The retry gets the charge approved: it pays nothing, so it is given back.
+        let settled = rig.payments.handle(charge_for("k", &id, 2500, "EUR", "tok_x")).await;
+        crate::assert_error(&settled, 409, "payment_refunded", Some("order_id"));
+        let payment = payment_of(&settled);
+        assert_eq!((payment["status"].as_str(), payment["refund_reason"].clone()), (Some("refunded"), json!(format!("order {id} is cancelled"))));
+        let operations: Vec<String> = gateway.calls().into_iter().map(|call| call.operation.to_string()).collect();
+        assert_eq!(operations, ["charge", "charge", "charge", "charge", "refund"]);
+        assert!(rig.publisher.events_on(PAYMENTS_COMPLETED).is_empty(), "a refunded charge announces its refund only");
+        assert_eq!(rig.publisher.events_on(PAYMENTS_REFUNDED).len(), 1);
+    });
+}
+
+#[test]
+fn an_outcome_nobody_heard_stays_in_the_outbox_until_a_replay_delivers_it() {
+    run(async {
+        let (rig, gateway) = rig([], GatewayStep::Approve).await;
+        rig.publisher.set_unheard(true);
+        let first = rig.payments.handle(charge_request(Some("k"), 1500)).await;
+        assert_eq!(first.status, 201);
+        assert!(rig.publisher.events_on(PAYMENTS_COMPLETED).is_empty());
+        // Still nobody listening: the replay answers, the event stays.
+        assert_eq!(rig.payments.handle(charge_request(Some("k"), 1500)).await.body, first.body);
+        assert!(rig.publisher.events_on(PAYMENTS_COMPLETED).is_empty());
+        rig.publisher.set_unheard(false);
+        assert_eq!(rig.payments.handle(charge_request(Some("k"), 1500)).await.body, first.body);
+        assert_eq!(rig.publisher.events_on(PAYMENTS_COMPLETED).len(), 1);
+        // Delivered once: a further replay sends nothing.
+        rig.payments.handle(charge_request(Some("k"), 1500)).await;
+        assert_eq!(rig.publisher.events_on(PAYMENTS_COMPLETED).len(), 1);
+        assert_eq!(gateway.calls().len(), 1);
+    });
+}
+
+#[test]
+fn the_reconcile_asks_the_payment_side_and_never_cancels_a_paid_order() {
+    run(async {
+        // Orders without a token wait 5 minutes (the reservation holds 15).
+        let world = EndToEnd::with(OrdersConfig { payment_timeout_ms: 300_000, ..crate::orders_config() }).await;
+        let id = world.order_without_token().await;
+        world.payments_publisher.set_unheard(true);
+        let paid = world.payments.handle(charge_for("k", &id, 2500, "EUR", "tok_approve")).await;
+        assert_eq!(paid.status, 201);
+        world.payments_publisher.set_unheard(false);
+        assert_eq!(world.shop.get_order(&id).await["status"], "confirmed", "payments.completed reached nobody");
+
+        world.shop.clock.advance_ms(300_000);
+        let response = world.shop.orders.handle(as_admin(request(Method::Post, "/orders/reconcile", None))).await;
+        let report = response.json_body();
+        assert_eq!((report["payments_found"].as_u64(), report["cancelled"].as_u64()), (Some(1), Some(0)), "{report}");
+        let order = world.shop.get_order(&id).await;
+        assert_eq!((order["status"].as_str(), order["payment_status"].as_str()), (Some("paid"), Some("completed")));
+        assert_eq!(order["payment_id"], paid.json_body()["payment_id"]);
+        // The outbox was sent again on the way.
+        assert_eq!(world.shop.publisher.events_on(PAYMENTS_COMPLETED).len(), 1);
+        assert_eq!(world.sandbox_stats().await["refunds"], 0);
+    });
+}
+
+#[test]
+fn cancelling_an_order_whose_payment_event_is_late_owes_the_refund() {
+    run(async {
+        let world = EndToEnd::new().await;
+        let id = world.order_without_token().await;
+        world.payments_publisher.set_unheard(true);
+        let paid = world.payments.handle(charge_for("k", &id, 2500, "EUR", "tok_approve")).await;
+        assert_eq!(paid.status, 201);
+        let cancelled = world.shop.orders.handle(request(Method::Delete, &format!("/orders/{id}"), None)).await.json_body();
+        assert_eq!((cancelled["refund_required"].as_bool(), cancelled["payment_status"].as_str()), (Some(true), Some("completed")));
+        assert_eq!(cancelled["payment_id"], paid.json_body()["payment_id"]);
+        for event in world.shop.publisher.events_on(ORDERS_CANCELLED) {
+            world.payments.handle_event(&event.to_bytes()).await.unwrap();
+        }
+        assert_eq!(world.sandbox_stats().await["refunds"], 1);
     });
 }
