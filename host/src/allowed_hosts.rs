@@ -84,7 +84,10 @@ fn parse_entry(entry: &str) -> Result<HostPattern> {
     if rest.contains('/') && !rest.ends_with('/') {
         bail!("`{entry}`: a path is not allowed");
     }
+    // Credentials name no destination: `redis://:secret@redis:6379` (a
+    // templated `{{ redis_url }}`, typically) allows `redis:6379`.
     let rest = rest.trim_end_matches('/');
+    let rest = rest.rsplit_once('@').map_or(rest, |(_credentials, host)| host);
     if scheme != "*" && (scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphabetic())) {
         bail!("`{entry}`: invalid scheme `{scheme}`");
     }
@@ -155,6 +158,15 @@ mod tests {
         assert!(hosts(&["*://*:*"]).allows("ftp", "x", 21));
         assert!(hosts(&["*://*:*"]).allows_self());
         assert!(!hosts(&["https://*:443"]).allows_self(), "a host wildcard alone does not grant self");
+    }
+
+    #[test]
+    fn credentials_in_an_entry_do_not_change_what_it_allows() {
+        let h = hosts(&["redis://:s3cret@redis.shop.svc:6380", "redis://user:p%40ss@127.0.0.1"]);
+        assert!(h.allows("redis", "redis.shop.svc", 6380));
+        assert!(h.allows("redis", "127.0.0.1", 6379));
+        assert!(!h.allows("redis", "s3cret", 6380));
+        assert!(!h.allows("redis", "redis.shop.svc", 6379));
     }
 
     #[test]

@@ -182,3 +182,21 @@ fn blocking_commands_are_refused_so_one_guest_cannot_stall_the_shared_connection
     let r = execute("LPOP/jobs");
     assert_eq!(r.json()["results"], serde_json::json!(["a"]));
 }
+
+/// `allowed_outbound_hosts = ["{{ redis_url }}"]` with a password in the URL,
+/// as a deployment's Secret gives it: the credentials are not part of the host.
+#[test]
+fn an_allowed_redis_url_with_a_password_reaches_its_server() {
+    let redis = Redis::start();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("s3cret").query(&mut redis.client()).unwrap();
+    let url = format!("redis://:s3cret@127.0.0.1:{}", redis.port);
+    let app = probe_app(&[&url]);
+    let host = app.start();
+    let r = get(&host.url(&format!("/probe/redis/SET/k/v?address={url}")));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = get(&host.url(&format!("/probe/redis/GET/k?address={url}")));
+    assert_eq!(r.json()["results"], serde_json::json!(["v"]));
+    // Without the password the server refuses, so the password was used.
+    let r = get(&host.url(&format!("/probe/redis/GET/k?address=redis://127.0.0.1:{}", redis.port)));
+    assert_ne!(r.status, 200, "{}", r.body);
+}
