@@ -24,9 +24,21 @@ pub fn wasm(crate_name: &str) -> PathBuf {
     path
 }
 
-/// A loopback port nobody listens on right now.
+/// A loopback port nobody listens on right now, and never handed out before
+/// in this test process. Tests run in parallel threads, and the kernel may
+/// give the same ephemeral port to two `bind(0)` calls in a row: a second
+/// server would then fail to bind while the first one answers in its place
+/// (seen in CI: a test's Redis vanished when another test stopped its own).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 /// Whether something accepts connections on `addr` within `timeout`.
@@ -64,8 +76,17 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (scripts/setup installs it)");
+        let pid = child.id();
         self.child = Some(child);
         assert!(wait_for_listener(&format!("127.0.0.1:{}", self.port), Duration::from_secs(10)), "redis-server did not start");
+        // The server answering must be this one, not another process that
+        // holds the port (then ours failed to bind and exited).
+        let info: String = redis::cmd("INFO").arg("server").query(&mut self.client()).unwrap();
+        assert!(
+            info.lines().any(|line| line.trim() == format!("process_id:{pid}")),
+            "port {} is held by another redis-server than the one this test started",
+            self.port
+        );
     }
 
     pub fn url(&self) -> String {
