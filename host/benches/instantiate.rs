@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 use wharf::app::{App, AppOptions};
 use wharf::engine::EngineOptions;
-use wharf::outbound_http::Timeouts;
+use wharf::capabilities::outbound_http::Timeouts;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 fn instantiate(c: &mut Criterion) {

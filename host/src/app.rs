@@ -4,13 +4,13 @@
 use crate::allowed_hosts::AllowedHosts;
 use crate::engine::{CompileCache, EngineOptions};
 use crate::guest_log::GuestOutput;
-use crate::key_value::{self, Backend, KeyValueAccess, Stores};
+use crate::capabilities::key_value::{self, Backend, KeyValueAccess, Stores};
 use crate::manifest::{ComponentSource, Manifest};
-use crate::outbound_http::{LocalServices, OutboundHttp, Timeouts};
-use crate::outbound_redis::{RedisAccess, RedisPool};
+use crate::capabilities::outbound_http::{LocalServices, OutboundHttp, Timeouts};
+use crate::capabilities::outbound_redis::{RedisAccess, RedisPool};
 use crate::runtime_config::{KeyValueStoreConfig, RuntimeConfig, VariablesProviderConfig};
 use crate::state::InstanceState;
-use crate::variables::{EnvProvider, Provider, StaticProvider, Variables};
+use crate::capabilities::variables::{EnvProvider, Provider, StaticProvider, Variables};
 use anyhow::{Context, Result, bail};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -71,6 +71,13 @@ pub struct LoadedComponent {
 }
 
 impl LoadedComponent {
+    /// The names the component exports, for errors that must say what a
+    /// component offers when it offers nothing a trigger runs.
+    pub fn exports(&self) -> impl Iterator<Item = String> {
+        let component = self.pre.component();
+        component.component_type().exports(component.engine()).map(|(name, _)| name.to_string()).collect::<Vec<_>>().into_iter()
+    }
+
     /// A fresh store for one instance of this component.
     pub fn new_store(&self, engine: &Engine) -> Result<Store<InstanceState>> {
         let mut wasi = WasiCtx::builder();
@@ -118,6 +125,7 @@ pub fn new_linker(engine: &Engine) -> Result<Linker<InstanceState>> {
     // same hooks (allow-list, timeouts, local chaining) as WASIp3's.
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     crate::bindings::imports::Imports::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut linker, |s| s)?;
+    crate::bindings::p2::Imports::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut linker, |s| s)?;
     Ok(linker)
 }
 

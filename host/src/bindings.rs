@@ -1,5 +1,7 @@
 //! Host bindings for Spin's interfaces, generated from the WIT inside the
-//! `spin-sdk` crate (see build.rs).
+//! `spin-sdk` crates (see build.rs): [`imports`] and [`redis_trigger`] from
+//! spin-sdk 7 (WASIp3 Spin, also `wasi:keyvalue`, which is the same in both),
+//! [`p2`] from spin-sdk 5 (WASIp2 Spin 2.x/3.x).
 
 include!(concat!(env!("OUT_DIR"), "/spin_wit.rs"));
 
@@ -26,10 +28,10 @@ pub mod imports {
             default: async | trappable,
         },
         with: {
-            "spin:key-value/key-value.store": crate::key_value::OpenStore,
-            "wasi:keyvalue/store.bucket": crate::key_value::OpenStore,
-            "wasi:keyvalue/atomics.cas": crate::key_value::Cas,
-            "spin:redis/redis.connection": crate::outbound_redis::Connection,
+            "spin:key-value/key-value.store": crate::capabilities::key_value::OpenStore,
+            "wasi:keyvalue/store.bucket": crate::capabilities::key_value::OpenStore,
+            "wasi:keyvalue/atomics.cas": crate::capabilities::key_value::Cas,
+            "spin:redis/redis.connection": crate::capabilities::outbound_redis::Connection,
         },
     );
 }
@@ -49,4 +51,42 @@ pub mod redis_trigger {
             "spin:redis/redis": super::imports::spin::redis::redis,
         },
     );
+}
+
+/// What WASIp2 components built for Spin 2.x/3.x import and export beyond
+/// WASI: `fermyon:spin@2.0.0` and `wasi:config`. Their functions are
+/// synchronous in WIT; the host side is async and suspends only the calling
+/// instance.
+pub mod p2 {
+    bindgen_with_spin_p2_wit!(
+        inline: "
+            package wharf:host-p2;
+            world imports {
+                import fermyon:spin/key-value@2.0.0;
+                import fermyon:spin/variables@2.0.0;
+                import fermyon:spin/redis@2.0.0;
+                import wasi:config/store@0.2.0-draft-2024-09-27;
+            }
+        ",
+        world: "wharf:host-p2/imports",
+        imports: { default: async | trappable },
+        with: {
+            "fermyon:spin/key-value.store": crate::capabilities::key_value::OpenStore,
+            "fermyon:spin/redis.connection": crate::capabilities::outbound_redis::Connection,
+        },
+    );
+
+    /// The Redis trigger's export for Spin 2.x/3.x components.
+    pub mod redis_trigger {
+        bindgen_with_spin_p2_wit!(
+            inline: "
+                package wharf:redis-trigger-p2;
+                world redis-trigger {
+                    export fermyon:spin/inbound-redis;
+                }
+            ",
+            world: "wharf:redis-trigger-p2/redis-trigger",
+            exports: { default: async },
+        );
+    }
 }

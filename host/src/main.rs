@@ -13,7 +13,7 @@ use wharf::http_trigger::instances::InstancePolicy;
 use wharf::http_trigger::{HttpOptions, HttpTrigger};
 use wharf::metrics::Metrics;
 use wharf::oci::{PullLimits, RegistryOptions};
-use wharf::outbound_http::Timeouts;
+use wharf::capabilities::outbound_http::Timeouts;
 
 #[derive(Parser)]
 #[command(name = "wharf", version, about = "A Spin-compatible WebAssembly component host")]

@@ -5,7 +5,7 @@
 //! Semantic checks that serde cannot express (ids, routes, templates, references
 //! between tables) live in [`Manifest::validate`].
 
-use crate::variables::Template;
+use crate::capabilities::variables::Template;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -1,5 +1,6 @@
 //! The Redis pub/sub trigger: `[[trigger.redis]]` channels delivered to
-//! components exporting `spin:redis/inbound-redis@3.0.0`.
+//! components exporting `spin:redis/inbound-redis@3.0.0` (WASIp3 Spin) or
+//! `fermyon:spin/inbound-redis` (WASIp2 Spin 2.x/3.x).
 //!
 //! One subscriber connection per address. Each message gets a fresh instance
 //! of every component on its channel. Unlike Spin, which stops the trigger
@@ -14,7 +15,9 @@
 //! flight, each bounded by its deadline.
 
 use crate::app::{App, LoadedComponent};
-use crate::bindings::redis_trigger::RedisTriggerPre;
+use crate::bindings::p2::redis_trigger::RedisTriggerPre as RedisTriggerP2Pre;
+use crate::bindings::redis_trigger::RedisTriggerPre as RedisTriggerP3Pre;
+use crate::state::InstanceState;
 use crate::metrics::Metrics;
 use anyhow::{Context, Result};
 use futures::StreamExt;
@@ -33,7 +36,30 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 struct Subscriber {
     component: Arc<LoadedComponent>,
-    pre: RedisTriggerPre<crate::state::InstanceState>,
+    handler: Handler,
+}
+
+/// The component's inbound-Redis export, by interface version.
+enum Handler {
+    P2(RedisTriggerP2Pre<InstanceState>),
+    P3(RedisTriggerP3Pre<InstanceState>),
+}
+
+impl Handler {
+    fn of(component: &LoadedComponent) -> Result<Self> {
+        if let Ok(pre) = RedisTriggerP3Pre::new(component.pre.clone()) {
+            return Ok(Self::P3(pre));
+        }
+        if let Ok(pre) = RedisTriggerP2Pre::new(component.pre.clone()) {
+            return Ok(Self::P2(pre));
+        }
+        let exports: Vec<String> = component.exports().collect();
+        anyhow::bail!(
+            "component `{}` exports no inbound-Redis interface that wharf runs (spin:redis/inbound-redis@3.0.0 or fermyon:spin/inbound-redis); it exports: {}",
+            component.id,
+            if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
+        )
+    }
 }
 
 /// The running trigger. [`RedisTrigger::stopped`] waits for it to stop
@@ -67,15 +93,13 @@ impl RedisTrigger {
             let address = app.variables.render(&address).with_context(|| format!("{}.address", at()))?;
             redis::Client::open(address.as_str()).with_context(|| format!("{}.address: not a Redis URL", at()))?;
             let channel = app.variables.render(&trigger.channel).with_context(|| format!("{}.channel", at()))?;
-            let pre = RedisTriggerPre::new(component.pre.clone()).map_err(|e| {
-                anyhow::anyhow!("{}: component `{}` does not export spin:redis/inbound-redis@3.0.0: {e}", at(), trigger.component)
-            })?;
+            let handler = Handler::of(component).with_context(at)?;
             by_address
                 .entry(address)
                 .or_default()
                 .entry(channel)
                 .or_default()
-                .push(Arc::new(Subscriber { component: component.clone(), pre }));
+                .push(Arc::new(Subscriber { component: component.clone(), handler }));
         }
         let handlers = TaskTracker::new();
         let tasks = by_address
@@ -127,7 +151,7 @@ struct Subscription {
 impl Subscription {
     /// Subscribes, and again after each disconnection, until `shutdown`.
     async fn run(self, shutdown: CancellationToken) {
-        let shown = crate::outbound_redis::redact(&self.address);
+        let shown = crate::capabilities::outbound_redis::redact(&self.address);
         let mut backoff = BACKOFF_START;
         loop {
             let outcome = tokio::select! {
@@ -155,7 +179,7 @@ impl Subscription {
         for channel in channels.keys() {
             pubsub.subscribe(channel).await?;
         }
-        tracing::info!(address = %crate::outbound_redis::redact(address), channels = ?channels.keys().collect::<Vec<_>>(), "redis trigger subscribed");
+        tracing::info!(address = %crate::capabilities::outbound_redis::redact(address), channels = ?channels.keys().collect::<Vec<_>>(), "redis trigger subscribed");
         *backoff = BACKOFF_START;
         let mut messages = pubsub.on_message();
         while let Some(message) = messages.next().await {
@@ -186,11 +210,20 @@ impl Subscription {
 async fn deliver(app: &App, subscriber: &Subscriber, payload: Vec<u8>, deadline: Duration) -> Result<()> {
     let mut store = subscriber.component.new_store(&app.engine)?;
     let run = async {
-        let instance = subscriber.pre.instantiate_async(&mut store).await?;
-        let outcome = store
-            .run_concurrent(async |accessor| instance.spin_redis_inbound_redis().call_handle_message(accessor, payload).await)
-            .await??;
-        outcome.map_err(|e| anyhow::anyhow!("handler returned {e:?}"))
+        match &subscriber.handler {
+            Handler::P3(pre) => {
+                let instance = pre.instantiate_async(&mut store).await?;
+                let outcome = store
+                    .run_concurrent(async |accessor| instance.spin_redis_inbound_redis().call_handle_message(accessor, payload).await)
+                    .await??;
+                outcome.map_err(|e| anyhow::anyhow!("handler returned {e:?}"))
+            }
+            Handler::P2(pre) => {
+                let instance = pre.instantiate_async(&mut store).await?;
+                let outcome = instance.fermyon_spin_inbound_redis().call_handle_message(&mut store, &payload).await?;
+                outcome.map_err(|e| anyhow::anyhow!("handler returned {e:?}"))
+            }
+        }
     };
     tokio::time::timeout(deadline, run).await.map_err(|_| anyhow::anyhow!("handler passed its deadline of {deadline:?}"))?
 }

@@ -1,8 +1,8 @@
 //! Per-instance state: what one `Store` holds for one component instance.
 
-use crate::key_value::KeyValueAccess;
-use crate::outbound_http::OutboundHttp;
-use crate::outbound_redis::RedisAccess;
+use crate::capabilities::key_value::KeyValueAccess;
+use crate::capabilities::outbound_http::OutboundHttp;
+use crate::capabilities::outbound_redis::RedisAccess;
 use std::collections::HashMap;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;

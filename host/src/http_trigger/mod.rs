@@ -13,7 +13,7 @@ pub mod routing;
 
 use crate::app::App;
 use crate::metrics::Metrics;
-use crate::outbound_http::{LocalDispatch, LocalTarget};
+use crate::capabilities::outbound_http::{LocalDispatch, LocalTarget};
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -138,7 +138,7 @@ impl HttpTrigger {
             if handlers.contains_key(&trigger.component) {
                 continue;
             }
-            let (proxy_pre, policy) = handler_world(component, &app.engine, options.policy).with_context(|| format!("trigger.http[{i}]"))?;
+            let (proxy_pre, policy) = handler_world(component, options.policy).with_context(|| format!("trigger.http[{i}]"))?;
             let handler = ComponentHandler {
                 component: component.clone(),
                 proxy_pre,
@@ -358,7 +358,6 @@ impl HttpTrigger {
 /// instance, and nothing in the 0.2 world lets them serve two at once.
 fn handler_world(
     component: &crate::app::LoadedComponent,
-    engine: &wasmtime::Engine,
     mut policy: InstancePolicy,
 ) -> Result<(ProxyPre<crate::state::InstanceState>, InstancePolicy)> {
     if let Ok(pre) = ServicePre::new(component.pre.clone()) {
@@ -375,7 +374,7 @@ fn handler_world(
     if let Ok(pre) = wasmtime_wasi_http::p2::bindings::ProxyPre::new(component.pre.clone()) {
         return Ok((ProxyPre::P2(pre), InstancePolicy { max_reuse: 1, max_concurrent: 1, ..policy }));
     }
-    let exports: Vec<String> = component.pre.component().component_type().exports(engine).map(|(name, _)| name.to_string()).collect();
+    let exports: Vec<String> = component.exports().collect();
     bail!(
         "component `{}` exports {}; an HTTP trigger needs wasi:http/handler@0.3.0 (spin-sdk 7) or wasi:http/incoming-handler@0.2.x (Spin 2.x/3.x SDKs)",
         component.id,

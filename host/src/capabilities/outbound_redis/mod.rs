@@ -1,19 +1,83 @@
-//! Outbound Redis, `spin:redis/redis@3.0.0`.
+//! Outbound Redis: `spin:redis/redis@3.0.0` for WASIp3 guests ([`p3`]) and
+//! `fermyon:spin/redis@2.0.0` for WASIp2 guests ([`p2`]), over one policy and
+//! one pool.
 //!
 //! Connections are multiplexed and shared per address across all instances
 //! (a `ConnectionManager` reconnects by itself after Redis comes back). The
 //! address must match the component's `allowed_outbound_hosts`
 //! (`redis://host:port`), otherwise `open` answers `invalid-address`.
 
+
 use crate::allowed_hosts::AllowedHosts;
-use crate::bindings::imports::spin::redis::redis::{self as wit, Error, RedisParameter, RedisResult};
-use crate::state::InstanceState;
 use redis::aio::ConnectionManager;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
-use wasmtime::component::{Accessor, HasSelf, Resource};
+
+mod p2;
+mod p3;
+
+/// An argument of `execute`, in either version of the interface.
+pub enum Argument {
+    Int64(i64),
+    Binary(Vec<u8>),
+}
+
+/// One element of a reply, in either version of the interface.
+#[derive(Debug)]
+pub enum Reply {
+    Nil,
+    Status(String),
+    Int64(i64),
+    Binary(Vec<u8>),
+}
+
+/// Why a call failed; each version maps it to its own `error`.
+pub enum Error {
+    InvalidAddress,
+    TypeError,
+    Other(String),
+}
+
+/// The conversions between these types and a version's generated ones,
+/// which have the same shape in every version.
+macro_rules! convert_to_wit {
+    ($wit:path) => {
+        use $wit as wit;
+
+        impl From<super::Error> for wit::Error {
+            fn from(e: super::Error) -> Self {
+                match e {
+                    super::Error::InvalidAddress => wit::Error::InvalidAddress,
+                    super::Error::TypeError => wit::Error::TypeError,
+                    super::Error::Other(message) => wit::Error::Other(message),
+                }
+            }
+        }
+
+        impl From<super::Reply> for wit::RedisResult {
+            fn from(reply: super::Reply) -> Self {
+                match reply {
+                    super::Reply::Nil => wit::RedisResult::Nil,
+                    super::Reply::Status(s) => wit::RedisResult::Status(s),
+                    super::Reply::Int64(n) => wit::RedisResult::Int64(n),
+                    super::Reply::Binary(b) => wit::RedisResult::Binary(b),
+                }
+            }
+        }
+
+        impl From<wit::RedisParameter> for super::Argument {
+            fn from(parameter: wit::RedisParameter) -> Self {
+                match parameter {
+                    wit::RedisParameter::Int64(n) => super::Argument::Int64(n),
+                    wit::RedisParameter::Binary(b) => super::Argument::Binary(b),
+                }
+            }
+        }
+    };
+}
+use convert_to_wit;
 
 /// Commands that `execute` refuses: they would change the state of a
 /// connection other instances share (database, transactions, subscriptions,
@@ -35,14 +99,14 @@ const BLOCKING_COMMANDS: &[&str] = &[
 ];
 
 /// Why `execute` refuses `command` with `arguments`, if it does.
-fn refusal(command: &str, arguments: &[RedisParameter]) -> Option<String> {
+fn refusal(command: &str, arguments: &[Argument]) -> Option<String> {
     let upper = command.to_ascii_uppercase();
     if CONNECTION_STATE_COMMANDS.contains(&upper.as_str()) {
         return Some(format!("{command} changes the shared connection's state and is not allowed"));
     }
     let blocks = BLOCKING_COMMANDS.contains(&upper.as_str())
         || ((upper == "XREAD" || upper == "XREADGROUP")
-            && arguments.iter().any(|a| matches!(a, RedisParameter::Binary(b) if b.eq_ignore_ascii_case(b"BLOCK"))));
+            && arguments.iter().any(|a| matches!(a, Argument::Binary(b) if b.eq_ignore_ascii_case(b"BLOCK"))));
     blocks.then(|| format!("{command} blocks the connection, which other instances share, and is not allowed"))
 }
 
@@ -100,6 +164,7 @@ pub fn redact(address: &str) -> String {
 }
 
 /// Per-instance Redis access: the component's policy and the shared pool.
+#[derive(Clone)]
 pub struct RedisAccess {
     pub allowed: Arc<AllowedHosts>,
     pub pool: Arc<RedisPool>,
@@ -120,6 +185,12 @@ impl RedisAccess {
             Err(Error::InvalidAddress)
         }
     }
+
+    /// A connection to `address` if the component may reach it.
+    pub async fn open(&self, address: &str) -> Result<Connection, Error> {
+        self.check(address)?;
+        Ok(Connection { manager: self.pool.connection(address).await? })
+    }
 }
 
 /// An open connection (the `connection` resource).
@@ -135,151 +206,118 @@ fn other(e: redis::RedisError) -> Error {
     }
 }
 
-type Acc<T> = Accessor<T, HasSelf<InstanceState>>;
-
-fn manager<T>(accessor: &Acc<T>, conn: &Resource<Connection>) -> wasmtime::Result<ConnectionManager> {
-    accessor.with(|mut a| Ok(a.get().table.get(conn)?.manager.clone()))
-}
-
-/// Runs one command on the connection behind `conn`.
-async fn run<T, R: redis::FromRedisValue>(
-    accessor: &Acc<T>,
-    conn: &Resource<Connection>,
-    cmd: redis::Cmd,
-) -> wasmtime::Result<Result<R, Error>> {
-    let mut m = manager(accessor, conn)?;
-    Ok(cmd.query_async(&mut m).await.map_err(other))
-}
-
-impl<T: Send> wit::HostConnectionWithStore<T> for HasSelf<InstanceState> {
-    async fn open(accessor: &Accessor<T, Self>, address: String) -> wasmtime::Result<Result<Resource<Connection>, Error>> {
-        let (checked, pool) = accessor.with(|mut a| {
-            let redis = &a.get().redis;
-            (redis.check(&address), redis.pool.clone())
-        });
-        if let Err(e) = checked {
-            return Ok(Err(e));
-        }
-        let manager = match pool.connection(&address).await {
-            Ok(m) => m,
-            Err(e) => return Ok(Err(e)),
-        };
-        accessor.with(|mut a| Ok(Ok(a.get().table.push(Connection { manager })?)))
+impl Connection {
+    /// Runs one command. The multiplexed manager is cloned, so the caller
+    /// need not hold the instance's state while Redis answers.
+    fn query<R: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> impl Future<Output = Result<R, Error>> + use<R> {
+        let mut manager = self.manager.clone();
+        async move { cmd.query_async(&mut manager).await.map_err(other) }
     }
 
-    async fn publish(accessor: &Accessor<T, Self>, self_: Resource<Connection>, channel: String, payload: Vec<u8>) -> wasmtime::Result<Result<(), Error>> {
-        run::<T, i64>(accessor, &self_, redis::cmd("PUBLISH").arg(channel).arg(payload).clone()).await.map(|r| r.map(drop))
+    pub fn publish(&self, channel: String, payload: Vec<u8>) -> impl Future<Output = Result<(), Error>> + use<> {
+        let receivers = self.query::<i64>(redis::cmd("PUBLISH").arg(channel).arg(payload).clone());
+        async move { receivers.await.map(drop) }
     }
 
-    async fn get(accessor: &Accessor<T, Self>, self_: Resource<Connection>, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
-        run(accessor, &self_, redis::cmd("GET").arg(key).clone()).await
+    pub fn get(&self, key: String) -> impl Future<Output = Result<Option<Vec<u8>>, Error>> + use<> {
+        self.query(redis::cmd("GET").arg(key).clone())
     }
 
-    async fn set(accessor: &Accessor<T, Self>, self_: Resource<Connection>, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), Error>> {
-        run::<T, ()>(accessor, &self_, redis::cmd("SET").arg(key).arg(value).clone()).await
+    pub fn set(&self, key: String, value: Vec<u8>) -> impl Future<Output = Result<(), Error>> + use<> {
+        self.query(redis::cmd("SET").arg(key).arg(value).clone())
     }
 
-    async fn incr(accessor: &Accessor<T, Self>, self_: Resource<Connection>, key: String) -> wasmtime::Result<Result<i64, Error>> {
-        run(accessor, &self_, redis::cmd("INCR").arg(key).clone()).await
+    pub fn incr(&self, key: String) -> impl Future<Output = Result<i64, Error>> + use<> {
+        self.query(redis::cmd("INCR").arg(key).clone())
     }
 
-    async fn del(accessor: &Accessor<T, Self>, self_: Resource<Connection>, keys: Vec<String>) -> wasmtime::Result<Result<u32, Error>> {
-        run(accessor, &self_, redis::cmd("DEL").arg(keys).clone()).await
+    pub fn del(&self, keys: Vec<String>) -> impl Future<Output = Result<u32, Error>> + use<> {
+        self.query(redis::cmd("DEL").arg(keys).clone())
     }
 
-    async fn sadd(accessor: &Accessor<T, Self>, self_: Resource<Connection>, key: String, values: Vec<String>) -> wasmtime::Result<Result<u32, Error>> {
-        run(accessor, &self_, redis::cmd("SADD").arg(key).arg(values).clone()).await
+    pub fn sadd(&self, key: String, values: Vec<String>) -> impl Future<Output = Result<u32, Error>> + use<> {
+        self.query(redis::cmd("SADD").arg(key).arg(values).clone())
     }
 
-    async fn smembers(accessor: &Accessor<T, Self>, self_: Resource<Connection>, key: String) -> wasmtime::Result<Result<Vec<String>, Error>> {
-        run(accessor, &self_, redis::cmd("SMEMBERS").arg(key).clone()).await
+    pub fn smembers(&self, key: String) -> impl Future<Output = Result<Vec<String>, Error>> + use<> {
+        self.query(redis::cmd("SMEMBERS").arg(key).clone())
     }
 
-    async fn srem(accessor: &Accessor<T, Self>, self_: Resource<Connection>, key: String, values: Vec<String>) -> wasmtime::Result<Result<u32, Error>> {
-        run(accessor, &self_, redis::cmd("SREM").arg(key).arg(values).clone()).await
+    pub fn srem(&self, key: String, values: Vec<String>) -> impl Future<Output = Result<u32, Error>> + use<> {
+        self.query(redis::cmd("SREM").arg(key).arg(values).clone())
     }
 
-    async fn execute(
-        accessor: &Accessor<T, Self>,
-        self_: Resource<Connection>,
-        command: String,
-        arguments: Vec<RedisParameter>,
-    ) -> wasmtime::Result<Result<Vec<RedisResult>, Error>> {
-        // The connection is shared by every instance using this address, so
-        // commands that change its state or hold it would reach theirs.
-        if let Some(why) = refusal(&command, &arguments) {
-            return Ok(Err(Error::Other(why)));
-        }
-        let mut cmd = redis::cmd(&command);
+    /// `execute`: any command but those that would change or hold the
+    /// connection, which other instances share.
+    pub fn execute(&self, command: &str, arguments: Vec<Argument>) -> impl Future<Output = Result<Vec<Reply>, Error>> + use<> {
+        let refused = refusal(command, &arguments);
+        let mut cmd = redis::cmd(command);
         for arg in arguments {
             match arg {
-                RedisParameter::Int64(n) => cmd.arg(n),
-                RedisParameter::Binary(b) => cmd.arg(b),
+                Argument::Int64(n) => cmd.arg(n),
+                Argument::Binary(b) => cmd.arg(b),
             };
         }
-        let value: Result<redis::Value, Error> = run(accessor, &self_, cmd).await?;
-        Ok(value.and_then(to_results))
-    }
-
-    async fn drop(accessor: &Accessor<T, Self>, rep: Resource<Connection>) -> wasmtime::Result<()> {
-        accessor.with(|mut a| a.get().table.delete(rep).map(drop).map_err(Into::into))
+        let reply = self.query::<redis::Value>(cmd);
+        async move {
+            if let Some(why) = refused {
+                return Err(Error::Other(why));
+            }
+            to_replies(reply.await?)
+        }
     }
 }
 
 /// Flattens a reply into the WIT's list of results, as Spin does: arrays
 /// become their elements, nested arrays are refused.
-fn to_results(value: redis::Value) -> Result<Vec<RedisResult>, Error> {
+fn to_replies(value: redis::Value) -> Result<Vec<Reply>, Error> {
     match value {
-        redis::Value::Array(items) | redis::Value::Set(items) => items.into_iter().map(to_result).collect(),
-        other => Ok(vec![to_result(other)?]),
+        redis::Value::Array(items) | redis::Value::Set(items) => items.into_iter().map(to_reply).collect(),
+        other => Ok(vec![to_reply(other)?]),
     }
 }
 
-fn to_result(value: redis::Value) -> Result<RedisResult, Error> {
+fn to_reply(value: redis::Value) -> Result<Reply, Error> {
     Ok(match value {
-        redis::Value::Nil => RedisResult::Nil,
-        redis::Value::Int(n) => RedisResult::Int64(n),
-        redis::Value::BulkString(b) => RedisResult::Binary(b),
-        redis::Value::SimpleString(s) => RedisResult::Status(s),
-        redis::Value::Okay => RedisResult::Status("OK".into()),
-        redis::Value::VerbatimString { text, .. } => RedisResult::Binary(text.into_bytes()),
-        redis::Value::Double(d) => RedisResult::Binary(d.to_string().into_bytes()),
-        redis::Value::Boolean(b) => RedisResult::Int64(b as i64),
+        redis::Value::Nil => Reply::Nil,
+        redis::Value::Int(n) => Reply::Int64(n),
+        redis::Value::BulkString(b) => Reply::Binary(b),
+        redis::Value::SimpleString(s) => Reply::Status(s),
+        redis::Value::Okay => Reply::Status("OK".into()),
+        redis::Value::VerbatimString { text, .. } => Reply::Binary(text.into_bytes()),
+        redis::Value::Double(d) => Reply::Binary(d.to_string().into_bytes()),
+        redis::Value::Boolean(b) => Reply::Int64(b as i64),
         redis::Value::ServerError(e) => return Err(Error::Other(format!("{e:?}"))),
         other => return Err(Error::Other(format!("unsupported reply type: {other:?}"))),
     })
 }
 
-impl wit::HostConnection for InstanceState {}
-
-impl wit::Host for InstanceState {}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn text(s: &str) -> RedisParameter {
-        RedisParameter::Binary(s.as_bytes().to_vec())
+    fn text(s: &str) -> Argument {
+        Argument::Binary(s.as_bytes().to_vec())
     }
 
     #[test]
     fn blocking_and_state_changing_commands_are_refused() {
         for (command, args) in [
-            ("blpop", vec![text("k"), RedisParameter::Int64(0)]),
-            ("BRPOP", vec![text("k"), RedisParameter::Int64(0)]),
-            ("XREAD", vec![text("block"), RedisParameter::Int64(0), text("STREAMS"), text("s"), text("$")]),
-            ("XREADGROUP", vec![text("GROUP"), text("g"), text("c"), text("BLOCK"), RedisParameter::Int64(0)]),
-            ("WAIT", vec![RedisParameter::Int64(1), RedisParameter::Int64(0)]),
-            ("psync", vec![text("?"), RedisParameter::Int64(-1)]),
+            ("blpop", vec![text("k"), Argument::Int64(0)]),
+            ("BRPOP", vec![text("k"), Argument::Int64(0)]),
+            ("XREAD", vec![text("block"), Argument::Int64(0), text("STREAMS"), text("s"), text("$")]),
+            ("XREADGROUP", vec![text("GROUP"), text("g"), text("c"), text("BLOCK"), Argument::Int64(0)]),
+            ("WAIT", vec![Argument::Int64(1), Argument::Int64(0)]),
+            ("psync", vec![text("?"), Argument::Int64(-1)]),
             ("SYNC", vec![]),
-            ("select", vec![RedisParameter::Int64(1)]),
+            ("select", vec![Argument::Int64(1)]),
         ] {
             assert!(refusal(command, &args).is_some(), "{command}");
         }
         for (command, args) in [
             ("GET", vec![text("k")]),
             ("LPOP", vec![text("k")]),
-            ("XREAD", vec![text("COUNT"), RedisParameter::Int64(1), text("STREAMS"), text("s"), text("0")]),
+            ("XREAD", vec![text("COUNT"), Argument::Int64(1), text("STREAMS"), text("s"), text("0")]),
             // A key named BLOCK is not the BLOCK option of a command that has none.
             ("SET", vec![text("BLOCK"), text("v")]),
         ] {

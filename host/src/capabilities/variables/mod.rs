@@ -7,6 +7,9 @@
 //! environment variables (also set by `--env`-style overrides), the runtime
 //! config's `[[variables_provider]]` entries, then the manifest default.
 
+mod p2;
+mod p3;
+
 use crate::manifest::VariableDecl;
 use anyhow::{Result, bail};
 use std::collections::{BTreeMap, HashMap};
@@ -140,6 +143,21 @@ impl Variables {
     pub fn render(&self, text: &str) -> Result<String> {
         Template::parse(text)?.render(self)
     }
+}
+
+/// Why a component cannot read one of its variables.
+pub enum Unreadable {
+    InvalidName,
+    Undefined,
+}
+
+/// A component's own variable (its `[component.x.variables]`, rendered at
+/// load time), as every version of the guest interface reads it.
+pub fn component_variable(variables: &HashMap<String, String>, name: &str) -> std::result::Result<String, Unreadable> {
+    if crate::manifest::check_variable_name(name).is_err() {
+        return Err(Unreadable::InvalidName);
+    }
+    variables.get(name).cloned().ok_or(Unreadable::Undefined)
 }
 
 #[cfg(test)]

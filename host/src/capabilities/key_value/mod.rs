@@ -1,15 +1,19 @@
-//! Key-value capability: `spin:key-value/key-value@3.0.0` and
-//! `wasi:keyvalue@0.2.0-draft2` (store, atomics, batch) over one set of
-//! labelled stores, so a component may mix both interfaces on the same data.
+//! Key-value capability over one set of labelled stores, so a component may
+//! mix interfaces on the same data: `spin:key-value/key-value@3.0.0` for
+//! WASIp3 guests ([`p3`]), `fermyon:spin/key-value@2.0.0` for WASIp2 guests
+//! ([`p2`]), and `wasi:keyvalue@0.2.0-draft2` (store, atomics, batch) for
+//! both ([`wasi_keyvalue`]).
 //!
 //! Backends sit behind [`Backend`]: the embedded SQLite store (`type = "spin"`,
 //! and the `default` label) and Redis (`type = "redis"`). A component opens
 //! only the labels listed in its `key_value_stores`; anything else answers
 //! `access-denied`, whether or not the label exists.
 
-mod host;
+mod p2;
+mod p3;
 pub mod redis;
 pub mod sqlite;
+mod wasi_keyvalue;
 
 use anyhow::Result;
 use async_trait::async_trait;
@@ -84,6 +88,9 @@ pub struct KeyValueAccess {
     allowed: Arc<HashSet<String>>,
 }
 
+/// Keys fetched from the backend per page when a guest lists keys.
+const KEYS_PAGE: usize = 256;
+
 /// Why a label could not be opened.
 pub enum OpenError {
     AccessDenied,
@@ -104,11 +111,27 @@ impl KeyValueAccess {
         let backend = self.stores.get(label).ok_or(OpenError::NoSuchStore)?;
         Ok(OpenStore { backend })
     }
+
+    /// [`Self::open`] with the errors of the guest's interface.
+    fn open_as<E>(&self, label: &str, denied: E, missing: E) -> std::result::Result<OpenStore, E> {
+        self.open(label).map_err(|e| match e {
+            OpenError::AccessDenied => denied,
+            OpenError::NoSuchStore => missing,
+        })
+    }
 }
 
 /// A store opened by a guest (the `store` / `bucket` resource).
 pub struct OpenStore {
     pub backend: Arc<dyn Backend>,
+}
+
+impl crate::state::InstanceState {
+    /// The backend of a store the guest opened, for the synchronous
+    /// interfaces whose host side has the whole state at hand.
+    fn backend_of(&self, store: &wasmtime::component::Resource<OpenStore>) -> wasmtime::Result<Arc<dyn Backend>> {
+        Ok(self.table.get(store)?.backend.clone())
+    }
 }
 
 /// A `wasi:keyvalue/atomics.cas` handle: the value seen when it was created.

@@ -1,0 +1,8 @@
+//! What a guest imports besides plain WASI, one module per capability. Each
+//! keeps its configuration and app-wide state (stores, connection pools,
+//! resolved variables) apart from the per-instance access it grants.
+
+pub mod key_value;
+pub mod outbound_http;
+pub mod outbound_redis;
+pub mod variables;

@@ -1,0 +1,71 @@
+//! Exercises the imports of WASIp2 Spin apps, one path each (the path under
+//! the component's route, from `spin-path-info`), answering
+//! what the host said (errors as their `Debug` text, so a test sees which
+//! error variant the host chose):
+//! - `GET /variable/<name>`: `fermyon:spin/variables@2.0.0`;
+//! - `GET /config/<name>`: `wasi:config/store` (`none` is a 404);
+//! - `GET|PUT|DELETE /kv/<label>/<key>` and `GET /kv/<label>` (every key,
+//!   sorted, one per line): `fermyon:spin/key-value@2.0.0`;
+//! - `POST /redis/<command>/<arg>/...`: `execute` on `fermyon:spin/redis@2.0.0`
+//!   at the `redis_address` variable; `POST /redis-publish/<channel>` with the
+//!   body as payload.
+
+use spin_sdk::http::{IntoResponse, Method, Request, Response};
+use spin_sdk::http_component;
+use spin_sdk::key_value::Store;
+use spin_sdk::redis::{Connection, RedisParameter};
+
+fn answer(status: u16, body: impl Into<String>) -> Response {
+    Response::builder().status(status).header("content-type", "text/plain").body(body.into()).build()
+}
+
+fn outcome<T: std::fmt::Display, E: std::fmt::Debug>(result: Result<T, E>) -> Response {
+    match result {
+        Ok(value) => answer(200, value.to_string()),
+        Err(e) => answer(500, format!("{e:?}")),
+    }
+}
+
+#[http_component]
+fn probe(req: Request) -> anyhow::Result<impl IntoResponse> {
+    let path = req.header("spin-path-info").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    Ok(match (req.method(), parts.as_slice()) {
+        (Method::Get, ["variable", name]) => outcome(spin_sdk::variables::get(name)),
+        (Method::Get, ["config", name]) => match spin_sdk::wit::wasi::config::store::get(name) {
+            Ok(Some(value)) => answer(200, value),
+            Ok(None) => answer(404, "none"),
+            Err(e) => answer(500, format!("{e:?}")),
+        },
+        (method, ["kv", label, rest @ ..]) => match Store::open(label) {
+            Err(e) => answer(403, format!("{e:?}")),
+            Ok(store) => match (method, rest) {
+                (Method::Get, []) => outcome(store.get_keys().map(|mut keys| {
+                    keys.sort();
+                    keys.join("\n")
+                })),
+                (Method::Get, [key]) => match store.get(key) {
+                    Ok(Some(value)) => answer(200, String::from_utf8_lossy(&value)),
+                    Ok(None) => answer(404, "absent"),
+                    Err(e) => answer(500, format!("{e:?}")),
+                },
+                (Method::Put, [key]) => outcome(store.set(key, req.body()).map(|()| "stored")),
+                (Method::Delete, [key]) => outcome(store.delete(key).map(|()| "deleted")),
+                _ => answer(405, "kv: GET, PUT or DELETE"),
+            },
+        },
+        (Method::Post, ["redis-publish", channel]) => {
+            outcome(redis().and_then(|conn| conn.publish(channel, &req.body().to_vec())).map(|()| "published"))
+        }
+        (Method::Post, ["redis", command, arguments @ ..]) => {
+            let arguments: Vec<RedisParameter> = arguments.iter().map(|a| RedisParameter::Binary(a.as_bytes().to_vec())).collect();
+            outcome(redis().and_then(|conn| conn.execute(command, &arguments)).map(|results| format!("{results:?}")))
+        }
+        _ => answer(404, format!("no such probe: {path}")),
+    })
+}
+
+fn redis() -> Result<Connection, spin_sdk::redis::Error> {
+    let address = spin_sdk::variables::get("redis_address").map_err(|e| spin_sdk::redis::Error::Other(format!("{e:?}")))?;
+    Connection::open(&address)
+}
