@@ -3,7 +3,9 @@
 
 use serde::Serialize;
 
-use super::index::{Indexes, SEQUENCE_KEY, order_key, order_number_key, position_key, user_position_key, user_sequence_key};
+use super::index::{
+    Indexes, SEQUENCE_KEY, order_key, order_number_key, placed_amount_key, position_key, user_position_key, user_sequence_key,
+};
 use super::model::{Order, OrderItem, OrderRecord, OrderStatus, StockStep};
 use crate::payments::{PaymentStatus, hold_token};
 use super::{Inventory, InventoryError, OrderService, ReservationItem, ReservationReceipt};
@@ -12,7 +14,7 @@ use crate::auth::Caller;
 use crate::http::{ApiError, ApiRequest, ApiResponse};
 use crate::idempotency::{self, Claim};
 use crate::json::{Fields, parse_body};
-use crate::kv::{Kv, StoreError, create_json, set_json};
+use crate::kv::{Kv, StoreError, create_json, read_counter, set_json};
 use crate::money::{checked_sum, line_total};
 use crate::ports::{Clock, Publisher, Random, random_id};
 use crate::time::{compact_utc, rfc3339};
@@ -146,6 +148,7 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
             return Ok(ApiResponse::json(201, &existing.order));
         }
         let priced = self.price(new_order).await?;
+        self.count_placed_amount(&priced).await?;
         let receipt = self
             .inventory
             .reserve(order_id, &new_order.items, self.config.reservation_ttl_seconds)
@@ -202,6 +205,31 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
             .ok_or_else(|| ApiError::new(422, "amount_overflow", "the order total is too large").with_field("items"))?;
         let currency = currency.expect("orders have at least one item");
         Ok(Priced { lines, total_amount, currency })
+    }
+
+    /// Adds the order's total to `orders:placed_amount:{currency}` before
+    /// anything else is written, or refuses the order (422
+    /// `amount_overflow`) when that sum would pass `i64::MAX`. Revenue sums
+    /// orders of the currency, each at most once, so it stays within that
+    /// sum: its counters can never overflow half-way through an order's
+    /// index update. The sum is never decreased (a cancelled order keeps its
+    /// share): decreasing it would have to be exactly once per cancellation,
+    /// and 2^63 - 1 minor units leave room for any real shop.
+    async fn count_placed_amount(&self, priced: &Priced) -> Result<(), ApiError> {
+        let key = placed_amount_key(&priced.currency);
+        let Err(error) = self.kv.increment(&key, priced.total_amount).await else {
+            return Ok(());
+        };
+        // Every store refuses an increment that would overflow, and changes nothing then.
+        if read_counter(&self.kv, &key).await?.checked_add(priced.total_amount).is_none() {
+            return Err(ApiError::new(
+                422,
+                "amount_overflow",
+                format!("orders in {} would together pass the largest amount the shop can count", priced.currency),
+            )
+            .with_field("items"));
+        }
+        Err(error.into())
     }
 
     /// Writes the list entries, then the order, then the derived indexes.

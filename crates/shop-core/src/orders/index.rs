@@ -6,6 +6,11 @@
 //!   order ever made, from 1; the global newest-first list.
 //! - `orders:user:{user_id}:seq` and `orders:user:{user_id}:at:{n}`: the same per user.
 //! - `order_number:{number}`: claims an order number so it is unique.
+//! - `orders:placed_amount:{currency}` (counter): the sum of the totals of
+//!   every order ever placed in the currency, cancelled ones included. An
+//!   order is placed only if this sum stays within `i64::MAX`; as revenue
+//!   counts some of these orders, each once, no revenue counter of any
+//!   generation can overflow (see `create.rs`).
 //!
 //! Derived data, under a generation prefix `G = orders:g{generation}`
 //! (`orders:generation`, a counter, names the live one; a reindex builds a
@@ -53,6 +58,10 @@ pub fn user_sequence_key(user_id: u64) -> String {
 
 pub fn user_position_key(user_id: u64, position: u64) -> String {
     format!("orders:user:{user_id}:at:{position}")
+}
+
+pub fn placed_amount_key(currency: &str) -> String {
+    format!("orders:placed_amount:{currency}")
 }
 
 pub fn order_number_key(order_number: &str) -> String {
