@@ -503,7 +503,7 @@ fn reconcile_and_reindex_are_admin_routes() {
     assert_eq!(
         report,
         json!({"examined": 1, "recent": 1, "events_resent": 0, "stock_settled": 0, "payment_requested": 0, "cancelled": 0,
-               "payments_found": 0, "refunds_requested": 0, "idempotency_swept": 0})
+               "payments_found": 0, "refunds_requested": 0, "idempotency_swept": 0, "indexes_finished": 0})
     );
     assert_invalid(&app.admin("POST", "/orders/reconcile?limit=0", None), "limit", "limit must be an integer from 1 to 1000");
     assert_eq!(app.admin("POST", "/orders/reconcile?limit=1000", None).status, 200);

@@ -4,7 +4,8 @@
 use serde::Serialize;
 
 use super::index::{
-    Indexes, SEQUENCE_KEY, order_key, order_number_key, placed_amount_key, position_key, user_position_key, user_sequence_key,
+    PendingIndex, SEQUENCE_KEY, finish_pending, journal_append, order_key, order_number_key, placed_amount_key, position_key,
+    user_position_key, user_sequence_key,
 };
 use super::model::{Order, OrderItem, OrderRecord, OrderStatus, StockStep};
 use crate::payments::{PaymentStatus, hold_token};
@@ -232,7 +233,8 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
         Err(error.into())
     }
 
-    /// Writes the list entries, then the order, then the derived indexes.
+    /// Writes the list entries, the journal entry, then the order owing its
+    /// index entries, then those.
     async fn store_new_order(
         &self,
         order_id: &str,
@@ -248,6 +250,7 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
         let order_number = self.claim_order_number(order_id, now_ms).await?;
         set_json(&self.kv, &position_key(position), &order_id).await?;
         set_json(&self.kv, &user_position_key(user_id, user_position), &order_id).await?;
+        let claim = journal_append(&self.kv, order_id).await?;
         let record = OrderRecord {
             order: Order {
                 id: order_id.to_string(),
@@ -280,6 +283,7 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
             cancel_reason: None,
             created_ms: now_ms,
             updated_ms: now_ms,
+            index_pending: Some(PendingIndex { indexed: None, claim, claimed_ms: now_ms }),
         };
         if let Some(token) = &new_order.payment_token {
             hold_token(&self.kv, order_id, token).await?;
@@ -287,8 +291,8 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
         if !create_json(&self.kv, &order_key(order_id), &record).await? {
             return Err(StoreError::new(format!("order {order_id} already exists")));
         }
-        Indexes::live(&self.kv).await?.apply(None, &record).await?;
-        Ok(record)
+        finish_pending(&self.kv, record.clone(), claim, now_ms).await?;
+        Ok(OrderRecord { index_pending: None, ..record })
     }
 
     /// `orders.created` for an order; the payment worker charges its token.
