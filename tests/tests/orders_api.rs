@@ -489,6 +489,38 @@ fn the_summary_counts_a_known_mix_exactly_and_is_never_an_order_id() {
 }
 
 #[test]
+fn orders_past_what_revenue_can_count_are_refused_and_cancels_leave_revenue_exact() {
+    let (_redis, app) = App::start();
+    app.put_product("most", i64::MAX - 10, "USD", 5);
+    app.put_product("rest", 10, "USD", 5);
+    app.put_product("more", 100, "USD", 5);
+    let id = |order: Value| order["id"].as_str().unwrap().to_string();
+    let pay = |id: &str| {
+        let reply = app.admin("PUT", &format!("/orders/{id}/status"), Some(&json!({"status": "paid"})));
+        assert_eq!(reply.status, 200, "{reply:?}");
+    };
+    let most = id(app.place_simple("most", 1, None));
+    pay(&most);
+    // Past the bound: refused before anything is written.
+    let more = app.customer(1).post("/orders", &json!({"user_id": 1, "product_id": "more", "quantity": 1}));
+    let message = "orders in USD would together pass the largest amount the shop can count";
+    assert_error(&more, 422, "amount_overflow", message, Some("items"));
+    assert_eq!(app.stock("more"), (5, 0));
+    // At the bound exactly: placed and counted.
+    let rest = id(app.place_simple("rest", 1, None));
+    pay(&rest);
+    assert_eq!(app.summary()["total_revenue"], json!(i64::MAX));
+    for order in [&most, &rest] {
+        assert_eq!(app.customer(1).delete(&format!("/orders/{order}")).status, 200);
+    }
+    let summary = app.summary();
+    assert_eq!(
+        (&summary["total_revenue"], &summary["cancelled_orders"], &summary["revenue_by_currency"]),
+        (&json!(0), &json!(2), &json!([{"currency": "USD", "total_revenue": 0, "revenue_orders": 0, "average_order_value": 0}]))
+    );
+}
+
+#[test]
 fn reconcile_and_reindex_are_admin_routes() {
     let (_redis, app) = App::start();
     app.put_product("p1", 100, "USD", 10);
@@ -503,7 +535,7 @@ fn reconcile_and_reindex_are_admin_routes() {
     assert_eq!(
         report,
         json!({"examined": 1, "recent": 1, "events_resent": 0, "stock_settled": 0, "payment_requested": 0, "cancelled": 0,
-               "payments_found": 0, "refunds_requested": 0, "idempotency_swept": 0})
+               "payments_found": 0, "refunds_requested": 0, "idempotency_swept": 0, "indexes_finished": 0})
     );
     assert_invalid(&app.admin("POST", "/orders/reconcile?limit=0", None), "limit", "limit must be an integer from 1 to 1000");
     assert_eq!(app.admin("POST", "/orders/reconcile?limit=1000", None).status, 200);

@@ -7,7 +7,13 @@
 //! Layout under the set's key prefix `P` (positions start at 1):
 //! - `P:m:{bucket}`: bitmask of the 32 positions of a bucket
 //!   (bucket `b` holds positions `32(b-1)+1 ..= 32b`); a member's bit is set
-//!   and cleared by adding `±2^bit`.
+//!   and cleared by adding `±2^bit`, only after reading that the bit is
+//!   clear (set): adding `2^bit` to a set bit, or taking it from a clear one,
+//!   would carry into the neighbours' bits. The read and the increment are
+//!   not one atomic step; that is safe because a position belongs to one
+//!   order, and only the one writer applying that order's index changes
+//!   (see `orders::index`) touches its bit, while increments of other bits
+//!   never carry into it.
 //! - `P:f:{octave}:{index}`: Fenwick-tree nodes counting members per bucket.
 //!   Buckets are grouped in octaves (octave `o` holds buckets `2^o ..
 //!   2^(o+1)`), each with its own Fenwick tree of fixed size `2^o`, so a tree
@@ -54,20 +60,26 @@ impl<'a, K: Kv> RankSet<'a, K> {
         format!("{}:f:{octave}:{index}", self.prefix)
     }
 
-    /// Adds a position that is not a member.
-    pub async fn insert(&self, position: u64) -> Result<(), StoreError> {
-        self.change(position, 1).await
+    /// Adds `position`; false (and nothing written) when it is a member already.
+    pub async fn insert(&self, position: u64) -> Result<bool, StoreError> {
+        self.change(position, true).await
     }
 
-    /// Removes a position that is a member.
-    pub async fn remove(&self, position: u64) -> Result<(), StoreError> {
-        self.change(position, -1).await
+    /// Removes `position`; false (and nothing written) when it is not a member.
+    pub async fn remove(&self, position: u64) -> Result<bool, StoreError> {
+        self.change(position, false).await
     }
 
-    async fn change(&self, position: u64, delta: i64) -> Result<(), StoreError> {
+    async fn change(&self, position: u64, member: bool) -> Result<bool, StoreError> {
         let bucket = bucket_of(position);
         let bit = (position - 1) % POSITIONS_PER_BUCKET;
-        self.kv.increment(&self.mask_key(bucket), delta << bit).await?;
+        let mask_key = self.mask_key(bucket);
+        let is_member = read_counter(self.kv, &mask_key).await? >> bit & 1 == 1;
+        if is_member == member {
+            return Ok(false);
+        }
+        let delta = if member { 1 } else { -1 };
+        self.kv.increment(&mask_key, delta << bit).await?;
         let octave = octave_of(bucket);
         let size = 1_u64 << octave;
         let mut index = bucket - size + 1;
@@ -75,7 +87,7 @@ impl<'a, K: Kv> RankSet<'a, K> {
             self.kv.increment(&self.node_key(octave, index), delta).await?;
             index += index & index.wrapping_neg();
         }
-        Ok(())
+        Ok(true)
     }
 
     async fn octave_totals(&self, list_len: u64) -> Result<OctaveTotals, StoreError> {
@@ -198,6 +210,28 @@ mod tests {
                 assert_eq!(set.oldest_first(list_len, skip, take).await.unwrap(), expected_up);
                 assert_eq!(set.newest_first(list_len, skip, take).await.unwrap(), expected_down);
             }
+        });
+    }
+
+    #[test]
+    fn removing_an_absent_member_or_adding_one_twice_leaves_the_neighbours() {
+        block_on(async {
+            let kv = MemoryKv::new();
+            let set = RankSet::new(&kv, "t".to_string());
+            let list_len = 64;
+            // 34..=36 share a bucket with 33 and 37.
+            for position in [33, 35, 37] {
+                assert!(set.insert(position).await.unwrap());
+            }
+            assert!(!set.remove(34).await.unwrap(), "34 was never added");
+            assert!(!set.remove(36).await.unwrap(), "36 was never added");
+            assert!(!set.insert(35).await.unwrap(), "35 is a member already");
+            assert_eq!(set.oldest_first(list_len, 0, 10).await.unwrap(), vec![33, 35, 37]);
+            assert_eq!(set.len(list_len).await.unwrap(), 3);
+            assert!(set.remove(35).await.unwrap());
+            assert!(!set.remove(35).await.unwrap(), "35 is gone already");
+            assert_eq!(set.newest_first(list_len, 0, 10).await.unwrap(), vec![37, 33]);
+            assert_eq!(set.len(list_len).await.unwrap(), 2);
         });
     }
 

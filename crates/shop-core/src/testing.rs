@@ -44,6 +44,9 @@ struct MemoryState {
     operations: u64,
     /// Operations that still succeed before the store goes down (None: stays up).
     ops_until_outage: Option<u64>,
+    /// The store goes down right after the next compare-and-swap that
+    /// writes a key starting with this.
+    outage_after_swap_of: Option<String>,
 }
 
 /// A key-value store with real compare-and-swap semantics. Counters are
@@ -90,6 +93,13 @@ impl MemoryKv {
     /// `set_unavailable(false)`: an outage in the middle of a request.
     pub fn set_unavailable_after(&self, operations: u64) {
         self.state.borrow_mut().ops_until_outage = Some(operations);
+    }
+
+    /// Fails every operation after the next successful compare-and-swap of a
+    /// key starting with `prefix`, until `set_unavailable(false)`: a writer
+    /// dying right after that write.
+    pub fn set_unavailable_after_swap_of(&self, prefix: &str) {
+        self.state.borrow_mut().outage_after_swap_of = Some(prefix.to_string());
     }
 
     /// Keys starting with `prefix`, sorted (test inspection only; services never list).
@@ -176,6 +186,11 @@ impl Kv for MemoryKv {
             return Ok(false);
         }
         self.write(&token.key, value.to_vec());
+        let mut state = self.state.borrow_mut();
+        if state.outage_after_swap_of.as_ref().is_some_and(|prefix| token.key.starts_with(prefix.as_str())) {
+            state.outage_after_swap_of = None;
+            state.ops_until_outage = Some(0);
+        }
         Ok(true)
     }
 }
@@ -459,6 +474,7 @@ pub async fn seed_order(kv: &impl Kv, order_id: &str, amount: i64, currency: &st
         cancel_reason: None,
         created_ms: 0,
         updated_ms: 0,
+        index_pending: None,
     };
     crate::kv::set_json(kv, &order_key(order_id), &record).await.expect("store answers");
 }

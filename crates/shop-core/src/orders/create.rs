@@ -3,7 +3,10 @@
 
 use serde::Serialize;
 
-use super::index::{Indexes, SEQUENCE_KEY, order_key, order_number_key, position_key, user_position_key, user_sequence_key};
+use super::index::{
+    PendingIndex, SEQUENCE_KEY, finish_pending, journal_append, order_key, order_number_key, placed_amount_key, position_key,
+    user_position_key, user_sequence_key,
+};
 use super::model::{Order, OrderItem, OrderRecord, OrderStatus, StockStep};
 use crate::payments::{PaymentStatus, hold_token};
 use super::{Inventory, InventoryError, OrderService, ReservationItem, ReservationReceipt};
@@ -12,7 +15,7 @@ use crate::auth::Caller;
 use crate::http::{ApiError, ApiRequest, ApiResponse};
 use crate::idempotency::{self, Claim};
 use crate::json::{Fields, parse_body};
-use crate::kv::{Kv, StoreError, create_json, set_json};
+use crate::kv::{Kv, StoreError, create_json, read_counter, set_json};
 use crate::money::{checked_sum, line_total};
 use crate::ports::{Clock, Publisher, Random, random_id};
 use crate::time::{compact_utc, rfc3339};
@@ -146,6 +149,7 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
             return Ok(ApiResponse::json(201, &existing.order));
         }
         let priced = self.price(new_order).await?;
+        self.count_placed_amount(&priced).await?;
         let receipt = self
             .inventory
             .reserve(order_id, &new_order.items, self.config.reservation_ttl_seconds)
@@ -204,7 +208,33 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
         Ok(Priced { lines, total_amount, currency })
     }
 
-    /// Writes the list entries, then the order, then the derived indexes.
+    /// Adds the order's total to `orders:placed_amount:{currency}` before
+    /// anything else is written, or refuses the order (422
+    /// `amount_overflow`) when that sum would pass `i64::MAX`. Revenue sums
+    /// orders of the currency, each at most once, so it stays within that
+    /// sum: its counters can never overflow half-way through an order's
+    /// index update. The sum is never decreased (a cancelled order keeps its
+    /// share): decreasing it would have to be exactly once per cancellation,
+    /// and 2^63 - 1 minor units leave room for any real shop.
+    async fn count_placed_amount(&self, priced: &Priced) -> Result<(), ApiError> {
+        let key = placed_amount_key(&priced.currency);
+        let Err(error) = self.kv.increment(&key, priced.total_amount).await else {
+            return Ok(());
+        };
+        // Every store refuses an increment that would overflow, and changes nothing then.
+        if read_counter(&self.kv, &key).await?.checked_add(priced.total_amount).is_none() {
+            return Err(ApiError::new(
+                422,
+                "amount_overflow",
+                format!("orders in {} would together pass the largest amount the shop can count", priced.currency),
+            )
+            .with_field("items"));
+        }
+        Err(error.into())
+    }
+
+    /// Writes the list entries, the journal entry, then the order owing its
+    /// index entries, then those.
     async fn store_new_order(
         &self,
         order_id: &str,
@@ -220,6 +250,7 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
         let order_number = self.claim_order_number(order_id, now_ms).await?;
         set_json(&self.kv, &position_key(position), &order_id).await?;
         set_json(&self.kv, &user_position_key(user_id, user_position), &order_id).await?;
+        let claim = journal_append(&self.kv, order_id).await?;
         let record = OrderRecord {
             order: Order {
                 id: order_id.to_string(),
@@ -252,6 +283,7 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
             cancel_reason: None,
             created_ms: now_ms,
             updated_ms: now_ms,
+            index_pending: Some(PendingIndex { indexed: None, claim, claimed_ms: now_ms }),
         };
         if let Some(token) = &new_order.payment_token {
             hold_token(&self.kv, order_id, token).await?;
@@ -259,8 +291,8 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
         if !create_json(&self.kv, &order_key(order_id), &record).await? {
             return Err(StoreError::new(format!("order {order_id} already exists")));
         }
-        Indexes::live(&self.kv).await?.apply(None, &record).await?;
-        Ok(record)
+        finish_pending(&self.kv, record.clone(), claim, now_ms).await?;
+        Ok(OrderRecord { index_pending: None, ..record })
     }
 
     /// `orders.created` for an order; the payment worker charges its token.

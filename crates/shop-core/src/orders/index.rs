@@ -6,6 +6,11 @@
 //!   order ever made, from 1; the global newest-first list.
 //! - `orders:user:{user_id}:seq` and `orders:user:{user_id}:at:{n}`: the same per user.
 //! - `order_number:{number}`: claims an order number so it is unique.
+//! - `orders:placed_amount:{currency}` (counter): the sum of the totals of
+//!   every order ever placed in the currency, cancelled ones included. An
+//!   order is placed only if this sum stays within `i64::MAX`; as revenue
+//!   counts some of these orders, each once, no revenue counter of any
+//!   generation can overflow (see `create.rs`).
 //!
 //! Derived data, under a generation prefix `G = orders:g{generation}`
 //! (`orders:generation`, a counter, names the live one; a reindex builds a
@@ -19,13 +24,29 @@
 //! - `G:set:all:open`: positions of open orders ([`OrderRecord::is_open`]),
 //!   walked oldest first by the reconcile.
 //!
-//! The writer whose compare-and-swap changed an order record applies the
-//! difference between the old and the new record to the derived data, with
-//! atomic increments only (plus a compare-and-swap the first time a currency
-//! is seen); increments commute, so concurrent writers of different orders,
-//! and successive writers of one order, leave the counters right. A writer
-//! that dies between its order write and its index update leaves them off
-//! until `POST /orders/reindex`.
+//!
+//! Index work to do (primary data; an operation log the reconcile replays):
+//! - `orders:journal:seq` (counter) and `orders:journal:{n}`: the id of the
+//!   order the `n`-th writer was about to change, written before its
+//!   compare-and-swap; `n` names that writer's claim (below).
+//! - `orders:journal:replayed`: how far [`replay_journal`] has walked.
+//!
+//! An order write and its index update are made safe as one: the
+//! compare-and-swap that changes what the derived data say about an order
+//! ([`IndexedState`]: status, open or not) also stores in the record a
+//! [`PendingIndex`]: what the derived data reflect now, and the claim of the
+//! writer that brings them to the record ([`finish_pending`]). That writer
+//! applies the difference with atomic increments (plus a compare-and-swap
+//! the first time a currency is seen), then clears the marker with a
+//! compare-and-swap; if the record changed meanwhile it applies the next
+//! difference first. Increments are not idempotent, so one claim holder at a
+//! time applies an order's changes, in order: a writer that finds a fresh
+//! claim leaves its own change to the holder, and the rank sets can check a
+//! bit before flipping it. A writer that dies leaves its claim behind; after
+//! [`CLAIM_LEASE_MS`] the next writer of the order, or the reconcile
+//! replaying the journal, takes it over and finishes the work exactly once
+//! (unless the first writer was not dead but stalled for the whole lease:
+//! then both apply it).
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +56,12 @@ use crate::kv::{Change, Kv, StoreError, get_json, read_counter, set_json, update
 use crate::rank_set::RankSet;
 
 pub const SEQUENCE_KEY: &str = "orders:seq";
+const JOURNAL_SEQUENCE_KEY: &str = "orders:journal:seq";
+const JOURNAL_REPLAYED_KEY: &str = "orders:journal:replayed";
+/// How long a claim on an order's index work holds before another writer
+/// may take it over: far longer than applying a change takes (a few dozen
+/// store operations), so only a writer that died loses its claim.
+pub const CLAIM_LEASE_MS: u64 = 60_000;
 const GENERATION_KEY: &str = "orders:generation";
 /// Hands out generation numbers, so an abandoned rebuild is never reused.
 const GENERATION_ALLOC_KEY: &str = "orders:generation_alloc";
@@ -55,8 +82,148 @@ pub fn user_position_key(user_id: u64, position: u64) -> String {
     format!("orders:user:{user_id}:at:{position}")
 }
 
+pub fn placed_amount_key(currency: &str) -> String {
+    format!("orders:placed_amount:{currency}")
+}
+
 pub fn order_number_key(order_number: &str) -> String {
     format!("order_number:{order_number}")
+}
+
+fn journal_key(entry: u64) -> String {
+    format!("orders:journal:{entry}")
+}
+
+/// What the derived data say about an order; its list positions, user,
+/// amount and currency never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexedState {
+    pub status: OrderStatus,
+    pub open: bool,
+}
+
+impl IndexedState {
+    pub fn of(record: &OrderRecord) -> IndexedState {
+        IndexedState { status: record.order.status, open: record.is_open() }
+    }
+}
+
+/// Index work an order record still owes, stored in the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingIndex {
+    /// What the derived data reflect now (None: nothing, a new order).
+    pub indexed: Option<IndexedState>,
+    /// The journal entry of the writer bringing the derived data to the record.
+    pub claim: u64,
+    pub claimed_ms: u64,
+}
+
+/// Notes in the journal that `order_id` is about to be written; the entry
+/// number is the writer's claim.
+pub async fn journal_append(kv: &impl Kv, order_id: &str) -> Result<u64, StoreError> {
+    let entry = kv.increment(JOURNAL_SEQUENCE_KEY, 1).await? as u64;
+    set_json(kv, &journal_key(entry), &order_id).await?;
+    Ok(entry)
+}
+
+/// The index work `after` owes when a writer holding journal entry `claim`
+/// changes `before` into it at `now_ms`: none when the derived data already
+/// say the same, the current holder's while its claim is fresh (it applies
+/// this change too), else this writer's.
+pub fn pending_after_change(before: &OrderRecord, after: &OrderRecord, claim: u64, now_ms: u64) -> Option<PendingIndex> {
+    let indexed = match &before.index_pending {
+        None if IndexedState::of(before) == IndexedState::of(after) => return None,
+        None => Some(IndexedState::of(before)),
+        Some(held) if now_ms.saturating_sub(held.claimed_ms) < CLAIM_LEASE_MS => return Some(held.clone()),
+        Some(abandoned) => abandoned.indexed,
+    };
+    Some(PendingIndex { indexed, claim, claimed_ms: now_ms })
+}
+
+/// Brings the derived data from what `record`'s pending work says they
+/// reflect to `record`, and on to whatever the order becomes meanwhile, as
+/// long as `claim` holds the work; then clears it.
+pub async fn finish_pending(kv: &impl Kv, mut record: OrderRecord, claim: u64, now_ms: u64) -> Result<(), StoreError> {
+    let key = order_key(&record.order.id);
+    while let Some(pending) = record.index_pending.clone().filter(|pending| pending.claim == claim) {
+        let target = IndexedState::of(&record);
+        Indexes::live(kv).await?.apply(&record, pending.indexed, target).await?;
+        let next = update_json(kv, &key, |current: Option<OrderRecord>| {
+            let Some(mut current) = current else { return Ok::<_, StoreError>(Change::Keep(None)) };
+            if current.index_pending.as_ref().is_none_or(|pending| pending.claim != claim) {
+                return Ok(Change::Keep(None));
+            }
+            current.index_pending = (IndexedState::of(&current) != target)
+                .then_some(PendingIndex { indexed: Some(target), claim, claimed_ms: now_ms });
+            Ok(Change::Write(current.clone(), Some(current)))
+        })
+        .await?;
+        let Some(next) = next else { break };
+        record = next;
+    }
+    Ok(())
+}
+
+/// Takes over `order_id`'s index work if its claim has run out, and finishes
+/// it; true when it did.
+async fn take_over_pending(kv: &impl Kv, order_id: &str, now_ms: u64) -> Result<bool, StoreError> {
+    let claim = journal_append(kv, order_id).await?;
+    let taken = update_json(kv, &order_key(order_id), |current: Option<OrderRecord>| {
+        let Some(mut record) = current else { return Ok::<_, StoreError>(Change::Keep(None)) };
+        match &mut record.index_pending {
+            Some(pending) if now_ms.saturating_sub(pending.claimed_ms) >= CLAIM_LEASE_MS => {
+                pending.claim = claim;
+                pending.claimed_ms = now_ms;
+                Ok(Change::Write(record.clone(), Some(record)))
+            }
+            _ => Ok(Change::Keep(None)),
+        }
+    })
+    .await?;
+    match taken {
+        Some(record) => finish_pending(kv, record, claim, now_ms).await.map(|()| true),
+        None => Ok(false),
+    }
+}
+
+/// What one walk through the journal did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JournalReplay {
+    pub entries: u64,
+    /// Orders whose writer had died before finishing their index update.
+    pub finished: u64,
+}
+
+/// Walks at most `limit` journal entries from where the last walk stopped:
+/// finishes the index work their writers left (once its claim has run
+/// out) and deletes them. Stops at an order whose claim is still fresh: its
+/// writer may be at work.
+pub async fn replay_journal(kv: &impl Kv, limit: u64, now_ms: u64) -> Result<JournalReplay, StoreError> {
+    let start: u64 = get_json(kv, JOURNAL_REPLAYED_KEY).await?.unwrap_or(0);
+    let end = list_len(kv, JOURNAL_SEQUENCE_KEY).await?.min(start.saturating_add(limit));
+    let mut replay = JournalReplay::default();
+    let mut walked = start;
+    while walked < end {
+        let entry = walked + 1;
+        if let Some(order_id) = get_json::<String>(kv, &journal_key(entry)).await? {
+            let record: Option<OrderRecord> = get_json(kv, &order_key(&order_id)).await?;
+            if let Some(pending) = record.and_then(|record| record.index_pending) {
+                if now_ms.saturating_sub(pending.claimed_ms) < CLAIM_LEASE_MS {
+                    break;
+                }
+                replay.finished += u64::from(take_over_pending(kv, &order_id, now_ms).await?);
+            }
+            kv.delete(&journal_key(entry)).await?;
+        }
+        walked = entry;
+        replay.entries += 1;
+    }
+    // Concurrent walks only ever move the mark forward.
+    update_json(kv, JOURNAL_REPLAYED_KEY, |current: Option<u64>| {
+        Ok::<_, StoreError>(if current.unwrap_or(0) >= walked { Change::Keep(()) } else { Change::Write(walked, ()) })
+    })
+    .await?;
+    Ok(replay)
 }
 
 /// Reads the length of a list from its counter.
@@ -114,28 +281,32 @@ impl<'a, K: Kv> Indexes<'a, K> {
         RankSet::new(self.kv, self.key(&format!("set:{name}")))
     }
 
-    /// Sets the record belongs to, with its position in each set's list.
-    fn memberships(record: &OrderRecord) -> Vec<(String, u64)> {
-        let status = record.order.status.name();
+    /// Sets `record` belongs to in `state`, with its position in each set's list.
+    fn memberships(record: &OrderRecord, state: IndexedState) -> Vec<(String, u64)> {
+        let status = state.status.name();
         let mut sets = vec![
             (format!("all:{status}"), record.position),
             (format!("u{}:{status}", record.order.user_id), record.user_position),
         ];
-        if record.is_open() {
+        if state.open {
             sets.push(("all:open".to_string(), record.position));
         }
         sets
     }
 
-    fn revenue_of(record: &OrderRecord) -> Option<(&str, i64)> {
+    fn revenue_of(record: &OrderRecord, state: IndexedState) -> Option<(&str, i64)> {
         let order = &record.order;
-        order.status.counts_as_revenue().then_some((order.currency.as_str(), order.total_amount))
+        state.status.counts_as_revenue().then_some((order.currency.as_str(), order.total_amount))
     }
 
-    /// Applies the change from `before` (None for a new order) to `after`.
-    pub async fn apply(&self, before: Option<&OrderRecord>, after: &OrderRecord) -> Result<(), StoreError> {
-        let old_sets = before.map(Self::memberships).unwrap_or_default();
-        let new_sets = Self::memberships(after);
+    /// Moves `record` from state `from` (None: not indexed, a new order) to `to`.
+    ///
+    /// Revenue counters cannot overflow: they sum orders placed within
+    /// `orders:placed_amount:{currency}` (see the module header). A store
+    /// error half-way leaves the work pending for whoever finishes it.
+    pub async fn apply(&self, record: &OrderRecord, from: Option<IndexedState>, to: IndexedState) -> Result<(), StoreError> {
+        let old_sets = from.map(|state| Self::memberships(record, state)).unwrap_or_default();
+        let new_sets = Self::memberships(record, to);
         for (name, position) in old_sets.iter().filter(|set| !new_sets.contains(set)) {
             self.set(name).remove(*position).await?;
         }
@@ -143,24 +314,24 @@ impl<'a, K: Kv> Indexes<'a, K> {
             self.set(name).insert(*position).await?;
         }
 
-        let old_status = before.map(|record| record.order.status);
-        if old_status != Some(after.order.status) {
+        let old_status = from.map(|state| state.status);
+        if old_status != Some(to.status) {
             if let Some(status) = old_status {
                 self.kv.increment(&self.key(&format!("count:{}", status.name())), -1).await?;
             }
-            self.kv.increment(&self.key(&format!("count:{}", after.order.status.name())), 1).await?;
+            self.kv.increment(&self.key(&format!("count:{}", to.status.name())), 1).await?;
         }
 
-        let old_revenue = before.and_then(Self::revenue_of);
-        let new_revenue = Self::revenue_of(after);
+        let old_revenue = from.and_then(|state| Self::revenue_of(record, state));
+        let new_revenue = Self::revenue_of(record, to);
         if old_revenue != new_revenue {
             for ((currency, amount), sign) in old_revenue.into_iter().map(|r| (r, -1)).chain(new_revenue.map(|r| (r, 1))) {
                 self.kv.increment(&self.key(&format!("revenue:{currency}")), sign * amount).await?;
                 self.kv.increment(&self.key(&format!("revenue_orders:{currency}")), sign).await?;
             }
         }
-        if before.is_none() {
-            self.note_currency(&after.order.currency).await?;
+        if from.is_none() {
+            self.note_currency(&record.order.currency).await?;
         }
         Ok(())
     }
@@ -294,7 +465,7 @@ pub async fn reindex(kv: &impl Kv, batch: u64) -> Result<ReindexReport, StoreErr
         if let Some(record) = fresh.record_at(&position_key(position)).await?
             && record.position == position
         {
-            fresh.apply(None, &record).await?;
+            fresh.apply(&record, None, IndexedState::of(&record)).await?;
             orders += 1;
         }
     }

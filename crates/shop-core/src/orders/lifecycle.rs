@@ -1,14 +1,15 @@
 //! Everything that changes an existing order: status changes by an admin,
 //! cancellation, payment events and the reconcile.
 //!
-//! Every change is one compare-and-swap on the order record; only the writer
-//! whose swap changed the record applies the index difference, moves the
-//! reservation and publishes the events, so a change repeated (the same
-//! event twice) or raced (two replicas) has its effects once.
+//! Every change is one compare-and-swap on the order record, which also
+//! records the index work the change owes; only the writer whose swap changed
+//! the record moves the reservation and publishes the events, and the index
+//! work is done once by whoever holds it (see [`super::index`]), so a change
+//! repeated (the same event twice) or raced (two replicas) has its effects once.
 
 use serde::Serialize;
 
-use super::index::{Indexes, order_key};
+use super::index::{Indexes, finish_pending, journal_append, order_key, pending_after_change, replay_journal};
 use super::model::{OrderRecord, OrderStatus, StockStep};
 use crate::payments::{
     Payment, PaymentStatus, completed_payment_of, deliver_outbox, drop_token, failed_order_charge, order_charge_id,
@@ -54,6 +55,10 @@ pub struct ReconcileReport {
     pub refunds_requested: u64,
     /// Expired idempotency records and event markers deleted (at most `limit` looked at).
     pub idempotency_swept: u64,
+    /// Orders whose index update a writer left unfinished (it died after
+    /// writing the order), finished from the journal (at most `limit`
+    /// entries looked at).
+    pub indexes_finished: u64,
 }
 
 /// Takes the payment side's word that `paid` paid the order, before the
@@ -78,27 +83,32 @@ fn invalid_transition(from: OrderStatus, to: OrderStatus) -> ApiError {
 
 impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, P, C, R> {
     /// Compare-and-swap on the order: `change` edits a copy and says whether
-    /// to store it; the index difference is applied after a stored change.
+    /// to store it. A stored change carries the index work it owes, which
+    /// this writer then does, unless another writer holds that work (see
+    /// [`super::index`]).
     async fn update_order<E: From<StoreError>>(
         &self,
         order_id: &str,
         mut change: impl FnMut(&mut OrderRecord) -> Result<bool, E>,
     ) -> Result<Updated, E> {
         let key = order_key(order_id);
+        let claim = journal_append(&self.kv, order_id).await?;
+        let now = self.clock.now_ms();
         let updated = update_json(&self.kv, &key, |current: Option<OrderRecord>| -> Result<Change<_, _>, E> {
             let Some(before) = current else {
                 return Ok(Change::Keep(Updated::Missing));
             };
             let mut after = before.clone();
             if change(&mut after)? {
+                after.index_pending = pending_after_change(&before, &after, claim, now);
                 Ok(Change::Write(after.clone(), Updated::Changed { before, after }))
             } else {
                 Ok(Change::Keep(Updated::Unchanged(before)))
             }
         })
         .await?;
-        if let Updated::Changed { before, after } = &updated {
-            Indexes::live(&self.kv).await?.apply(Some(before), after).await?;
+        if let Updated::Changed { after, .. } = &updated {
+            finish_pending(&self.kv, after.clone(), claim, now).await?;
         }
         Ok(updated)
     }
@@ -378,6 +388,7 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
         let mut report = ReconcileReport::default();
         let now = self.clock.now_ms();
         report.idempotency_swept = crate::idempotency::sweep_expired(&self.kv, limit as u64, now).await?.deleted;
+        report.indexes_finished = replay_journal(&self.kv, limit as u64, now).await?.finished;
         for record in Indexes::live(&self.kv).await?.oldest_open(limit).await? {
             report.examined += 1;
             if now.saturating_sub(record.updated_ms) < self.config.stuck_after_ms {

@@ -37,6 +37,8 @@
 //!   `orders.created` again (the payment worker charges once per order), and
 //!   orders awaiting payment without a token for longer than
 //!   `payment_timeout_ms` (by then their reservation has expired) are cancelled.
+//!   It also replays the order journal ([`index`]): index updates whose
+//!   writer stopped right after writing the order are finished, once.
 
 mod create;
 mod index;
@@ -44,7 +46,7 @@ mod inventory_port;
 mod lifecycle;
 mod model;
 
-pub use index::{CurrencyRevenue, ListFilter, ReindexReport};
+pub use index::{CLAIM_LEASE_MS, CurrencyRevenue, IndexedState, ListFilter, PendingIndex, ReindexReport};
 pub use inventory_port::{
     CatalogProduct, Inventory, InventoryError, MAX_ITEMS, MAX_QUANTITY, ReservationItem, ReservationReceipt, item_field,
 };

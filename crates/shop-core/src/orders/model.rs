@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::index::PendingIndex;
 use crate::events::Event;
 use crate::payments::PaymentStatus;
 
@@ -150,6 +151,10 @@ pub struct OrderRecord {
     pub cancel_reason: Option<String>,
     pub created_ms: u64,
     pub updated_ms: u64,
+    /// Index work this record still owes: stored by the compare-and-swap
+    /// that made the change, cleared once the derived data match (see `index`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_pending: Option<PendingIndex>,
 }
 
 impl OrderRecord {

@@ -215,6 +215,41 @@ fn totals_that_overflow_are_refused() {
     });
 }
 
+#[test]
+fn orders_are_refused_before_their_currency_could_overflow_a_revenue_counter() {
+    run(async {
+        let shop = Shop::empty();
+        let bound = i64::MAX;
+        assert_eq!(shop.put_product("most", bound - 10, "EUR", 10).await.status, 201);
+        assert_eq!(shop.put_product("rest", 10, "EUR", 10).await.status, 201);
+        assert_eq!(shop.put_product("cent", 1, "EUR", 10).await.status, 201);
+        assert_eq!(shop.put_product("usd", 1, "USD", 10).await.status, 201);
+        let one = |product_id: &str| json!({"user_id": 1, "product_id": product_id, "quantity": 1});
+        let most = shop.place_ok(one("most")).await;
+        // The EUR orders add up to the bound exactly: still placed.
+        let rest = shop.place_ok(one("rest")).await;
+        let past = shop.place(one("cent")).await;
+        assert_error(&past, 422, "amount_overflow", Some("items"));
+        assert_eq!(shop.stock("cent").await, (10, 0), "nothing reserved");
+        assert_eq!(shop.publisher.events_on(ORDERS_CREATED).len(), 2);
+        assert_eq!(shop.list("").await.json_body()["total_count"], 2, "nothing written");
+        // Other currencies count on their own.
+        shop.place_ok(one("usd")).await;
+
+        for order in [&most, &rest] {
+            assert_eq!(shop.set_status(order["id"].as_str().unwrap(), "paid").await.status, 200);
+        }
+        let summary = || async { shop.orders.handle(request(Method::Get, "/orders/summary", None)).await.json_body() };
+        assert_eq!(summary().await["total_revenue"], bound);
+        let cancel = request(Method::Delete, &format!("/orders/{}", rest["id"].as_str().unwrap()), None);
+        assert_eq!(shop.orders.handle(cancel).await.status, 200);
+        let after_cancel = summary().await;
+        assert_eq!((&after_cancel["total_revenue"], &after_cancel["average_order_value"]), (&json!(bound - 10), &json!(bound - 10)));
+        // A cancelled order keeps its share of the bound.
+        assert_error(&shop.place(one("cent")).await, 422, "amount_overflow", Some("items"));
+    });
+}
+
 fn with_key(body: &Value, key: &str) -> ApiRequest {
     request(Method::Post, "/orders", Some(body.clone())).with_header("Idempotency-Key", key)
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 use shop_core::events::{Event, PAYMENTS_COMPLETED};
 use shop_core::http::Method;
-use shop_core::orders::{OrderRecord, OrderStatus};
+use shop_core::orders::{CLAIM_LEASE_MS, OrderRecord, OrderStatus, order_key};
 use shop_core::ports::Random;
 use shop_core::testing::{MemoryKv, SeededRandom, scan_orders};
 
@@ -235,13 +235,18 @@ async fn random_operations(shop: &Shop, random: &SeededRandom, operations: usize
     }
 }
 
+/// A shop selling `p1` after `operations` random operations.
+async fn shop_after_random_operations(seed: u64, operations: usize) -> Shop {
+    let shop = Shop::empty();
+    assert_eq!(shop.put_product("p1", 1250, "EUR", 1_000_000).await.status, 201);
+    random_operations(&shop, &SeededRandom::new(seed), operations).await;
+    shop
+}
+
 #[test]
 fn indexes_and_summary_equal_a_full_scan_after_random_operations() {
     run(async {
-        let shop = Shop::empty();
-        assert_eq!(shop.put_product("p1", 1250, "EUR", 1_000_000).await.status, 201);
-        let random = SeededRandom::new(99);
-        random_operations(&shop, &random, 400).await;
+        let shop = shop_after_random_operations(99, 400).await;
         let statuses: Vec<String> = scan_orders(&shop.kv).await.iter().map(|r| r.order.status.name().to_string()).collect();
         for status in ["confirmed", "paid", "processing", "shipped", "delivered", "cancelled", "refunded"] {
             assert!(statuses.iter().any(|s| s == status), "the mix never reached {status}");
@@ -276,11 +281,43 @@ fn concurrent_writers_keep_indexes_equal_to_a_full_scan() {
 }
 
 #[test]
+fn index_updates_left_by_writers_dying_after_the_order_write_are_finished_once() {
+    run(async {
+        let shop = shop_after_random_operations(5, 60).await;
+        let victim = shop.place_ok(json!({"user_id": 1, "product_id": "p1", "quantity": 1})).await["id"].as_str().unwrap().to_string();
+        // A status change, and a placement, each die right after writing the order.
+        shop.kv.set_unavailable_after_swap_of(&order_key(&victim));
+        assert_eq!(shop.set_status(&victim, "paid").await.status, 503);
+        shop.kv.set_unavailable(false);
+        shop.kv.set_unavailable_after_swap_of("order:");
+        assert_eq!(shop.place(json!({"user_id": 2, "product_id": "p1", "quantity": 1})).await.status, 503);
+        shop.kv.set_unavailable(false);
+        let served = || async { shop.orders.handle(request(Method::Get, "/orders/summary", None)).await.json_body() };
+        assert_ne!(served().await, expected_views(&scan_orders(&shop.kv).await).0, "the indexes lag behind the orders");
+
+        // While the dead writer's claim holds, the next writer leaves the work to it.
+        assert_eq!(shop.set_status(&victim, "processing").await.status, 200);
+        assert_ne!(served().await, expected_views(&scan_orders(&shop.kv).await).0);
+        // Once it has run out, the next writer of the order takes it over...
+        shop.clock.advance_ms(CLAIM_LEASE_MS);
+        assert_eq!(shop.set_status(&victim, "shipped").await.status, 200);
+        // ...and the reconcile replaying the journal finishes the new order's.
+        let reconcile = || shop.orders.handle(as_admin(request(Method::Post, "/orders/reconcile?limit=1000", None)));
+        assert_eq!(reconcile().await.json_body()["indexes_finished"], 1);
+        assert_views_match_a_full_scan(&shop).await;
+        // Once finished, nothing is applied again.
+        shop.clock.advance_ms(CLAIM_LEASE_MS);
+        assert_eq!(reconcile().await.json_body()["indexes_finished"], 0);
+        assert_eq!(shop.set_status(&victim, "delivered").await.status, 200);
+        assert_views_match_a_full_scan(&shop).await;
+        assert!(scan_orders(&shop.kv).await.iter().all(|r| r.index_pending.is_none()));
+    });
+}
+
+#[test]
 fn reindex_rebuilds_counters_and_sets_from_the_orders() {
     run(async {
-        let shop = Shop::empty();
-        assert_eq!(shop.put_product("p1", 1250, "EUR", 1_000_000).await.status, 201);
-        random_operations(&shop, &SeededRandom::new(4), 120).await;
+        let shop = shop_after_random_operations(4, 120).await;
         // Damage the live derived data: a counter and a status set.
         for key in shop.kv.keys_with_prefix("orders:g0:count:") {
             shop_core::kv::Kv::increment(&shop.kv, &key, 5).await.unwrap();
