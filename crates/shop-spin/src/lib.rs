@@ -1,6 +1,9 @@
-//! Adapters from shop-core's ports to what a Spin component can import, so
-//! each component is only wiring: build the service, convert the request,
-//! call `handle` (or `handle_event`), convert the response.
+//! The WASIp3 adapter (`spin-sdk` 7): shop-core's ports over what a
+//! component built for Spin 4.1+ and `wharf` can import, gathered as
+//! [`SpinP3`], the `shop_wiring::Runtime` the WASIp3 components run with.
+//! Its WASIp2 counterpart is `shop-spin-p2`; what the two share is in
+//! `shop-wiring`. (The crate keeps its first name, `shop-spin`: the WASIp3
+//! build is the main one, and renaming it would touch every component.)
 //!
 //! - [`SpinKv`]: `spin:key-value` for plain reads and writes, and
 //!   `wasi:keyvalue/atomics` for increment and compare-and-swap on the same
@@ -10,7 +13,6 @@
 //!   `Inventory` port.
 //! - [`WasiClock`], [`WasiRandom`], [`WasiSleeper`].
 
-use shop_core::events::{EventError, EventOutcome};
 use shop_core::http::{ApiRequest, ApiResponse, Method};
 use shop_core::kv::{Kv, StoreError};
 use shop_core::ports::{Clock, PublishError, Publisher, Random, Sleeper};
@@ -18,17 +20,49 @@ use spin_sdk::experimental::wasi::keyvalue::{atomics, store as wasi_kv};
 use spin_sdk::http::body::IncomingBodyExt;
 use spin_sdk::http::{Request, Response};
 
+use shop_wiring::keyvalue_atomics::store_error;
+
 mod inventory_client;
 mod provider;
 pub use inventory_client::InventoryClient;
 pub use provider::HttpProvider;
 
+/// The WASIp3 build's runtime for the shared wiring in `shop-wiring`.
+pub struct SpinP3;
+
+impl shop_wiring::Runtime for SpinP3 {
+    type Kv = SpinKv;
+    type Publisher = RedisPublisher;
+    type Provider = HttpProvider;
+    type Inventory = InventoryClient;
+    type Clock = WasiClock;
+    type Random = WasiRandom;
+    type Sleeper = WasiSleeper;
+
+    async fn variable(name: &str) -> Result<String, String> {
+        spin_sdk::variables::get(name).await.map_err(|e| format!("variable `{name}`: {e:?}"))
+    }
+
+    async fn open_kv() -> Result<SpinKv, StoreError> {
+        SpinKv::open_default().await
+    }
+
+    fn publisher(redis_url: String) -> RedisPublisher {
+        RedisPublisher { url: redis_url }
+    }
+
+    fn provider(base_url: String) -> HttpProvider {
+        HttpProvider { base_url }
+    }
+
+    async fn redis_ping(url: &str) -> Result<(), String> {
+        let connection = spin_sdk::redis::Connection::open(url).await.map_err(|e| format!("{e:?}"))?;
+        connection.execute("PING", Vec::<spin_sdk::redis::RedisParameter>::new()).await.map(drop).map_err(|e| format!("{e:?}"))
+    }
+}
+
 /// The key-value store every component of the shop uses.
 pub const STORE: &str = "default";
-
-fn store_error(e: impl std::fmt::Debug) -> StoreError {
-    StoreError::new(format!("{e:?}"))
-}
 
 pub struct SpinKv {
     store: spin_sdk::key_value::Store,
@@ -44,7 +78,7 @@ impl SpinKv {
 }
 
 impl Kv for SpinKv {
-    type CasToken = atomics::Cas;
+    shop_wiring::keyvalue_atomics_methods!(atomics, bucket);
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.store.get(key).await.map_err(store_error)
@@ -56,38 +90,6 @@ impl Kv for SpinKv {
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.store.delete(key).await.map_err(store_error)
-    }
-
-    async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
-        // shop-core reads a counter as `increment(key, 0)`. A read needs no
-        // atomicity, and the async `get` lets the instance run its other
-        // requests meanwhile, where the synchronous wasi:keyvalue call holds
-        // the whole instance until the store answers. Counters are decimal
-        // text on every backend.
-        if delta == 0 {
-            return match self.get(key).await? {
-                None => Ok(0),
-                Some(bytes) => std::str::from_utf8(&bytes)
-                    .ok()
-                    .and_then(|text| text.parse().ok())
-                    .ok_or_else(|| StoreError::new(format!("counter `{key}` is not an integer"))),
-            };
-        }
-        atomics::increment(&self.bucket, key, delta).map_err(store_error)
-    }
-
-    async fn cas_read(&self, key: &str) -> Result<(Option<Vec<u8>>, atomics::Cas), StoreError> {
-        let cas = atomics::Cas::new(&self.bucket, key).map_err(store_error)?;
-        let current = cas.current().map_err(store_error)?;
-        Ok((current, cas))
-    }
-
-    async fn cas_swap(&self, token: atomics::Cas, value: &[u8]) -> Result<bool, StoreError> {
-        match atomics::swap(token, value) {
-            Ok(()) => Ok(true),
-            Err(atomics::CasError::CasFailed(_)) => Ok(false),
-            Err(atomics::CasError::StoreError(e)) => Err(store_error(e)),
-        }
     }
 }
 
@@ -111,12 +113,7 @@ impl Publisher for RedisPublisher {
     }
 }
 
-/// Whether Redis at `url` answers (for `/health`).
-pub async fn redis_ping(url: &str) -> Result<(), String> {
-    let connection = spin_sdk::redis::Connection::open(url).await.map_err(|e| format!("{e:?}"))?;
-    connection.execute("PING", Vec::<spin_sdk::redis::RedisParameter>::new()).await.map(drop).map_err(|e| format!("{e:?}"))
-}
-
+#[derive(Default)]
 pub struct WasiClock;
 
 impl Clock for WasiClock {
@@ -126,6 +123,7 @@ impl Clock for WasiClock {
     }
 }
 
+#[derive(Default)]
 pub struct WasiRandom;
 
 impl Random for WasiRandom {
@@ -134,25 +132,13 @@ impl Random for WasiRandom {
     }
 }
 
+#[derive(Default)]
 pub struct WasiSleeper;
 
 impl Sleeper for WasiSleeper {
     async fn sleep(&self, milliseconds: u64) {
         spin_sdk::wasip3::clocks::monotonic_clock::wait_for(milliseconds.saturating_mul(1_000_000)).await;
     }
-}
-
-/// A variable of the component, or an error naming it.
-pub async fn variable(name: &str) -> Result<String, String> {
-    spin_sdk::variables::get(name).await.map_err(|e| format!("variable `{name}`: {e:?}"))
-}
-
-/// An optional variable of whole seconds, in milliseconds (None when the
-/// manifest does not define it).
-pub async fn milliseconds_variable(name: &str) -> Result<Option<u64>, String> {
-    let Ok(text) = variable(name).await else { return Ok(None) };
-    let seconds: u64 = text.trim().parse().map_err(|_| format!("variable `{name}`: expected whole seconds, got {text:?}"))?;
-    Ok(Some(seconds.saturating_mul(1000)))
 }
 
 /// The spin-sdk request as the services take it.
@@ -190,31 +176,10 @@ pub fn response(api: ApiResponse) -> Reply {
         .unwrap_or_else(|_| Response::new(spin_sdk::http::FullBody::new(bytes::Bytes::new())))
 }
 
-/// A 503 in the shop's error shape, for when a dependency is unreachable
-/// before a service can even be built.
-pub fn unavailable(message: impl Into<String>) -> Reply {
-    response(shop_core::http::ApiError::new(503, "service_unavailable", message).into_response())
-}
-
-/// What a Redis subscriber reports for an event. Events it cannot use
-/// (garbage, unknown types, contradictions) are logged and skipped, as
-/// redelivering them would never help; only an unreachable dependency is an
-/// error, so it shows in the host's log (reconcile re-drives the order later).
-pub fn event_outcome(outcome: Result<EventOutcome, EventError>) -> Result<(), String> {
-    match outcome {
-        Ok(EventOutcome::Applied) => Ok(()),
-        Ok(EventOutcome::Duplicate) => {
-            println!("event already applied; nothing to do");
-            Ok(())
-        }
-        Ok(EventOutcome::Ignored(reason)) => {
-            println!("event ignored: {reason}");
-            Ok(())
-        }
-        Err(e @ (EventError::Malformed(_) | EventError::UnknownType(_) | EventError::Rejected(_))) => {
-            eprintln!("event skipped: {e}");
-            Ok(())
-        }
-        Err(e @ EventError::Unavailable(_)) => Err(e.to_string()),
+/// Serves one request with a handler of `shop_wiring::services`.
+pub async fn serve<F: Future<Output = ApiResponse>>(request: Request, handler: impl FnOnce(ApiRequest) -> F) -> Reply {
+    match api_request(request).await {
+        Ok(request) => response(handler(request).await),
+        Err(e) => response(e),
     }
 }

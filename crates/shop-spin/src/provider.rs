@@ -1,18 +1,12 @@
 //! The payment provider over outbound HTTP. Per-attempt timeouts and retries
 //! are shop-core's (`with_retries`); this only makes one call.
 
-use shop_core::payments::{GatewayOutcome, ProviderGateway, ProviderTransport, outcome_from_response};
+use shop_core::payments::{GatewayOutcome, ProviderTransport, outcome_from_response};
 use spin_sdk::http::body::IncomingBodyExt;
 
 pub struct HttpProvider {
     /// `scheme://host[:port]` of the provider, e.g. `http://gateway-sandbox.spin.internal`.
-    base_url: String,
-}
-
-impl HttpProvider {
-    pub fn gateway(base_url: String) -> ProviderGateway<HttpProvider> {
-        ProviderGateway(HttpProvider { base_url: base_url.trim_end_matches('/').to_string() })
-    }
+    pub base_url: String,
 }
 
 impl ProviderTransport for HttpProvider {

@@ -1,0 +1,11 @@
+//! The `gateway-sandbox` component for WASIp2 (`wasi:http/incoming-handler@0.2.0`): the
+//! same work as `components/gateway-sandbox`, through `shop-spin-p2`.
+
+use shop_spin_p2::{SpinP2, serve};
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
+use spin_sdk::http_component;
+
+#[http_component]
+async fn handle(request: IncomingRequest, out: ResponseOutparam) {
+    serve(request, out, shop_wiring::services::gateway_sandbox::<SpinP2>).await
+}

@@ -1,0 +1,84 @@
+//! The components' wiring, once for both builds of the shop.
+//!
+//! The shop is built twice: for WASIp3 (`spin-sdk` 7, adapter `shop-spin`,
+//! what `wharf` and Spin 4.1+ run) and for WASIp2 (`spin-sdk` 5, adapter
+//! `shop-spin-p2`, what Spin 3.x and SpinKube's shim run). The two SDKs bind
+//! different imports with different types, so each build has an adapter of
+//! its own; everything that does not depend on those imports lives here:
+//! which variables configure which service, how a service is assembled from
+//! the ports, how an event's outcome is reported. A component of either
+//! build is then its SDK's export macro and one call into a module here,
+//! with the adapter's [`Runtime`] as type parameter.
+//!
+//! This crate depends on shop-core only, so it builds and tests natively.
+
+#![allow(async_fn_in_trait, reason = "components are single-threaded; no Send bound is wanted")]
+
+use shop_core::events::{EventError, EventOutcome};
+use shop_core::http::{ApiError, ApiResponse};
+use shop_core::kv::{Kv, StoreError};
+use shop_core::orders::Inventory;
+use shop_core::payments::ProviderTransport;
+use shop_core::ports::{Clock, Publisher, Random, Sleeper};
+
+pub mod config;
+pub mod inventory_wit;
+pub mod keyvalue_atomics;
+pub mod services;
+
+/// What a component can import, as shop-core's ports: one implementation
+/// per Spin ABI (`shop_spin::SpinP3`, `shop_spin_p2::SpinP2`).
+pub trait Runtime {
+    type Kv: Kv;
+    type Publisher: Publisher;
+    type Provider: ProviderTransport;
+    /// The `shop:inventory` import (the inventory component, composed in).
+    type Inventory: Inventory + Default;
+    type Clock: Clock + Default;
+    type Random: Random + Default;
+    type Sleeper: Sleeper + Default;
+
+    /// A variable of the component, or an error naming it.
+    async fn variable(name: &str) -> Result<String, String>;
+    /// The key-value store every component of the shop uses.
+    async fn open_kv() -> Result<Self::Kv, StoreError>;
+    /// Publishes to Redis at `redis_url`.
+    fn publisher(redis_url: String) -> Self::Publisher;
+    /// The payment provider at `base_url` (`scheme://host[:port]`, no
+    /// trailing slash).
+    fn provider(base_url: String) -> Self::Provider;
+    /// Whether Redis at `url` answers (for `/health`).
+    async fn redis_ping(url: &str) -> Result<(), String>;
+}
+
+/// A 503 in the shop's error shape, for when a dependency is unreachable
+/// before a service can even be built.
+pub fn unavailable(message: impl Into<String>) -> ApiResponse {
+    ApiError::new(503, "service_unavailable", message).into_response()
+}
+
+/// What a Redis subscriber reports for an event. Events it cannot use
+/// (garbage, unknown types, contradictions) are logged and skipped, as
+/// redelivering them would never help; only an unreachable dependency is an
+/// error, so it shows in the host's log (reconcile re-drives the order later).
+pub fn event_outcome(outcome: Result<EventOutcome, EventError>) -> Result<(), String> {
+    match outcome {
+        Ok(EventOutcome::Applied) => Ok(()),
+        Ok(EventOutcome::Duplicate) => {
+            println!("event already applied; nothing to do");
+            Ok(())
+        }
+        Ok(EventOutcome::Ignored(reason)) => {
+            println!("event ignored: {reason}");
+            Ok(())
+        }
+        Err(e @ (EventError::Malformed(_) | EventError::UnknownType(_) | EventError::Rejected(_))) => {
+            eprintln!("event skipped: {e}");
+            Ok(())
+        }
+        Err(e @ EventError::Unavailable(_)) => Err(e.to_string()),
+    }
+}
+
+#[doc(hidden)]
+pub use shop_core as __shop_core;
