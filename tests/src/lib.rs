@@ -45,7 +45,10 @@ pub fn free_port() -> u16 {
 fn wait_for_listener(addr: &str, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if TcpStream::connect(addr).is_ok() {
+        // A connect to a loopback port nobody listens on yet can pick that
+        // very port as its own source port and connect to itself (TCP
+        // simultaneous open), which says nothing about the server.
+        if TcpStream::connect(addr).is_ok_and(|stream| stream.local_addr().ok() != stream.peer_addr().ok()) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -81,7 +84,10 @@ impl Redis {
         assert!(wait_for_listener(&format!("127.0.0.1:{}", self.port), Duration::from_secs(10)), "redis-server did not start");
         // The server answering must be this one, not another process that
         // holds the port (then ours failed to bind and exited).
-        let info: String = redis::cmd("INFO").arg("server").query(&mut self.client()).unwrap();
+        let info: String = eventually(Duration::from_secs(10), "redis-server to answer INFO", || {
+            let mut connection = redis::Client::open(self.url()).ok()?.get_connection().ok()?;
+            redis::cmd("INFO").arg("server").query(&mut connection).ok()
+        });
         assert!(
             info.lines().any(|line| line.trim() == format!("process_id:{pid}")),
             "port {} is held by another redis-server than the one this test started",
