@@ -29,7 +29,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use shop_wiring::keyvalue_atomics::store_error;
+use shop_wiring::keyvalue_atomics::{store_error, while_locked};
 
 mod inventory_client;
 mod provider;
@@ -50,18 +50,18 @@ pub struct SpinKv {
 }
 
 impl Kv for SpinKv {
-    shop_wiring::keyvalue_atomics_methods!(atomics, bucket);
+    shop_wiring::keyvalue_atomics_methods!(atomics, bucket, WasiSleeper);
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.bucket.get(key).map_err(store_error)
+        while_locked(&WasiSleeper, async || self.bucket.get(key).map_err(store_error)).await
     }
 
     async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.bucket.set(key, value).map_err(store_error)
+        while_locked(&WasiSleeper, async || self.bucket.set(key, value).map_err(store_error)).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.bucket.delete(key).map_err(store_error)
+        while_locked(&WasiSleeper, async || self.bucket.delete(key).map_err(store_error)).await
     }
 }
 

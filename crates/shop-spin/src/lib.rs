@@ -20,7 +20,7 @@ use spin_sdk::experimental::wasi::keyvalue::{atomics, store as wasi_kv};
 use spin_sdk::http::body::IncomingBodyExt;
 use spin_sdk::http::{Request, Response};
 
-use shop_wiring::keyvalue_atomics::store_error;
+use shop_wiring::keyvalue_atomics::{store_error, while_locked};
 
 mod inventory_client;
 mod provider;
@@ -78,18 +78,18 @@ impl SpinKv {
 }
 
 impl Kv for SpinKv {
-    shop_wiring::keyvalue_atomics_methods!(atomics, bucket);
+    shop_wiring::keyvalue_atomics_methods!(atomics, bucket, WasiSleeper);
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.store.get(key).await.map_err(store_error)
+        while_locked(&WasiSleeper, async || self.store.get(key).await.map_err(store_error)).await
     }
 
     async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.store.set(key, value).await.map_err(store_error)
+        while_locked(&WasiSleeper, async || self.store.set(key, value).await.map_err(store_error)).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.store.delete(key).await.map_err(store_error)
+        while_locked(&WasiSleeper, async || self.store.delete(key).await.map_err(store_error)).await
     }
 }
 
