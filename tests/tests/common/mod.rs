@@ -1,5 +1,5 @@
-//! The shop for one test: its own `redis-server`, the repo's `spin.toml` on
-//! the release `wharf`, state in a temp dir of its own; plus short helpers
+//! The shop for one test: its own `redis-server`, the shop's manifest
+//! ([`shop_manifest`]) on the release `wharf`, state in a temp dir of its own; plus short helpers
 //! for the API (admin token, products, orders) and a Redis subscriber that
 //! records the app's events.
 
@@ -41,6 +41,13 @@ pub const CHANNELS: [&str; 6] =
 pub const TRIGGER_CHANNELS: [&str; 5] =
     ["orders.created", "orders.cancelled", "payments.completed", "payments.failed", "payments.refunded"];
 
+/// The shop's manifest: the repo's `spin.toml` (the WASIp3 build), or the
+/// one named by `SHOP_MANIFEST` relative to the repo (`spin.p2.toml`, the
+/// WASIp2 build), so the same suite runs against either build.
+pub fn shop_manifest() -> PathBuf {
+    workspace_root().join(std::env::var("SHOP_MANIFEST").unwrap_or_else(|_| "spin.toml".to_string()))
+}
+
 /// How the host is started.
 #[derive(Clone, Default)]
 pub struct Options {
@@ -51,7 +58,7 @@ pub struct Options {
     pub strict_instances: bool,
     /// More `SPIN_VARIABLE_*` (or other) environment variables.
     pub env: Vec<(String, String)>,
-    /// Another manifest than the repo's spin.toml.
+    /// Another manifest than the shop's ([`shop_manifest`]).
     pub manifest: Option<PathBuf>,
     /// Run the shop from this registry reference, started as SpinKube's
     /// operator starts an executor: `-f <reference>`, the runtime config and
@@ -126,7 +133,7 @@ impl App {
         }
         let manifest = match &options.registry {
             Some((reference, _)) => PathBuf::from(reference),
-            None => options.manifest.clone().unwrap_or_else(workspace_root),
+            None => options.manifest.clone().unwrap_or_else(shop_manifest),
         };
         // Other manifests (composition tests) and component subsets may
         // have no Redis trigger, or only some.
