@@ -32,7 +32,10 @@ compares the two), then checks the rendered objects:
   components            known ids, every Redis subscriber runs in exactly one
                         SpinApp, dependencies retained, every component runs
   probes                readiness and liveness on /.well-known/spin/health
-  executor-choice       the overlay uses the executor it is meant to
+  executor-choice       the overlay uses the executor it is meant to, and a
+                        containerd-shim-spin SpinApp runs the WASIp2 artifact
+                        (tag ending in -wasip2): the shim embeds Spin 3.6.3,
+                        which cannot start the WASIp3 build
   scaling               HPA targets the operator's Deployment of an autoscaled
                         SpinApp, requests exist for its metrics, subscribers do
                         not autoscale, PDBs select pods and can be satisfied
@@ -805,9 +808,21 @@ def c_probes(ov: Overlay, t: Tools) -> list[str]:
     return errs
 
 
+# The tag suffix of the shop's WASIp2 build (spin.p2.toml), the only one
+# that Spin 3.x, and so containerd-shim-spin, can start.
+WASIP2_TAG_SUFFIX = "-wasip2"
+
+
 def c_executor_choice(ov: Overlay, t: Tools) -> list[str]:
-    return [f"{ref(a)}: executor {(a.get('spec') or {}).get('executor')!r}, overlay {ov.name} expects {ov.expect['executor']!r}"
+    errs = [f"{ref(a)}: executor {(a.get('spec') or {}).get('executor')!r}, overlay {ov.name} expects {ov.expect['executor']!r}"
             for a in ov.spinapps() if (a.get("spec") or {}).get("executor") != ov.expect["executor"]]
+    for a in ov.spinapps():
+        spec = a.get("spec") or {}
+        _, tag, _ = split_image(str(spec.get("image", "")))
+        if spec.get("executor") == "containerd-shim-spin" and not (tag or "").endswith(WASIP2_TAG_SUFFIX):
+            errs.append(f"{ref(a)}: containerd-shim-spin (Spin 3.6.3 inside) cannot start image {spec.get('image')!r}; "
+                        f"use the WASIp2 build's artifact (tag ending in {WASIP2_TAG_SUFFIX!r}, pushed from spin.p2.toml)")
+    return errs
 
 
 def c_scaling(ov: Overlay, t: Tools) -> list[str]:
@@ -1311,6 +1326,8 @@ MUTATIONS: list[tuple[str, str, str, Callable[[Overlay], None]]] = [
      lambda ov: _spec(ov, "SpinApp", HTTP_APP)["checks"]["liveness"]["httpGet"].update(path="/health")),
     ("wrong executor for the overlay", "wharf", "executor-choice",
      lambda ov: _spec(ov, "SpinApp", HTTP_APP).update(executor="containerd-shim-spin")),
+    ("the WASIp3 artifact on containerd-shim-spin", "prod", "executor-choice",
+     lambda ov: [a["spec"].update(image="ghcr.io/example/shop:0.1.0") for a in ov.spinapps()]),
     ("HPA targeting a Deployment no SpinApp creates", "prod", "scaling",
      lambda ov: _spec(ov, "HorizontalPodAutoscaler", HTTP_APP)["scaleTargetRef"].update(name="shop-http")),
     ("HPA on a SpinApp without enableAutoscaling", "prod", "scaling",
