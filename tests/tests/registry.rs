@@ -13,9 +13,11 @@ const WASM_LAYER: &str = "application/vnd.wasm.content.layer.v1+wasm";
 const APP_LAYER: &str = "application/vnd.fermyon.spin.application.v1+config";
 const DATA_LAYER: &str = "application/vnd.wasm.content.layer.v1+data";
 
-/// Pushes the repo's shop to `reference`; returns the digest wharf printed.
+/// Pushes the shop (the build [`shop_manifest`] names) to `reference`;
+/// returns the digest wharf printed.
 fn push(reference: &str, env: &[(&str, &str)]) -> String {
-    let (ok, out) = wharf(&["registry", "push", reference], env);
+    let manifest = shop_manifest().display().to_string();
+    let (ok, out) = wharf(&["registry", "push", "-f", &manifest, reference], env);
     assert!(ok, "push failed: {out}");
     let digest = out.trim().rsplit_once('@').map(|(_, d)| d.to_string()).unwrap_or_else(|| panic!("no digest in: {out}"));
     assert!(digest.starts_with("sha256:") && digest.len() == 71, "{out}");
@@ -72,8 +74,8 @@ fn the_pushed_shop_has_spins_layout_and_runs_from_the_registry_as_an_executor_ru
     };
     // inventory has no dependencies: its layer is its file; order is composed
     // with inventory inside it, so its layer is larger than its own file.
-    assert_eq!(layer_of("inventory"), std::fs::read(wasm("inventory")).unwrap());
-    let order_file = std::fs::read(wasm("order")).unwrap();
+    assert_eq!(layer_of("inventory"), std::fs::read(shop_component_file("inventory")).unwrap());
+    let order_file = std::fs::read(shop_component_file("order")).unwrap();
     let order_layer = layer_of("order");
     assert!(order_layer.len() > order_file.len() && order_layer != order_file);
     assert_eq!(locked["variables"]["admin_token"], json!({ "secret": true }));

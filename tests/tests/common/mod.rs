@@ -48,6 +48,13 @@ pub fn shop_manifest() -> PathBuf {
     workspace_root().join(std::env::var("SHOP_MANIFEST").unwrap_or_else(|_| "spin.toml".to_string()))
 }
 
+/// The file a component of the shop's manifest is built to (its `source`).
+pub fn shop_component_file(id: &str) -> PathBuf {
+    let manifest: toml::Table = std::fs::read_to_string(shop_manifest()).unwrap().parse().unwrap();
+    let source = manifest["component"][id]["source"].as_str().unwrap_or_else(|| panic!("component `{id}` has no file source"));
+    workspace_root().join(source)
+}
+
 /// How the host is started.
 #[derive(Clone, Default)]
 pub struct Options {
