@@ -352,7 +352,7 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
     slow = threading.Thread(
         target=lambda: r.call(
             "payment whose provider never answers in time", "post", "/payments",
-            headers={"Idempotency-Key": f"slow-{sfx}"}, body=slow_body, expect=504,
+            headers={**me, "Idempotency-Key": f"slow-{sfx}"}, body=slow_body, expect=504,
         ),
         daemon=True,
     )
@@ -364,11 +364,11 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
     busy_body = charge_of(unpaid_order("busy"), "tok_transient")
     busy: list[Exchange] = []
     first = threading.Thread(target=lambda: busy.append(r.call("payment, one of two at once", "post", "/payments",
-                                                                headers=busy_key, body=busy_body, expect=None)),
+                                                                headers={**me, **busy_key}, body=busy_body, expect=None)),
                              daemon=True)
     first.start()
     time.sleep(0.2)
-    busy.append(r.call("payment, one of two at once", "post", "/payments", headers=busy_key, body=busy_body,
+    busy.append(r.call("payment, one of two at once", "post", "/payments", headers={**me, **busy_key}, body=busy_body,
                        expect=None))
 
     # ---- inventory: reservations (admin) ----
@@ -601,11 +601,11 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
     r.eventually("the declined order to be cancelled",
                  order_when(cid, lambda o: o.get("status") == "cancelled" and o.get("payment_status") == "failed"))
     worker_payment = paid.get("payment_id") or "pay_missing"
-    r.call("get the worker's payment", "get", f"/payments/{worker_payment}", expect=200)
+    r.call("get the worker's payment", "get", f"/payments/{worker_payment}", headers=me, expect=200)
     r.call("cancel paid order", "delete", f"/orders/{bid}", headers=me, query=[("reason", "too late")], expect=200)
     r.eventually(
         "the payment worker to refund the cancelled order's payment",
-        lambda: (r.call("poll payment", "get", f"/payments/{worker_payment}", expect=200).json() or {}).get("status")
+        lambda: (r.call("poll payment", "get", f"/payments/{worker_payment}", headers=me, expect=200).json() or {}).get("status")
         == "refunded" or None,
     )
 
@@ -633,33 +633,36 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
     # ---- payments ----
     charge = charge_of(unpaid_order("payment"), "tok_approve")
     pkey = {"Idempotency-Key": f"pay-{sfx}"}
-    r.call("payment without Idempotency-Key", "post", "/payments", body=charge, expect=400)
-    r.call("payment with an Idempotency-Key over 255", "post", "/payments", headers={"Idempotency-Key": "k" * 256},
+    r.call("payment without a customer token", "post", "/payments", headers=pkey, body=charge, expect=401)
+    r.call("payment of another customer's order", "post", "/payments", headers={**other, "Idempotency-Key": f"pay-other-{sfx}"},
+           body=charge, expect=422)
+    r.call("payment without Idempotency-Key", "post", "/payments", headers=me, body=charge, expect=400)
+    r.call("payment with an Idempotency-Key over 255", "post", "/payments", headers={**me, "Idempotency-Key": "k" * 256},
            body=charge, expect=400)
     r.call("payment with an Idempotency-Key not visible ASCII", "post", "/payments",
-           headers={"Idempotency-Key": "caf\u00e9"}, body=charge, expect=400)
-    r.call("payment of an unknown order", "post", "/payments", headers={"Idempotency-Key": f"pay-unknown-{sfx}"},
+           headers={**me, "Idempotency-Key": "caf\u00e9"}, body=charge, expect=400)
+    r.call("payment of an unknown order", "post", "/payments", headers={**me, "Idempotency-Key": f"pay-unknown-{sfx}"},
            body={**charge, "order_id": "ord_0000000000000000"}, expect=422)
     r.call("payment of another amount than the order's", "post", "/payments",
-           headers={"Idempotency-Key": f"pay-amount-{sfx}"}, body={**charge, "amount": 1}, expect=422)
-    r.call("payment of a cancelled order", "post", "/payments", headers={"Idempotency-Key": f"pay-cancelled-{sfx}"},
+           headers={**me, "Idempotency-Key": f"pay-amount-{sfx}"}, body={**charge, "amount": 1}, expect=422)
+    r.call("payment of a cancelled order", "post", "/payments", headers={**me, "Idempotency-Key": f"pay-cancelled-{sfx}"},
            body={**charge, "order_id": bid, "amount": paid.get("total_amount", 1999)}, expect=409)
-    payment = r.call("payment", "post", "/payments", headers=pkey, body=charge, expect=201).json() or {}
-    again = r.call("payment replayed", "post", "/payments", headers=pkey, body=charge, expect=201).json() or {}
+    payment = r.call("payment", "post", "/payments", headers={**me, **pkey}, body=charge, expect=201).json() or {}
+    again = r.call("payment replayed", "post", "/payments", headers={**me, **pkey}, body=charge, expect=201).json() or {}
     if again.get("payment_id") != payment.get("payment_id"):
         r.surprises.append("POST /payments replay answered another payment than the first request")
-    r.call("payment: key reused for another amount", "post", "/payments", headers=pkey,
+    r.call("payment: key reused for another amount", "post", "/payments", headers={**me, **pkey},
            body={**charge, "amount": 1501}, expect=422)
     # A declined payment leaves the order waiting: the same order is tried again.
     declined_charge = charge_of(unpaid_order("declined payment"), "tok_decline")
-    declined = r.call("payment declined", "post", "/payments", headers={"Idempotency-Key": f"pay-dec-{sfx}"},
+    declined = r.call("payment declined", "post", "/payments", headers={**me, "Idempotency-Key": f"pay-dec-{sfx}"},
                       body=declined_charge, expect=402).json() or {}
-    r.call("payment declined, replayed", "post", "/payments", headers={"Idempotency-Key": f"pay-dec-{sfx}"},
+    r.call("payment declined, replayed", "post", "/payments", headers={**me, "Idempotency-Key": f"pay-dec-{sfx}"},
            body=declined_charge, expect=402)
     r.call("payment with a token the provider does not know", "post", "/payments",
-           headers={"Idempotency-Key": f"pay-unk-{sfx}"}, body={**declined_charge, "payment_token": "tok_other"},
+           headers={**me, "Idempotency-Key": f"pay-unk-{sfx}"}, body={**declined_charge, "payment_token": "tok_other"},
            expect=402)
-    r.call("payment after two transient failures", "post", "/payments", headers={"Idempotency-Key": f"pay-tr-{sfx}"},
+    r.call("payment after two transient failures", "post", "/payments", headers={**me, "Idempotency-Key": f"pay-tr-{sfx}"},
            body=charge_of(unpaid_order("transient payment"), "tok_transient"), expect=201)
     for label, body in [
         ("amount 0", {**charge, "amount": 0}),
@@ -670,13 +673,15 @@ def run_script(r: Runner, spec: dict, redis_url: Optional[str]) -> None:
         ("order_id with a dot", {**charge, "order_id": "o.1"}),
         ("unknown field", {**charge, "tip": 1}),
     ]:
-        r.call(f"payment: {label}", "post", "/payments", headers={"Idempotency-Key": f"pay-bad-{sfx}"}, body=body,
+        r.call(f"payment: {label}", "post", "/payments", headers={**me, "Idempotency-Key": f"pay-bad-{sfx}"}, body=body,
                expect=400)
-    r.call("payment: not JSON", "post", "/payments", headers={"Idempotency-Key": f"pay-bad-{sfx}"}, raw=b"[",
+    r.call("payment: not JSON", "post", "/payments", headers={**me, "Idempotency-Key": f"pay-bad-{sfx}"}, raw=b"[",
            expect=400)
     pid = payment.get("payment_id", "pay_missing")
-    r.call("get payment", "get", f"/payments/{pid}", expect=200)
-    r.call("get unknown payment", "get", "/payments/pay_0000000000000000", expect=404)
+    r.call("get payment without a customer token", "get", f"/payments/{pid}", expect=401)
+    r.call("get another customer's payment", "get", f"/payments/{pid}", headers=other, expect=404)
+    r.call("get payment", "get", f"/payments/{pid}", headers=me, expect=200)
+    r.call("get unknown payment", "get", "/payments/pay_0000000000000000", headers=me, expect=404)
     r.call("refund without token", "post", f"/payments/{pid}/refund", expect=401)
     r.call("refund with a wrong token", "post", f"/payments/{pid}/refund", headers=wrong, expect=403)
     r.call("refund", "post", f"/payments/{pid}/refund", headers=admin, expect=200)

@@ -9,7 +9,7 @@ use common::*;
 
 fn pay(app: &App, key: &str, order_id: &str, amount: i64) -> Reply {
     let body = json!({"order_id": order_id, "amount": amount, "currency": "USD", "payment_token": "tok_approve"});
-    app.post_with("/payments", &[("idempotency-key", key)], &body)
+    app.customer(1).post_with("/payments", &[("idempotency-key", key)], &body)
 }
 
 /// Reconcile at once, and give orders without a token no time to be paid.

@@ -49,7 +49,7 @@ fn a_key_that_is_not_visible_ascii_is_refused_not_ignored() {
 
     let placed = app.place(&json!({"user_id": 1, "product_id": "p1", "quantity": 1}));
     let payment = json!({"order_id": placed["id"], "amount": 100, "currency": "USD", "payment_token": "tok_approve"}).to_string();
-    let (status, body) = raw_request(&app, "POST", "/payments", &[("idempotency-key", b"pay\xff")], &payment);
+    let (status, body) = raw_request(&app, "POST", "/payments", &[("authorization", auth.as_bytes()), ("idempotency-key", b"pay\xff")], &payment);
     assert_eq!(status, 400, "{body}");
     assert_eq!(app.sandbox_stats()["attempts"], 0, "nothing was charged");
 }

@@ -2,7 +2,8 @@
 //! order component (HS256 with `jwt_verification_key` here), a customer
 //! places, lists, reads and cancels its own orders only, the admin token
 //! still works, and the development switch `customer_auth = "none"` is
-//! logged and refused outside development. Real host, real redis-server.
+//! logged and refused outside development; payments of an order only by
+//! its customer (or the admin). Real host, real redis-server.
 
 mod common;
 use common::*;
@@ -86,4 +87,28 @@ fn the_development_switch_is_logged_and_refused_outside_development() {
     let refused = production.post("/orders", &json!({"user_id": 4, "product_id": "p1", "quantity": 1}));
     assert_eq!(refused.status, 503, "{refused:?}");
     assert_eq!(refused.json()["error"]["message"], "customer_auth = \"none\" is refused in environment \"production\": it is for development only");
+}
+
+#[test]
+fn a_customer_pays_and_reads_payments_of_its_own_orders_only() {
+    let (_redis, app) = App::start();
+    app.put_product("p1", 100, "USD", 10);
+    let (alice, bob) = (app.customer(7), app.customer(8));
+    let order = alice.post("/orders", &json!({"product_id": "p1", "quantity": 1})).json();
+    let charge = json!({"order_id": order["id"], "amount": 100, "currency": "USD", "payment_token": "tok_approve"});
+
+    let anonymous = app.post_with("/payments", &[("idempotency-key", "k")], &charge);
+    assert_error(&anonymous, 401, "unauthorized", "this route needs a bearer token", None);
+    let foreign = bob.post_with("/payments", &[("idempotency-key", "k")], &charge);
+    let unknown = format!("order {} does not exist", order["id"].as_str().unwrap());
+    assert_error(&foreign, 422, "unknown_order", &unknown, Some("order_id"));
+    assert_eq!(app.sandbox_stats()["attempts"], 0, "nothing was charged");
+
+    // Alice's own key is not Bob's: hers charges.
+    let paid = alice.post_with("/payments", &[("idempotency-key", "k")], &charge);
+    assert_eq!(paid.status, 201, "{paid:?}");
+    let path = format!("/payments/{}", paid.json()["payment_id"].as_str().unwrap());
+    assert_eq!(alice.get(&path).json(), paid.json());
+    assert_error(&bob.get(&path), 404, "not_found", "payment not found", None);
+    assert_eq!(app.admin("GET", &path, None).status, 200);
 }

@@ -83,7 +83,7 @@ fn metrics_are_prometheus_text_with_the_real_figures() {
     // Paid directly, through two transient provider failures.
     let direct = app.place_simple("p1", 1, None);
     let direct_id = direct["id"].as_str().unwrap();
-    let transient = app.post_with("/payments", &[("idempotency-key", "t1")], &json!({"order_id": direct_id, "amount": 1250, "currency": "USD", "payment_token": "tok_transient"}));
+    let transient = app.customer(1).post_with("/payments", &[("idempotency-key", "t1")], &json!({"order_id": direct_id, "amount": 1250, "currency": "USD", "payment_token": "tok_transient"}));
     assert_eq!(transient.status, 201);
     app.wait_order(direct_id, "paid, stock committed", |o| o["status"] == "paid");
     let paid = app.wait_order(paid["id"].as_str().unwrap(), "to carry its payment", |o| o["payment_id"].is_string());

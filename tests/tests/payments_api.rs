@@ -7,7 +7,7 @@ mod common;
 use common::*;
 
 fn charge(app: &App, key: &str, body: &Value) -> Reply {
-    app.post_with("/payments", &[("idempotency-key", key)], body)
+    app.customer(1).post_with("/payments", &[("idempotency-key", key)], body)
 }
 
 fn body(order_id: &str, amount: i64, token: &str) -> Value {
@@ -24,7 +24,7 @@ fn order_awaiting(app: &App, amount: i64) -> String {
 #[test]
 fn a_charge_needs_an_idempotency_key_and_a_valid_body() {
     let (_redis, app) = App::start();
-    let missing = app.post("/payments", &body("ord_1", 100, "tok_approve"));
+    let missing = app.customer(1).post("/payments", &body("ord_1", 100, "tok_approve"));
     assert_invalid(&missing, "Idempotency-Key", "the Idempotency-Key header (1 to 255 characters) is required");
     let too_long = charge(&app, &"k".repeat(256), &body("ord_1", 100, "tok_approve"));
     assert_invalid(&too_long, "Idempotency-Key", "the Idempotency-Key header (1 to 255 characters) is required");
@@ -79,7 +79,7 @@ fn an_approved_charge_is_made_once_per_key() {
         (&json!(provider_ref), &json!(id), &json!(4200), &json!("approved"), &json!(false))
     );
     assert_eq!(app.payment(id), payment);
-    assert_error(&app.get("/payments/pay_missing"), 404, "not_found", "payment not found", None);
+    assert_error(&app.customer(1).get("/payments/pay_missing"), 404, "not_found", "payment not found", None);
 
     // A second key is a second payment (of another order: this one is paid).
     let other_order = order_awaiting(&app, 4201);

@@ -8,7 +8,7 @@ use common::*;
 
 fn pay(app: &App, key: &str, order_id: &str, amount: i64, currency: &str, token: &str) -> Reply {
     let body = json!({"order_id": order_id, "amount": amount, "currency": currency, "payment_token": token});
-    app.post_with("/payments", &[("idempotency-key", key)], &body)
+    app.customer(1).post_with("/payments", &[("idempotency-key", key)], &body)
 }
 
 /// Every component but `order-events`: payment outcomes reach no order, so

@@ -209,12 +209,12 @@ fn an_order_without_a_payment_token_waits_for_post_payments() {
     assert_eq!(events.on("orders.created", id)[0]["data"]["has_payment_token"], false);
 
     // A payment for another amount is refused before anything is charged.
-    let wrong = app.post_with("/payments", &[("idempotency-key", "wrong")], &json!({"order_id": id, "amount": 1, "currency": "USD", "payment_token": "tok_approve"}));
+    let wrong = app.customer(1).post_with("/payments", &[("idempotency-key", "wrong")], &json!({"order_id": id, "amount": 1, "currency": "USD", "payment_token": "tok_approve"}));
     assert_error(&wrong, 422, "amount_mismatch", &format!("order {id} is for 900 USD, not 1 USD"), Some("amount"));
     assert_eq!(app.sandbox_stats()["attempts"], 0);
     assert_eq!(app.order(id)["status"], "confirmed");
 
-    let paid = app.post_with("/payments", &[("idempotency-key", "right")], &json!({"order_id": id, "amount": 900, "currency": "USD", "payment_token": "tok_approve"}));
+    let paid = app.customer(1).post_with("/payments", &[("idempotency-key", "right")], &json!({"order_id": id, "amount": 900, "currency": "USD", "payment_token": "tok_approve"}));
     assert_eq!(paid.status, 201, "{paid:?}");
     let payment_id = paid.json()["payment_id"].as_str().unwrap().to_string();
     let order_now = app.wait_status(id, "paid");

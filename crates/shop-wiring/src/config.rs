@@ -44,6 +44,7 @@ pub async fn orders<R: Runtime>() -> Result<OrdersConfig, String> {
 /// The payment service's configuration for the `payment` component (HTTP).
 pub async fn payments<R: Runtime>() -> Result<PaymentsConfig, String> {
     let mut config = PaymentsConfig::new(R::variable("admin_token").await?);
+    config.customer_auth = customer_auth::<R>().await?;
     if let Some(ms) = milliseconds_variable::<R>("idempotency_ttl_seconds").await? {
         config.idempotency_ttl_ms = ms;
     }

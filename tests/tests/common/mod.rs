@@ -277,8 +277,9 @@ impl App {
         reply.json()
     }
 
+    /// A payment, read with the admin token.
     pub fn payment(&self, id: &str) -> Value {
-        let reply = self.get(&format!("/payments/{id}"));
+        let reply = self.admin("GET", &format!("/payments/{id}"), None);
         assert_eq!(reply.status, 200, "GET payment {id}: {reply:?}");
         reply.json()
     }

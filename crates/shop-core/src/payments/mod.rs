@@ -4,15 +4,21 @@
 //! Key layout:
 //! - `payments:record:{payment_id}`: the payment record with its outbox
 //!   (compare-and-swap).
-//! - `payments:idem:client:{Idempotency-Key}`: a client's idempotency claim
-//!   holding the payment id and, once settled, the answer (see
-//!   [`crate::idempotency`]); `payments:idem:order:{order_id}`: the worker's
-//!   own claim for an order's charge. The two never meet.
+//! - `payments:idem:client:u{owner}:{Idempotency-Key}`: a client's
+//!   idempotency claim, per user owning the order, holding the payment id
+//!   and, once settled, the answer (see [`crate::idempotency`]);
+//!   `payments:idem:order:{order_id}`: the worker's own claim for an order's
+//!   charge. The two never meet, nor do two users' keys.
 //! - `payments:paid:{order_id}`: the id of the payment that paid the order,
 //!   claimed once (compare-and-swap on an absent key) when a charge is approved.
 //! - `payments:stats:{completed|failed|refunded|attempts}`: counters for `/metrics`.
 //!
 //! Decisions:
+//! - `POST /payments` and `GET /payments/{id}` are customer routes, like the
+//!   order routes ([`crate::auth`]): a customer pays and reads payments of its
+//!   own orders only; another user's order is as unknown as a missing one (422
+//!   `unknown_order`, 404 for a payment), so ids reveal nothing. The admin
+//!   token may act on any.
 //! - `POST /payments` first checks the order: it must exist (else 422
 //!   `unknown_order`), await payment (else 409 `order_not_awaiting_payment`)
 //!   and match amount and currency (else 422 `amount_mismatch`). Nothing is
@@ -50,6 +56,7 @@ pub use gateway::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::auth::{Caller, CustomerAuth};
 use crate::events::{
     Event, EventError, EventOutcome, ORDERS_CANCELLED, ORDERS_CREATED, OrderCancelledData, OrderCreatedData,
     PAYMENTS_COMPLETED, PAYMENTS_FAILED, PAYMENTS_REFUNDED, PaymentCompletedData, PaymentFailedData, PaymentRefundedData,
@@ -239,6 +246,9 @@ pub struct ChargeRequest {
 #[derive(Debug, Clone)]
 pub struct PaymentsConfig {
     pub admin_token: String,
+    /// How callers of `POST /payments` and `GET /payments/{id}` are
+    /// authenticated (the order service's setting).
+    pub customer_auth: CustomerAuth,
     pub retry: RetryPolicy,
     /// How long a charge in progress keeps its idempotency key from others;
     /// longer than all attempts and backoffs together.
@@ -252,11 +262,16 @@ impl PaymentsConfig {
     pub fn new(admin_token: impl Into<String>) -> PaymentsConfig {
         PaymentsConfig {
             admin_token: admin_token.into(),
+            customer_auth: CustomerAuth::Unconfigured,
             retry: RetryPolicy::default(),
             claim_lease_ms: 60_000,
             idempotency_ttl_ms: idempotency::DEFAULT_TTL_MS,
         }
     }
+}
+
+fn unknown_order(order_id: &str) -> ApiError {
+    ApiError::new(422, "unknown_order", format!("order {order_id} does not exist")).with_field("order_id")
 }
 
 /// The payment service over its ports.
@@ -308,7 +323,12 @@ impl<K: Kv, G: Gateway, P: Publisher, C: Clock, R: Random, S: Sleeper> PaymentSe
             }
             ["payments", payment_id] => {
                 allow(request, &[(Method::Get, "GET")])?;
+                let caller = self.caller(request)?;
                 let payment = self.load(payment_id).await?.ok_or_else(|| ApiError::not_found("payment"))?;
+                let owner = load_order(&self.kv, &payment.order_id).await?.map(|record| record.order.user_id);
+                if !owner.is_some_and(|owner| caller.may_access(owner)) {
+                    return Err(ApiError::not_found("payment"));
+                }
                 Ok(ApiResponse::json(200, &payment))
             }
             ["payments", payment_id, "refund"] => {
@@ -321,11 +341,17 @@ impl<K: Kv, G: Gateway, P: Publisher, C: Clock, R: Random, S: Sleeper> PaymentSe
         }
     }
 
+    /// Who sent a request to a customer route (401 without a valid token).
+    fn caller(&self, request: &ApiRequest) -> Result<Caller, ApiError> {
+        self.config.customer_auth.caller(request, &self.config.admin_token, self.clock.now_ms())
+    }
+
     async fn load(&self, payment_id: &str) -> Result<Option<Payment>, StoreError> {
         Ok(load_record(&self.kv, payment_id).await?.map(|record| record.payment))
     }
 
     async fn create_payment(&self, request: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        let caller = self.caller(request)?;
         let key = match request.header("idempotency-key") {
             Some(key) if (1..=255).contains(&key.len()) => key,
             _ => return Err(ApiError::validation("Idempotency-Key", "the Idempotency-Key header (1 to 255 characters) is required")),
@@ -339,7 +365,11 @@ impl<K: Kv, G: Gateway, P: Publisher, C: Clock, R: Random, S: Sleeper> PaymentSe
             currency: fields.currency("currency")?.to_string(),
             payment_token: fields.text("payment_token", 1, 256)?.to_string(),
         };
-        let claim_key = format!("payments:idem:client:{key}");
+        let owner = match load_order(&self.kv, &charge.order_id).await? {
+            Some(record) if caller.may_access(record.order.user_id) => record.order.user_id,
+            _ => return Err(unknown_order(&charge.order_id)),
+        };
+        let claim_key = format!("payments:idem:client:u{owner}:{key}");
         let fresh_id = random_id(&self.random, "pay_");
         Ok(self.charge(&claim_key, fresh_id, &charge).await?.response)
     }
@@ -348,7 +378,7 @@ impl<K: Kv, G: Gateway, P: Publisher, C: Clock, R: Random, S: Sleeper> PaymentSe
     /// awaiting payment, or another amount or currency.
     async fn check_order(&self, charge: &ChargeRequest) -> Result<(), ApiError> {
         let Some(record) = load_order(&self.kv, &charge.order_id).await? else {
-            return Err(ApiError::new(422, "unknown_order", format!("order {} does not exist", charge.order_id)).with_field("order_id"));
+            return Err(unknown_order(&charge.order_id));
         };
         let order = &record.order;
         if !order.status.awaits_payment() || order.payment_status == PaymentStatus::Completed {

@@ -11,7 +11,7 @@ use shop_core::testing::MemoryKv;
 
 use crate::{START_MS, Shop, as_admin, assert_error, request, run};
 
-const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
+pub(crate) const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
 /// A test key pair, made with `openssl genpkey -algorithm ed25519`.
 const ED_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIIVnrOZ1kC67MMVGJ7lMv0pzHyb1h02ePcfRYStCR2tb\n-----END PRIVATE KEY-----\n";
 const ED_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAE2BcUTE2mzKIAaG2cdJyxqKHr2NJe67m+IcVrSIN+9M=\n-----END PUBLIC KEY-----\n";
@@ -24,7 +24,7 @@ fn hs256(claims: Value) -> String {
     encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(SECRET.as_bytes()).unwrap()).unwrap()
 }
 
-fn customer(user_id: u64) -> String {
+pub(crate) fn customer(user_id: u64) -> String {
     hs256(json!({"sub": user_id.to_string(), "exp": start_s() + 3600, "aud": "shop"}))
 }
 

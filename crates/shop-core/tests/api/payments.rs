@@ -2,6 +2,7 @@
 //! a scripted provider and end to end against the sandbox.
 
 use serde_json::{Value, json};
+use shop_core::auth::CustomerAuth;
 use shop_core::events::{
     Event, EventError, EventOutcome, ORDERS_CANCELLED, ORDERS_CREATED, PAYMENTS_COMPLETED, PAYMENTS_FAILED, PAYMENTS_REFUNDED,
 };
@@ -26,7 +27,19 @@ struct Rig<G> {
 
 /// Orders the tests charge: `ord_pay` for `POST /payments`, `ord_1` and
 /// `ord_2` for the worker's `orders.created`.
+/// Callers are not authenticated (`customer_auth = "none"`) unless a test
+/// uses [`rig_authenticating`].
 async fn rig_on<G: Gateway>(kv: MemoryKv, gateway: G) -> Rig<G> {
+    rig_with_auth(kv, gateway, CustomerAuth::Off).await
+}
+
+/// A rig whose `POST /payments` and `GET /payments/{id}` take customer
+/// tokens of [`crate::auth::SECRET`].
+async fn rig_authenticating(gateway: ScriptedGateway) -> Rig<ScriptedGateway> {
+    rig_with_auth(MemoryKv::new(), gateway, CustomerAuth::from_key(crate::auth::SECRET, "shop").unwrap()).await
+}
+
+async fn rig_with_auth<G: Gateway>(kv: MemoryKv, gateway: G, customer_auth: CustomerAuth) -> Rig<G> {
     seed_order(&kv, "ord_pay", 1500, "EUR").await;
     for order_id in ["ord_1", "ord_2"] {
         seed_order(&kv, order_id, 2500, "EUR").await;
@@ -37,6 +50,7 @@ async fn rig_on<G: Gateway>(kv: MemoryKv, gateway: G) -> Rig<G> {
     let clock = FixedClock::at(START_MS);
     let config = PaymentsConfig {
         retry: RetryPolicy { max_attempts: 3, first_backoff_ms: 100, backoff_factor: 2, attempt_timeout_ms: 2000 },
+        customer_auth,
         ..PaymentsConfig::new(ADMIN_TOKEN)
     };
     let payments = PaymentService::new(kv, gateway, publisher.clone(), clock, SeededRandom::new(9), sleeper.clone(), config);
@@ -55,6 +69,31 @@ fn charge_request(key: Option<&str>, amount: i64) -> ApiRequest {
         Some(key) => request.with_header("Idempotency-Key", key),
         None => request,
     }
+}
+
+#[test]
+fn a_customer_pays_and_reads_payments_of_its_own_orders_only() {
+    run(async {
+        let rig = rig_authenticating(ScriptedGateway::new([], GatewayStep::Approve)).await;
+        let as_user = |request: ApiRequest, user_id: u64| request.with_header("authorization", &format!("Bearer {}", crate::auth::customer(user_id)));
+        // `ord_pay` belongs to user 1.
+        let anonymous = rig.payments.handle(charge_request(Some("k"), 1500)).await;
+        assert_eq!(anonymous.status, 401, "{}", anonymous.json_body());
+        let stranger = rig.payments.handle(as_user(charge_request(Some("k"), 1500), 2)).await;
+        assert_eq!((stranger.status, error_code(&stranger)), (422, "unknown_order".to_string()), "another's order is as unknown as a missing one");
+        let owner = rig.payments.handle(as_user(charge_request(Some("k"), 1500), 1)).await;
+        assert_eq!(owner.status, 201, "{}", owner.json_body());
+        let path = format!("/payments/{}", owner.json_body()["payment_id"].as_str().unwrap());
+        assert_eq!(rig.payments.handle(as_user(request(Method::Get, &path, None), 1)).await.status, 200);
+        assert_eq!(rig.payments.handle(as_user(request(Method::Get, &path, None), 2)).await.status, 404);
+        assert_eq!(rig.payments.handle(request(Method::Get, &path, None)).await.status, 401);
+        assert_eq!(rig.payments.handle(as_admin(request(Method::Get, &path, None))).await.status, 200);
+        // The stranger's key is its own: the same key from user 1 was not
+        // answered with the stranger's refusal, nor is the stranger now
+        // answered with user 1's payment.
+        let stranger_again = rig.payments.handle(as_user(charge_request(Some("k"), 1500), 2)).await;
+        assert_eq!((stranger_again.status, error_code(&stranger_again)), (422, "unknown_order".to_string()));
+    });
 }
 
 fn payment_of(response: &ApiResponse) -> Value {
