@@ -98,7 +98,7 @@ REDIS_TRIGGERED = {"payment-worker", "order-events"}
 DEPENDS_ON = {"order": {"inventory"}}
 KNOWN_VARIABLES = {"redis_url", "admin_token", "payment_gateway_url", "environment", "jwt_verification_key",
                    "jwt_audience", "customer_auth", "reconcile_after_seconds", "payment_timeout_seconds",
-                   "idempotency_ttl_seconds"}
+                   "idempotency_ttl_seconds", "key_value"}
 REQUIRED_VARIABLES = {"admin_token"}
 HEALTH_PATH = "/.well-known/spin/health"
 # Subscribers are not scaled for throughput: every replica gets every message.

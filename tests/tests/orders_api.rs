@@ -585,6 +585,11 @@ fn no_overselling_on_redis() {
 }
 
 #[test]
+fn no_overselling_on_redis_through_outbound_redis() {
+    no_overselling(Options::key_value_redis());
+}
+
+#[test]
 fn no_overselling_on_redis_with_an_instance_per_request() {
     no_overselling(Options { strict_instances: true, ..Options::redis_kv() });
 }

@@ -26,6 +26,7 @@
 mod common;
 use common::*;
 use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -50,19 +51,19 @@ struct Spin {
 }
 
 impl Spin {
-    fn up(binary: &str, manifest: &str, redis: &Redis) -> Spin {
+    /// `spin up -f manifest` on `port` with `args` and `env` besides, once
+    /// it listens.
+    fn start_on(port: u16, binary: &str, manifest: &Path, args: &[&str], env: &[(&str, &str)]) -> Spin {
         let state = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut command = Command::new(binary);
-        command
+        let child = Command::new(binary)
             .current_dir(workspace_root())
-            .args(["up", "-f", manifest, "--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
-            .arg(state.path());
-        let child = command
-            .env("SPIN_VARIABLE_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("SPIN_VARIABLE_JWT_VERIFICATION_KEY", JWT_SECRET)
-            .env("SPIN_VARIABLE_REDIS_URL", redis.url())
-            .env("SPIN_VARIABLE_PAYMENT_GATEWAY_URL", format!("http://127.0.0.1:{port}"))
+            .arg("up")
+            .arg("-f")
+            .arg(manifest)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
+            .arg(state.path())
+            .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -71,11 +72,28 @@ impl Spin {
         let deadline = Instant::now() + Duration::from_secs(180);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = spin.child.try_wait() {
-                panic!("spin up -f {manifest} exited ({status}) before listening");
+                panic!("spin up -f {} exited ({status}) before listening", manifest.display());
             }
-            assert!(Instant::now() < deadline, "spin up -f {manifest} did not listen on {port}");
+            assert!(Instant::now() < deadline, "spin up -f {} did not listen on {port}", manifest.display());
             std::thread::sleep(Duration::from_millis(100));
         }
+        spin
+    }
+
+    /// The shop's `manifest` (relative to the repo) on `redis`, with `env`
+    /// besides, once its Redis trigger subscribed.
+    fn up(binary: &str, manifest: &str, redis: &Redis, env: &[(&str, &str)]) -> Spin {
+        let redis_url = redis.url();
+        let port = free_port();
+        let gateway = format!("http://127.0.0.1:{port}");
+        let mut all = vec![
+            ("SPIN_VARIABLE_ADMIN_TOKEN", ADMIN_TOKEN),
+            ("SPIN_VARIABLE_JWT_VERIFICATION_KEY", JWT_SECRET),
+            ("SPIN_VARIABLE_REDIS_URL", redis_url.as_str()),
+            ("SPIN_VARIABLE_PAYMENT_GATEWAY_URL", gateway.as_str()),
+        ];
+        all.extend_from_slice(env);
+        let spin = Spin::start_on(port, binary, &workspace_root().join(manifest), &[], &all);
         // Events published before the Redis trigger subscribed would be lost.
         eventually(WAIT, "spin's redis trigger to subscribe", || {
             TRIGGER_CHANNELS.iter().all(|channel| subscribers(redis, channel) >= 1).then_some(())
@@ -183,7 +201,7 @@ fn the_shop_works(spin: &Spin) {
 fn the_wasip2_build_works_on_spin_3_6_3() {
     let Some(binary) = real_spin("3.6.3", "the_wasip2_build_works_on_spin_3_6_3") else { return };
     let redis = Redis::start();
-    let spin = Spin::up(&binary, "spin.p2.toml", &redis);
+    let spin = Spin::up(&binary, "spin.p2.toml", &redis, &[]);
     the_shop_works(&spin);
 }
 
@@ -191,6 +209,64 @@ fn the_wasip2_build_works_on_spin_3_6_3() {
 fn the_wasip3_build_works_on_spin_4_1_0_pre0() {
     let Some(binary) = real_spin("4.1.0-pre0", "the_wasip3_build_works_on_spin_4_1_0_pre0") else { return };
     let redis = Redis::start();
-    let spin = Spin::up(&binary, "spin.toml", &redis);
+    let spin = Spin::up(&binary, "spin.toml", &redis, &[]);
     the_shop_works(&spin);
+}
+
+/// The shop's records in the test's Redis: keys other than Redis's own.
+fn redis_keys(redis: &Redis) -> i64 {
+    redis::cmd("DBSIZE").query(&mut redis.client()).unwrap()
+}
+
+#[test]
+fn the_wasip2_build_works_on_spin_3_6_3_with_key_value_redis() {
+    let Some(binary) = real_spin("3.6.3", "the_wasip2_build_works_on_spin_3_6_3_with_key_value_redis") else { return };
+    let redis = Redis::start();
+    let spin = Spin::up(&binary, "spin.p2.toml", &redis, &[("SPIN_VARIABLE_KEY_VALUE", "redis")]);
+    assert_eq!(redis_keys(&redis), 0);
+    the_shop_works(&spin);
+    // The records went to Redis, not to Spin's SQLite store.
+    let product: Option<String> = redis::cmd("GET").arg("inventory:product:p2").query(&mut redis.client()).unwrap();
+    assert!(product.is_some_and(|json| json.contains("\"p2\"")), "no record of product p2 in Redis ({} keys)", redis_keys(&redis));
+}
+
+/// Spin's defect, documented (docs/real-spin.md): its Redis key-value store
+/// answers a `wasi:keyvalue/atomics` swap with `cas-failed` even when the
+/// swap wrote. Its `swap` runs MULTI/SET/EXEC and then `UNWATCH <key>`;
+/// UNWATCH takes no arguments, Redis answers an error, and Spin reports that
+/// as the swap's failure. One compare-and-swap on a fresh key with Spin's
+/// Redis store, on each Spin of ../shared/spin: when this test fails, Spin
+/// fixed it, and `key_value = "redis"` is no longer needed there.
+#[test]
+fn spin_defect_its_redis_key_value_store_reports_every_swap_as_failed_although_it_wrote() {
+    for version in ["3.6.3", "4.1.0-pre0"] {
+        let Some(binary) = real_spin(version, "spin_defect_its_redis_key_value_store_reports_every_swap_as_failed_although_it_wrote") else {
+            return;
+        };
+        let redis = Redis::start();
+        let (dir, manifest) = manifest_dir(&format!(
+            "spin_manifest_version = 2\n[application]\nname = \"cas-probe\"\n\
+             [[trigger.http]]\nroute = \"/...\"\ncomponent = \"probe\"\n\
+             [component.probe]\nsource = \"{}\"\nkey_value_stores = [\"default\"]\n",
+            wasm("guest-probe-p2").display()
+        ));
+        let runtime_config = dir.path().join("runtime-config.toml");
+        std::fs::write(&runtime_config, format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{}\"\n", redis.url())).unwrap();
+        let runtime_config = runtime_config.display().to_string();
+        let spin = Spin::start_on(free_port(), &binary, &manifest, &["--runtime-config-file", &runtime_config], &[]);
+
+        let reply = request("POST", &spin.url("/cas/default/fresh"), &[], Some(b"written"));
+        let answer = &reply.body;
+        assert_eq!(reply.status, 200, "Spin {version}: {answer}\n{}", spin.logs());
+        // The read saw no value, and the swap reports failure...
+        assert!(answer.starts_with("current: None; swap: Err(CasError::CasFailed("), "Spin {version}: {answer}");
+        // ...because Redis refused Spin's `UNWATCH <key>` (an arity error
+        // counts as a rejected call)...
+        let stats: String = redis::cmd("INFO").arg("commandstats").query(&mut redis.client()).unwrap();
+        let unwatch = stats.lines().find(|line| line.starts_with("cmdstat_unwatch:")).unwrap_or_default();
+        assert!(unwatch.contains("rejected_calls=1,"), "Spin {version}: {unwatch:?} in\n{stats}");
+        // ...yet the value was written.
+        let stored: Option<Vec<u8>> = redis::cmd("GET").arg("fresh").query(&mut redis.client()).unwrap();
+        assert_eq!(stored.as_deref(), Some(&b"written"[..]), "Spin {version}");
+    }
 }

@@ -36,7 +36,19 @@ fn assert_envelopes(events: &Events) {
 
 #[test]
 fn an_approved_payment_makes_the_order_paid_and_commits_the_stock() {
-    let (redis, app) = App::start();
+    approved_payment(Options::default());
+}
+
+#[test]
+fn an_approved_payment_makes_the_order_paid_with_the_records_on_redis_through_outbound_redis() {
+    let redis = approved_payment(Options::key_value_redis());
+    let product: Option<String> = redis::cmd("GET").arg("inventory:product:p1").query(&mut redis.client()).unwrap();
+    assert!(product.is_some_and(|json| json.contains("\"p1\"")), "the product's record is in Redis");
+}
+
+/// An order paid by the saga; returns the test's Redis.
+fn approved_payment(options: Options) -> Redis {
+    let (redis, app) = App::start_with(options);
     let events = Events::subscribe(&redis);
     wait_triggers(&redis, 1, 1);
     app.put_product("p1", 1250, "USD", 10);
@@ -74,6 +86,7 @@ fn an_approved_payment_makes_the_order_paid_and_commits_the_stock() {
     let reservation = app.reservation(order["reservation_id"].as_str().unwrap());
     assert_eq!(reservation["status"], "committed");
     assert_eq!(app.sandbox_stats(), json!({"attempts": 1, "charges": 1, "declines": 0, "refunds": 0}));
+    redis
 }
 
 #[test]

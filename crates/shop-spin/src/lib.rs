@@ -8,7 +8,8 @@
 //! - [`SpinKv`]: `spin:key-value` for plain reads and writes, and
 //!   `wasi:keyvalue/atomics` for increment and compare-and-swap on the same
 //!   store (hosts back both interfaces with one store per label).
-//! - [`RedisPublisher`]: events over outbound Redis.
+//! - [`RedisPublisher`]: events over outbound Redis; [`RedisConnection`]:
+//!   the key-value store over outbound Redis (`key_value = "redis"`).
 //! - [`InventoryClient`]: the `shop:inventory` import, as the order side's
 //!   `Inventory` port.
 //! - [`WasiClock`], [`WasiRandom`], [`WasiSleeper`].
@@ -21,6 +22,7 @@ use spin_sdk::http::body::IncomingBodyExt;
 use spin_sdk::http::{Request, Response};
 
 use shop_wiring::keyvalue_atomics::{store_error, while_locked};
+use shop_wiring::redis_kv::{RedisCommands, RedisReply};
 
 mod inventory_client;
 mod provider;
@@ -31,7 +33,8 @@ pub use provider::HttpProvider;
 pub struct SpinP3;
 
 impl shop_wiring::Runtime for SpinP3 {
-    type Kv = SpinKv;
+    type SpinKv = SpinKv;
+    type Redis = RedisConnection;
     type Publisher = RedisPublisher;
     type Provider = HttpProvider;
     type Inventory = InventoryClient;
@@ -43,8 +46,12 @@ impl shop_wiring::Runtime for SpinP3 {
         spin_sdk::variables::get(name).await.map_err(|e| format!("variable `{name}`: {e:?}"))
     }
 
-    async fn open_kv() -> Result<SpinKv, StoreError> {
+    async fn open_spin_kv() -> Result<SpinKv, StoreError> {
         SpinKv::open_default().await
+    }
+
+    async fn open_redis(url: &str) -> Result<RedisConnection, StoreError> {
+        spin_sdk::redis::Connection::open(url).await.map(RedisConnection).map_err(store_error)
     }
 
     fn publisher(redis_url: String) -> RedisPublisher {
@@ -53,11 +60,6 @@ impl shop_wiring::Runtime for SpinP3 {
 
     fn provider(base_url: String) -> HttpProvider {
         HttpProvider { base_url }
-    }
-
-    async fn redis_ping(url: &str) -> Result<(), String> {
-        let connection = spin_sdk::redis::Connection::open(url).await.map_err(|e| format!("{e:?}"))?;
-        connection.execute("PING", Vec::<spin_sdk::redis::RedisParameter>::new()).await.map(drop).map_err(|e| format!("{e:?}"))
     }
 }
 
@@ -92,6 +94,20 @@ impl Kv for SpinKv {
         while_locked(&WasiSleeper, async || self.store.delete(key).await.map_err(store_error)).await
     }
 }
+
+/// A connection of outbound Redis, for `shop_wiring::redis_kv`.
+pub struct RedisConnection(spin_sdk::redis::Connection);
+
+impl RedisCommands for RedisConnection {
+    async fn execute(&self, command: &str, arguments: &[&[u8]]) -> Result<Vec<RedisReply>, StoreError> {
+        use spin_sdk::redis::RedisParameter;
+        let arguments = arguments.iter().map(|argument| RedisParameter::Binary(argument.to_vec()));
+        let replies = self.0.execute(command, arguments).await.map_err(store_error)?;
+        Ok(replies.into_iter().map(redis_reply).collect())
+    }
+}
+
+shop_wiring::redis_reply_conversion!(spin_sdk::redis);
 
 /// Publishes to Redis at `url` (the `redis_url` variable).
 pub struct RedisPublisher {

@@ -24,12 +24,21 @@ use shop_core::ports::{Clock, Publisher, Random, Sleeper};
 pub mod config;
 pub mod inventory_wit;
 pub mod keyvalue_atomics;
+pub mod redis_kv;
 pub mod services;
+
+use redis_kv::{RedisCommands, RedisKv, SelectedKv, StoreChoice};
+
+/// The key-value store of runtime `R`'s components ([`Runtime::open_kv`]).
+pub type ShopKv<R> = SelectedKv<<R as Runtime>::SpinKv, RedisKv<<R as Runtime>::Redis>>;
 
 /// What a component can import, as shop-core's ports: one implementation
 /// per Spin ABI (`shop_spin::SpinP3`, `shop_spin_p2::SpinP2`).
 pub trait Runtime {
-    type Kv: Kv;
+    /// Spin's key-value store (`wasi:keyvalue`, and `spin:key-value` on WASIp3).
+    type SpinKv: Kv;
+    /// A connection of outbound Redis.
+    type Redis: RedisCommands;
     type Publisher: Publisher;
     type Provider: ProviderTransport;
     /// The `shop:inventory` import (the inventory component, composed in).
@@ -40,15 +49,39 @@ pub trait Runtime {
 
     /// A variable of the component, or an error naming it.
     async fn variable(name: &str) -> Result<String, String>;
-    /// The key-value store every component of the shop uses.
-    async fn open_kv() -> Result<Self::Kv, StoreError>;
+    /// Spin's key-value store `default`.
+    async fn open_spin_kv() -> Result<Self::SpinKv, StoreError>;
+    /// A connection to Redis at `url` (`redis://...`), through outbound Redis.
+    async fn open_redis(url: &str) -> Result<Self::Redis, StoreError>;
     /// Publishes to Redis at `redis_url`.
     fn publisher(redis_url: String) -> Self::Publisher;
     /// The payment provider at `base_url` (`scheme://host[:port]`, no
     /// trailing slash).
     fn provider(base_url: String) -> Self::Provider;
+
+    /// The key-value store every component of the shop uses, as the
+    /// `key_value` variable chooses ([`redis_kv::store_choice`]): Spin's
+    /// store `default`, or Redis at `redis_url` through outbound Redis.
+    async fn open_kv() -> Result<ShopKv<Self>, String>
+    where
+        Self: Sized,
+    {
+        let choice = redis_kv::store_choice(Self::variable("key_value").await.ok().as_deref())?;
+        let opened = match choice {
+            StoreChoice::Spin => Self::open_spin_kv().await.map(SelectedKv::Spin),
+            StoreChoice::Redis => Self::open_redis(&Self::variable("redis_url").await?).await.map(|c| SelectedKv::Redis(RedisKv::new(c))),
+        };
+        opened.map_err(|e| e.message)
+    }
+
     /// Whether Redis at `url` answers (for `/health`).
-    async fn redis_ping(url: &str) -> Result<(), String>;
+    async fn redis_ping(url: &str) -> Result<(), String>
+    where
+        Self: Sized,
+    {
+        let connection = Self::open_redis(url).await.map_err(|e| e.message)?;
+        connection.execute("PING", &[]).await.map(drop).map_err(|e| e.message)
+    }
 }
 
 /// A 503 in the shop's error shape, for when a dependency is unreachable

@@ -2,7 +2,7 @@
 //! the adapters convert the SDK's request and response, these build the
 //! service from the ports and the variables and run it.
 
-use crate::{Runtime, config, event_outcome, unavailable};
+use crate::{Runtime, ShopKv, config, event_outcome, unavailable};
 use shop_core::http::{ApiRequest, ApiResponse};
 use shop_core::inventory::{InventoryConfig, InventoryService};
 use shop_core::kv::Kv;
@@ -12,10 +12,10 @@ use shop_core::payments::{PaymentService, PaymentsConfig, ProviderGateway};
 use shop_core::ports::Sleeper;
 use shop_core::sandbox::{Sandbox, SandboxConfig};
 
-type Orders<R, I> = OrderService<<R as Runtime>::Kv, I, <R as Runtime>::Publisher, <R as Runtime>::Clock, <R as Runtime>::Random>;
-pub type Inventory<R> = InventoryService<<R as Runtime>::Kv, <R as Runtime>::Clock, <R as Runtime>::Random>;
+type Orders<R, I> = OrderService<ShopKv<R>, I, <R as Runtime>::Publisher, <R as Runtime>::Clock, <R as Runtime>::Random>;
+pub type Inventory<R> = InventoryService<ShopKv<R>, <R as Runtime>::Clock, <R as Runtime>::Random>;
 type Payments<R> = PaymentService<
-    <R as Runtime>::Kv,
+    ShopKv<R>,
     ProviderGateway<<R as Runtime>::Provider>,
     <R as Runtime>::Publisher,
     <R as Runtime>::Clock,
@@ -24,7 +24,7 @@ type Payments<R> = PaymentService<
 >;
 
 async fn order_service<R: Runtime>(config: OrdersConfig) -> Result<Orders<R, R::Inventory>, String> {
-    let kv = R::open_kv().await.map_err(|e| e.message)?;
+    let kv = R::open_kv().await?;
     let publisher = R::publisher(R::variable("redis_url").await?);
     Ok(OrderService::new(kv, R::Inventory::default(), publisher, R::Clock::default(), R::Random::default(), config))
 }
@@ -52,7 +52,7 @@ pub async fn order_events<R: Runtime>(message: &[u8]) -> Result<(), String> {
 /// The inventory service with `admin_token` (empty for the `shop:inventory`
 /// interface, which has no admin routes).
 pub async fn inventory_service<R: Runtime>(admin_token: String) -> Result<Inventory<R>, String> {
-    let kv = R::open_kv().await.map_err(|e| e.message)?;
+    let kv = R::open_kv().await?;
     Ok(InventoryService::new(kv, R::Clock::default(), R::Random::default(), InventoryConfig::new(admin_token)))
 }
 
@@ -63,7 +63,7 @@ pub async fn inventory<R: Runtime>(request: ApiRequest) -> ApiResponse {
 }
 
 async fn payment_service<R: Runtime>(config: PaymentsConfig) -> Result<Payments<R>, String> {
-    let kv = R::open_kv().await.map_err(|e| e.message)?;
+    let kv = R::open_kv().await?;
     let gateway = ProviderGateway(R::provider(R::variable("payment_gateway_url").await?.trim_end_matches('/').to_string()));
     let publisher = R::publisher(R::variable("redis_url").await?);
     Ok(PaymentService::new(kv, gateway, publisher, R::Clock::default(), R::Random::default(), R::Sleeper::default(), config))
@@ -89,7 +89,7 @@ pub async fn payment_worker<R: Runtime>(message: &[u8]) -> Result<(), String> {
 pub async fn gateway_sandbox<R: Runtime>(request: ApiRequest) -> ApiResponse {
     let kv = match R::open_kv().await {
         Ok(kv) => kv,
-        Err(e) => return unavailable(e.message),
+        Err(e) => return unavailable(e),
     };
     let plan = Sandbox::new(kv, R::Clock::default(), R::Random::default(), SandboxConfig::default()).handle(request).await;
     if plan.delay_ms > 0 {
@@ -126,7 +126,7 @@ async fn ops_answer<R: Runtime>(request: &ApiRequest) -> Result<ApiResponse, Str
             // Metrics read counters only; the order service's inventory port
             // is the local service rather than the import, so ops needs no
             // dependency.
-            let kv = R::open_kv().await.map_err(|e| e.message)?;
+            let kv = R::open_kv().await?;
             let orders = OrderService::new(
                 kv,
                 inventory_service::<R>(token.clone()).await?,
@@ -149,7 +149,7 @@ async fn ops_answer<R: Runtime>(request: &ApiRequest) -> Result<ApiResponse, Str
 async fn health<R: Runtime>(redis_url: &str) -> Vec<HealthCheck> {
     let key_value = match R::open_kv().await {
         Ok(kv) => kv.get("health:probe").await.map(drop).map_err(|e| e.message),
-        Err(e) => Err(e.message),
+        Err(e) => Err(e),
     };
     let redis = R::redis_ping(redis_url).await;
     [("key_value", key_value), ("redis", redis)]

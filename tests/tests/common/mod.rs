@@ -81,6 +81,12 @@ impl Options {
         Options { redis_kv: true, ..Options::default() }
     }
 
+    /// The shop's records on the test's Redis through outbound Redis
+    /// (`key_value = "redis"`), not through a key-value store of the host.
+    pub fn key_value_redis() -> Options {
+        Options::default().env("SPIN_VARIABLE_KEY_VALUE", "redis")
+    }
+
     pub fn env(mut self, key: &str, value: &str) -> Options {
         self.env.push((key.to_string(), value.to_string()));
         self

@@ -6,6 +6,9 @@
 //! - `GET /config/<name>`: `wasi:config/store` (`none` is a 404);
 //! - `GET|PUT|DELETE /kv/<label>/<key>` and `GET /kv/<label>` (every key,
 //!   sorted, one per line): `fermyon:spin/key-value@2.0.0`;
+//! - `POST /cas/<label>/<key>`: one compare-and-swap of `wasi:keyvalue/atomics`
+//!   (`@0.2.0-draft2`) writing the body, answering `current: <what the cas
+//!   read>; swap: <what the swap answered>`;
 //! - `POST /redis/<command>/<arg>/...`: `execute` on `fermyon:spin/redis@2.0.0`
 //!   at the `redis_address` variable; `POST /redis-publish/<channel>` with the
 //!   body as payload.
@@ -54,6 +57,7 @@ fn probe(req: Request) -> anyhow::Result<impl IntoResponse> {
                 _ => answer(405, "kv: GET, PUT or DELETE"),
             },
         },
+        (Method::Post, ["cas", label, key]) => outcome(compare_and_swap(label, key, req.body())),
         (Method::Post, ["redis-publish", channel]) => {
             outcome(redis().and_then(|conn| conn.publish(channel, &req.body().to_vec())).map(|()| "published"))
         }
@@ -63,6 +67,15 @@ fn probe(req: Request) -> anyhow::Result<impl IntoResponse> {
         }
         _ => answer(404, format!("no such probe: {path}")),
     })
+}
+
+fn compare_and_swap(label: &str, key: &str, value: &[u8]) -> Result<String, spin_sdk::wit::wasi::keyvalue::store::Error> {
+    use spin_sdk::wit::wasi::keyvalue::{atomics, store};
+    // Spin finds the swap's store through the bucket, which must outlive it.
+    let bucket = store::open(label)?;
+    let cas = atomics::Cas::new(&bucket, key)?;
+    let current = cas.current()?;
+    Ok(format!("current: {current:?}; swap: {:?}", atomics::swap(cas, value)))
 }
 
 fn redis() -> Result<Connection, spin_sdk::redis::Error> {
