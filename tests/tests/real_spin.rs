@@ -25,27 +25,12 @@
 
 mod common;
 use common::*;
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// The real Spin `version` from `../shared/spin`, unpacked by its
-/// install.sh; None (and a printed line) when that directory is absent.
-fn real_spin(version: &str, test: &str) -> Option<String> {
-    let shared = workspace_root().join("../shared/spin");
-    if !shared.join("install.sh").exists() {
-        println!("SKIPPED {test}: no real Spin binaries at {} (they come with the CI workspace)", shared.display());
-        return None;
-    }
-    let output = Command::new(shared.join("install.sh")).arg(version).output().expect("run ../shared/spin/install.sh");
-    assert!(output.status.success(), "install.sh {version}: {}", String::from_utf8_lossy(&output.stderr));
-    Some(String::from_utf8(output.stdout).unwrap().trim().to_string())
-}
 
 /// `spin up` on the repo's `manifest`, stopped on drop.
 struct Spin {
-    child: Child,
-    port: u16,
+    process: SpinUp,
     state: tempfile::TempDir,
 }
 
@@ -58,24 +43,14 @@ impl Spin {
             .current_dir(workspace_root())
             .args(["up", "-f", manifest, "--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
             .arg(state.path());
-        let child = command
+        command
             .env("SPIN_VARIABLE_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("SPIN_VARIABLE_JWT_VERIFICATION_KEY", JWT_SECRET)
             .env("SPIN_VARIABLE_REDIS_URL", redis.url())
             .env("SPIN_VARIABLE_PAYMENT_GATEWAY_URL", format!("http://127.0.0.1:{port}"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start spin");
-        let mut spin = Spin { child, port, state };
-        let deadline = Instant::now() + Duration::from_secs(180);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = spin.child.try_wait() {
-                panic!("spin up -f {manifest} exited ({status}) before listening");
-            }
-            assert!(Instant::now() < deadline, "spin up -f {manifest} did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            .stderr(Stdio::null());
+        let spin = Spin { process: SpinUp::start(command, port, &format!("spin up -f {manifest}")), state };
         // Events published before the Redis trigger subscribed would be lost.
         eventually(WAIT, "spin's redis trigger to subscribe", || {
             TRIGGER_CHANNELS.iter().all(|channel| subscribers(redis, channel) >= 1).then_some(())
@@ -84,7 +59,7 @@ impl Spin {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        self.process.url(path)
     }
 
     fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
@@ -118,13 +93,6 @@ impl Spin {
             }
         }
         logs
-    }
-}
-
-impl Drop for Spin {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

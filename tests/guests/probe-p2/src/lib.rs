@@ -6,6 +6,8 @@
 //! - `GET /config/<name>`: `wasi:config/store` (`none` is a 404);
 //! - `GET|PUT|DELETE /kv/<label>/<key>` and `GET /kv/<label>` (every key,
 //!   sorted, one per line): `fermyon:spin/key-value@2.0.0`;
+//! - `POST /kv-incr/<label>/<key>/<delta>`: `increment` on
+//!   `wasi:keyvalue/atomics@0.2.0-draft2`, answering the new value;
 //! - `POST /redis/<command>/<arg>/...`: `execute` on `fermyon:spin/redis@2.0.0`
 //!   at the `redis_address` variable; `POST /redis-publish/<channel>` with the
 //!   body as payload.
@@ -14,6 +16,7 @@ use spin_sdk::http::{IntoResponse, Method, Request, Response};
 use spin_sdk::http_component;
 use spin_sdk::key_value::Store;
 use spin_sdk::redis::{Connection, RedisParameter};
+use spin_sdk::wit::wasi::keyvalue;
 
 fn answer(status: u16, body: impl Into<String>) -> Response {
     Response::builder().status(status).header("content-type", "text/plain").body(body.into()).build()
@@ -52,6 +55,13 @@ fn probe(req: Request) -> anyhow::Result<impl IntoResponse> {
                 (Method::Put, [key]) => outcome(store.set(key, req.body()).map(|()| "stored")),
                 (Method::Delete, [key]) => outcome(store.delete(key).map(|()| "deleted")),
                 _ => answer(405, "kv: GET, PUT or DELETE"),
+            },
+        },
+        (Method::Post, ["kv-incr", label, key, delta]) => match delta.parse::<i64>() {
+            Err(e) => answer(400, format!("delta: {e}")),
+            Ok(delta) => match keyvalue::store::open(label) {
+                Err(e) => answer(403, format!("{e:?}")),
+                Ok(bucket) => outcome(keyvalue::atomics::increment(&bucket, key, delta)),
             },
         },
         (Method::Post, ["redis-publish", channel]) => {
