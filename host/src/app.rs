@@ -278,8 +278,11 @@ fn open_stores(config: &RuntimeConfig, state_dir: Option<&Path>, default_used: b
     let mut by_label: BTreeMap<String, Arc<dyn Backend>> = BTreeMap::new();
     for (label, store) in &config.key_value_store {
         let backend: Arc<dyn Backend> = match store {
-            KeyValueStoreConfig::Spin { path: Some(path) } => Arc::new(key_value::sqlite::SqliteBackend::open(&config.resolve(path))?),
-            KeyValueStoreConfig::Spin { path: None } => Arc::new(key_value::sqlite::SqliteBackend::in_memory()?),
+            KeyValueStoreConfig::Spin { path: Some(path) } => {
+                let path = config.resolve(path);
+                Arc::new(key_value::sqlite::SqliteBackend::open(&path, label).with_context(|| format!("open key-value store `{label}` {}", path.display()))?)
+            }
+            KeyValueStoreConfig::Spin { path: None } => Arc::new(key_value::sqlite::SqliteBackend::in_memory(label)?),
             KeyValueStoreConfig::Redis { url } => Arc::new(key_value::redis::RedisBackend::new(url)?),
         };
         by_label.insert(label.clone(), backend);
@@ -288,11 +291,11 @@ fn open_stores(config: &RuntimeConfig, state_dir: Option<&Path>, default_used: b
         let backend = match state_dir {
             Some(dir) => {
                 let path = dir.join("sqlite_key_value.db");
-                key_value::sqlite::SqliteBackend::open(&path).with_context(|| format!("open default key-value store {}", path.display()))?
+                key_value::sqlite::SqliteBackend::open(&path, "default").with_context(|| format!("open default key-value store {}", path.display()))?
             }
             None => {
                 tracing::warn!("no state directory: the `default` key-value store is in memory and ends with the process (set --state-dir or a runtime-config store)");
-                key_value::sqlite::SqliteBackend::in_memory()?
+                key_value::sqlite::SqliteBackend::in_memory("default")?
             }
         };
         by_label.insert("default".into(), Arc::new(backend));

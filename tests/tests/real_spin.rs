@@ -25,28 +25,13 @@
 
 mod common;
 use common::*;
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// The real Spin `version` from `../shared/spin`, unpacked by its
-/// install.sh; None (and a printed line) when that directory is absent.
-fn real_spin(version: &str, test: &str) -> Option<String> {
-    let shared = workspace_root().join("../shared/spin");
-    if !shared.join("install.sh").exists() {
-        println!("SKIPPED {test}: no real Spin binaries at {} (they come with the CI workspace)", shared.display());
-        return None;
-    }
-    let output = Command::new(shared.join("install.sh")).arg(version).output().expect("run ../shared/spin/install.sh");
-    assert!(output.status.success(), "install.sh {version}: {}", String::from_utf8_lossy(&output.stderr));
-    Some(String::from_utf8(output.stdout).unwrap().trim().to_string())
-}
 
 /// `spin up` on the repo's `manifest`, stopped on drop.
 struct Spin {
-    child: Child,
-    port: u16,
+    process: SpinUp,
     state: tempfile::TempDir,
 }
 
@@ -55,7 +40,8 @@ impl Spin {
     /// it listens.
     fn start_on(port: u16, binary: &str, manifest: &Path, args: &[&str], env: &[(&str, &str)]) -> Spin {
         let state = tempfile::tempdir().unwrap();
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .current_dir(workspace_root())
             .arg("up")
             .arg("-f")
@@ -65,19 +51,8 @@ impl Spin {
             .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start spin");
-        let mut spin = Spin { child, port, state };
-        let deadline = Instant::now() + Duration::from_secs(180);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = spin.child.try_wait() {
-                panic!("spin up -f {} exited ({status}) before listening", manifest.display());
-            }
-            assert!(Instant::now() < deadline, "spin up -f {} did not listen on {port}", manifest.display());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        spin
+            .stderr(Stdio::null());
+        Spin { process: SpinUp::start(command, port, &format!("spin up -f {}", manifest.display())), state }
     }
 
     /// The shop's `manifest` (relative to the repo) on `redis`, with `env`
@@ -102,7 +77,7 @@ impl Spin {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        self.process.url(path)
     }
 
     fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
@@ -136,13 +111,6 @@ impl Spin {
             }
         }
         logs
-    }
-}
-
-impl Drop for Spin {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -49,8 +49,10 @@ pub trait Backend: Send + Sync {
     /// One page of keys: `cursor` is `None` to start, else the `next` of the
     /// previous page; `limit` is a hint for the page size.
     async fn keys(&self, cursor: Option<&str>, limit: usize) -> BackendResult<KeyPage>;
-    /// Adds `delta` to the integer stored (as decimal text) under `key`,
-    /// starting from 0, and returns the new value.
+    /// Adds `delta` to the counter under `key`, starting from 0, and returns
+    /// the new value. Each backend keeps counters as Spin's store of its type
+    /// does (SQLite: 8-byte little-endian; Redis: decimal text), so `get`
+    /// returns that encoding.
     async fn increment(&self, key: &str, delta: i64) -> BackendResult<i64>;
     /// Writes `new` only if the current value is still `expected` (`None`: absent).
     async fn compare_and_swap(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> BackendResult<bool>;
@@ -159,7 +161,24 @@ pub(crate) mod conformance {
     //! The semantics every backend must share, run against each of them.
     use super::*;
 
-    pub async fn check(backend: Arc<dyn Backend>) {
+    /// How a backend keeps a counter, as `get` returns it after `increment`.
+    pub enum CounterEncoding {
+        /// Spin's SQLite store: an 8-byte little-endian integer.
+        LittleEndian,
+        /// Redis's INCRBY (and so Spin's Redis store): decimal text.
+        DecimalText,
+    }
+
+    impl CounterEncoding {
+        fn bytes(&self, n: i64) -> Vec<u8> {
+            match self {
+                Self::LittleEndian => n.to_le_bytes().to_vec(),
+                Self::DecimalText => n.to_string().into_bytes(),
+            }
+        }
+    }
+
+    pub async fn check(backend: Arc<dyn Backend>, counters: CounterEncoding) {
         assert_eq!(backend.get("missing").await.unwrap(), None);
         backend.set("a", b"1").await.unwrap();
         assert_eq!(backend.get("a").await.unwrap().as_deref(), Some(&b"1"[..]));
@@ -170,7 +189,7 @@ pub(crate) mod conformance {
 
         assert_eq!(backend.increment("n", 5).await.unwrap(), 5);
         assert_eq!(backend.increment("n", -2).await.unwrap(), 3);
-        assert_eq!(backend.get("n").await.unwrap().as_deref(), Some(&b"3"[..]));
+        assert_eq!(backend.get("n").await.unwrap(), Some(counters.bytes(3)));
         backend.set("text", b"not a number").await.unwrap();
         assert!(backend.increment("text", 1).await.is_err());
 
@@ -202,7 +221,7 @@ pub(crate) mod conformance {
     }
 
     /// Many concurrent increments and CAS loops lose no update.
-    pub async fn check_atomic_under_contention(backend: Arc<dyn Backend>) {
+    pub async fn check_atomic_under_contention(backend: Arc<dyn Backend>, counters: CounterEncoding) {
         let mut tasks = Vec::new();
         for _ in 0..8 {
             let b = backend.clone();
@@ -228,7 +247,7 @@ pub(crate) mod conformance {
         for t in tasks {
             t.await.unwrap();
         }
-        assert_eq!(backend.get("counter").await.unwrap().as_deref(), Some(&b"400"[..]));
+        assert_eq!(backend.get("counter").await.unwrap(), Some(counters.bytes(400)));
         assert_eq!(backend.get("cas-counter").await.unwrap().as_deref(), Some(&b"400"[..]));
     }
 }

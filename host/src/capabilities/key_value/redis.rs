@@ -116,19 +116,21 @@ impl Backend for RedisBackend {
 
 #[cfg(test)]
 mod tests {
+    use super::super::conformance::{self, CounterEncoding};
     use super::*;
     use std::sync::Arc;
 
     #[tokio::test]
     async fn conformance_on_a_real_redis() {
         let redis = shop_tests::Redis::start();
-        super::super::conformance::check(Arc::new(RedisBackend::new(&redis.url()).unwrap())).await;
+        conformance::check(Arc::new(RedisBackend::new(&redis.url()).unwrap()), CounterEncoding::DecimalText).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn atomic_under_contention() {
         let redis = shop_tests::Redis::start();
-        super::super::conformance::check_atomic_under_contention(Arc::new(RedisBackend::new(&redis.url()).unwrap())).await;
+        conformance::check_atomic_under_contention(Arc::new(RedisBackend::new(&redis.url()).unwrap()), CounterEncoding::DecimalText)
+            .await;
     }
 
     #[tokio::test]

@@ -9,6 +9,8 @@
 //! - `POST /cas/<label>/<key>`: one compare-and-swap of `wasi:keyvalue/atomics`
 //!   (`@0.2.0-draft2`) writing the body, answering `current: <what the cas
 //!   read>; swap: <what the swap answered>`;
+//! - `POST /kv-incr/<label>/<key>/<delta>`: `increment` on
+//!   `wasi:keyvalue/atomics@0.2.0-draft2`, answering the new value;
 //! - `POST /redis/<command>/<arg>/...`: `execute` on `fermyon:spin/redis@2.0.0`
 //!   at the `redis_address` variable; `POST /redis-publish/<channel>` with the
 //!   body as payload.
@@ -17,6 +19,7 @@ use spin_sdk::http::{IntoResponse, Method, Request, Response};
 use spin_sdk::http_component;
 use spin_sdk::key_value::Store;
 use spin_sdk::redis::{Connection, RedisParameter};
+use spin_sdk::wit::wasi::keyvalue;
 
 fn answer(status: u16, body: impl Into<String>) -> Response {
     Response::builder().status(status).header("content-type", "text/plain").body(body.into()).build()
@@ -58,6 +61,13 @@ fn probe(req: Request) -> anyhow::Result<impl IntoResponse> {
             },
         },
         (Method::Post, ["cas", label, key]) => outcome(compare_and_swap(label, key, req.body())),
+        (Method::Post, ["kv-incr", label, key, delta]) => match delta.parse::<i64>() {
+            Err(e) => answer(400, format!("delta: {e}")),
+            Ok(delta) => match keyvalue::store::open(label) {
+                Err(e) => answer(403, format!("{e:?}")),
+                Ok(bucket) => outcome(keyvalue::atomics::increment(&bucket, key, delta)),
+            },
+        },
         (Method::Post, ["redis-publish", channel]) => {
             outcome(redis().and_then(|conn| conn.publish(channel, &req.body().to_vec())).map(|()| "published"))
         }
