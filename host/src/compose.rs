@@ -14,7 +14,9 @@ use anyhow::{Context, Result, bail};
 use std::path::Path;
 use wac_graph::{CompositionGraph, EncodeOptions, types::Package};
 
-/// The component's bytes, composed with its dependencies if it has any.
+/// The component's bytes, composed with its dependencies if it has any (the
+/// source as is without: a core module is componentized when compiled, so
+/// the compile cache can skip that too).
 pub fn component_bytes(manifest: &Manifest, app_dir: &Path, id: &str) -> Result<Vec<u8>> {
     let main = crate::app::read_source(manifest, app_dir, id)?;
     let spec = &manifest.component[id];
@@ -29,6 +31,7 @@ pub fn component_bytes(manifest: &Manifest, app_dir: &Path, id: &str) -> Result<
         );
     }
     let mut graph = CompositionGraph::new();
+    let main = crate::componentize::componentize_if_module(&main)?.into_owned();
     let socket_package = Package::from_bytes(id, None, main, graph.types_mut())?;
     let socket = graph.register_package(socket_package)?;
     let socket_imports: Vec<String> = graph.types()[graph[socket].ty()].imports.keys().cloned().collect();
@@ -51,6 +54,7 @@ pub fn component_bytes(manifest: &Manifest, app_dir: &Path, id: &str) -> Result<
         if matched.is_empty() {
             bail!("dependencies.\"{key}\": the component imports nothing that matches (its imports: {})", socket_imports.join(", "));
         }
+        let bytes = crate::componentize::componentize_if_module(&bytes).with_context(|| format!("dependencies.\"{key}\""))?.into_owned();
         let plug_package = Package::from_bytes(&format!("dependency:{}", key.replace([':', '/', '@'], "-")), None, bytes, graph.types_mut())?;
         let plug = graph.register_package(plug_package)?;
         let plug_exports: Vec<String> = graph.types()[graph[plug].ty()].exports.keys().cloned().collect();

@@ -77,9 +77,10 @@ fn start_epoch_ticker(engine: &Engine) {
         .expect("spawn epoch ticker");
 }
 
-/// Compiled components on disk, keyed by the wasm bytes and the engine's
-/// compatibility hash (so a different wasmtime or config never reuses stale
-/// code). The cache holds native code that is loaded as is, so it lives only
+/// Compiled components on disk, keyed by the source's bytes (a component, or
+/// a core module componentized before compiling, so a warm start skips both
+/// steps) and the engine's compatibility hash (so a different wasmtime or
+/// config never reuses stale code). The cache holds native code that is loaded as is, so it lives only
 /// in a directory of the user's own (created 0700), never in a shared one.
 pub struct CompileCache {
     dir: Option<PathBuf>,
@@ -110,7 +111,7 @@ impl CompileCache {
         key.update(wasm);
         key.update(engine_hash.finish().to_le_bytes());
         let Some(dir) = &self.dir else {
-            return Ok(Component::new(engine, wasm)?);
+            return compile(engine, wasm);
         };
         let path = dir.join(format!("{}.cwasm", hex::encode(key.finalize())));
         if path.exists() {
@@ -122,12 +123,17 @@ impl CompileCache {
                 Err(e) => tracing::warn!(path = %path.display(), "ignoring unusable compiled-code cache entry: {e}"),
             }
         }
-        let component = Component::new(engine, wasm)?;
+        let component = compile(engine, wasm)?;
         if let Err(e) = store(dir, &path, &component) {
             tracing::warn!(dir = %dir.display(), "cannot write compiled-code cache: {e:#}");
         }
         Ok(component)
     }
+}
+
+fn compile(engine: &Engine, wasm: &[u8]) -> Result<Component> {
+    let component = crate::componentize::componentize_if_module(wasm)?;
+    Ok(Component::new(engine, &component)?)
 }
 
 fn store(dir: &std::path::Path, path: &std::path::Path, component: &Component) -> Result<()> {

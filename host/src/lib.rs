@@ -13,6 +13,7 @@ pub mod capabilities;
 pub mod bindings;
 pub mod confined;
 mod compose;
+mod componentize;
 pub mod engine;
 mod files;
 mod guest_log;

@@ -19,7 +19,16 @@ pub fn workspace_root() -> PathBuf {
 
 /// A component built by `scripts/build-components` (wasm32-wasip2, `wasm` profile).
 pub fn wasm(crate_name: &str) -> PathBuf {
-    let path = workspace_root().join("target/wasm32-wasip2/wasm").join(format!("{}.wasm", crate_name.replace('-', "_")));
+    built_wasm("wasm32-wasip2", crate_name)
+}
+
+/// A guest built for `wasm32-wasip1`: a core module, not a component.
+pub fn wasm_p1(crate_name: &str) -> PathBuf {
+    built_wasm("wasm32-wasip1", crate_name)
+}
+
+fn built_wasm(target: &str, crate_name: &str) -> PathBuf {
+    let path = workspace_root().join("target").join(target).join("wasm").join(format!("{}.wasm", crate_name.replace('-', "_")));
     assert!(path.exists(), "{} is missing: run scripts/build-components first", path.display());
     path
 }
