@@ -1,16 +1,24 @@
 //! `allowed_outbound_hosts`: which network destinations a component may reach.
 //!
 //! Entries are `scheme://host[:port]` as in Spin: the scheme may be `*`; the
-//! host may be `*`, `*.domain`, a name, an IP address or `self` (the app
-//! itself); the port may be a number, `*` or a range `a..b` (end exclusive).
-//! Without a port, the scheme's well-known port applies.
+//! host may be `*`, `*.domain`, a name, an IP address, a CIDR range of IP
+//! addresses (`10.0.0.0/8`, `fd00::/8`; host bits are ignored, as Spin
+//! truncates them) or `self` (the app itself); the port may be a number, `*`
+//! or a range `a..b` (end exclusive). Without a port, the scheme's well-known
+//! port applies.
 
 use anyhow::{Result, bail};
+use ipnet::IpNet;
+use std::net::IpAddr;
 
 #[derive(Debug, Clone, PartialEq)]
 enum HostMatch {
     Any,
-    Exact(String),
+    /// A host name, lower-cased. Never matches an IP address.
+    Name(String),
+    /// An IP address (a one-address range) or a CIDR range; matches IP
+    /// addresses only, compared as addresses (`[0::1]` is `[::1]`).
+    Ip(IpNet),
     /// `*.example.com`: any subdomain of `example.com`.
     Subdomain(String),
     SelfApp,
@@ -53,19 +61,27 @@ impl AllowedHosts {
     /// Whether `scheme://host:port` may be reached.
     pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
         let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let ip: Option<IpAddr> = host.parse().ok();
         self.0.iter().any(|p| {
             p.scheme.as_deref().is_none_or(|s| s == scheme)
-                && match &p.host {
-                    HostMatch::Any => true,
-                    HostMatch::Exact(h) => *h == host,
-                    HostMatch::Subdomain(d) => host.len() > d.len() + 1 && host.ends_with(&format!(".{d}")),
-                    HostMatch::SelfApp => false,
+                && match (&p.host, ip) {
+                    (HostMatch::Any, _) => true,
+                    (HostMatch::Ip(net), Some(ip)) => net.contains(&ip),
+                    (HostMatch::Name(h), None) => *h == host,
+                    (HostMatch::Subdomain(d), None) => host.len() > d.len() + 1 && host.ends_with(&format!(".{d}")),
+                    (HostMatch::Ip(_) | HostMatch::Name(_) | HostMatch::Subdomain(_) | HostMatch::SelfApp, _) => false,
                 }
                 && match p.port {
                     PortMatch::Any => true,
                     PortMatch::Range(lo, hi) => (lo..hi).contains(&port),
                 }
         })
+    }
+
+    /// Whether some entry could allow `scheme` (its own or `*`): whether the
+    /// component needs that kind of network access at all.
+    pub fn mentions_scheme(&self, scheme: &str) -> bool {
+        self.0.iter().any(|p| p.scheme.as_deref().is_none_or(|s| s == scheme))
     }
 
     /// Whether the component may call its own app (`http://self`): an explicit
@@ -81,28 +97,29 @@ fn parse_entry(entry: &str) -> Result<HostPattern> {
     let Some((scheme, rest)) = entry.split_once("://") else {
         bail!("`{entry}`: expected scheme://host[:port]");
     };
-    if rest.contains('/') && !rest.ends_with('/') {
-        bail!("`{entry}`: a path is not allowed");
+    if scheme != "*" && (scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphabetic())) {
+        bail!("`{entry}`: invalid scheme `{scheme}`");
     }
     // Credentials name no destination: `redis://:secret@redis:6379` (a
     // templated `{{ redis_url }}`, typically) allows `redis:6379`.
     let rest = rest.trim_end_matches('/');
     let rest = rest.rsplit_once('@').map_or(rest, |(_credentials, host)| host);
-    if scheme != "*" && (scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphabetic())) {
-        bail!("`{entry}`: invalid scheme `{scheme}`");
-    }
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || rest.starts_with('[') => (h, Some(p)),
-        _ => (rest, None),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
-    let host = match host.as_str() {
-        "" => bail!("`{entry}`: missing host"),
-        "*" => HostMatch::Any,
-        "self" | "self.alt" => HostMatch::SelfApp,
-        h if h.starts_with("*.") && !h[2..].contains('*') => HostMatch::Subdomain(h[2..].to_string()),
-        h if h.contains('*') => bail!("`{entry}`: `*` may only be the whole host or its first label"),
-        h => HostMatch::Exact(h.to_string()),
+    let (host, port) = split_host_port(entry, rest)?;
+    let host = host.to_ascii_lowercase();
+    let host = if let Ok(range) = host.parse::<IpNet>() {
+        HostMatch::Ip(range.trunc())
+    } else if let Ok(ip) = host.parse::<IpAddr>() {
+        HostMatch::Ip(IpNet::from(ip))
+    } else {
+        match host.as_str() {
+            "" => bail!("`{entry}`: missing host"),
+            h if h.contains('/') => bail!("`{entry}`: a path is not allowed (an IP range is `address/prefix-length`)"),
+            "*" => HostMatch::Any,
+            "self" | "self.alt" => HostMatch::SelfApp,
+            h if h.starts_with("*.") && !h[2..].contains('*') => HostMatch::Subdomain(h[2..].to_string()),
+            h if h.contains('*') => bail!("`{entry}`: `*` may only be the whole host or its first label"),
+            h => HostMatch::Name(h.to_string()),
+        }
     };
     let port = match port {
         Some("*") => PortMatch::Any,
@@ -120,6 +137,43 @@ fn parse_entry(entry: &str) -> Result<HostPattern> {
         },
     };
     Ok(HostPattern { scheme: (scheme != "*").then(|| scheme.to_string()), host, port })
+}
+
+/// `host[:port]`, `[ipv6][:port]`, or an IP range `address/length[:port]`:
+/// an IPv6 range needs no brackets (its prefix length ends the address), but
+/// a single IPv6 address does, or `::1:80` could be an address or a port.
+fn split_host_port<'a>(entry: &str, rest: &'a str) -> Result<(&'a str, Option<&'a str>)> {
+    if rest.parse::<IpNet>().is_ok() {
+        return Ok((rest, None));
+    }
+    if let Some(bracketed) = rest.strip_prefix('[') {
+        let Some((ip, after)) = bracketed.split_once(']') else { bail!("`{entry}`: unclosed `[`") };
+        if ip.parse::<std::net::Ipv6Addr>().is_err() {
+            bail!("`{entry}`: `[{ip}]` is not an IPv6 address");
+        }
+        return match after {
+            "" => Ok((ip, None)),
+            _ => match after.strip_prefix(':') {
+                Some(port) => Ok((ip, Some(check_no_path(entry, port)?))),
+                None => bail!("`{entry}`: expected `:port` after `]`"),
+            },
+        };
+    }
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) => (host, Some(check_no_path(entry, port)?)),
+        None => (rest, None),
+    };
+    if host.contains(':') && host.parse::<IpNet>().is_err() {
+        bail!("`{entry}`: an IPv6 address goes in brackets, `[{host}]`");
+    }
+    Ok((host, port))
+}
+
+fn check_no_path<'a>(entry: &str, port: &'a str) -> Result<&'a str> {
+    if port.contains('/') {
+        bail!("`{entry}`: a path is not allowed");
+    }
+    Ok(port)
 }
 
 fn parse_port(entry: &str, text: &str) -> Result<u16> {
@@ -170,8 +224,60 @@ mod tests {
     }
 
     #[test]
+    fn ip_ranges_allow_the_addresses_they_contain_and_nothing_else() {
+        let h = hosts(&["*://127.0.0.0/24:7000", "tcp://10.1.2.3/16:*", "http://[fd00::1]:80", "redis://fd00:abcd::/32", "https://192.168.0.0/16"]);
+        assert!(h.allows("tcp", "127.0.0.1", 7000));
+        assert!(h.allows("http", "127.0.0.255", 7000));
+        assert!(!h.allows("tcp", "127.0.1.0", 7000));
+        assert!(!h.allows("tcp", "127.0.0.1", 7001));
+        // Host bits of `10.1.2.3/16` are dropped, as Spin truncates them.
+        assert!(h.allows("tcp", "10.1.200.9", 1));
+        assert!(!h.allows("http", "10.1.200.9", 1), "`tcp://` grants no other scheme");
+        assert!(h.allows("http", "[fd00:0::1]", 80), "IPv6 compared as an address, not as text");
+        assert!(!h.allows("http", "[fd00::2]", 80));
+        assert!(h.allows("redis", "fd00:abcd:1::9", 6379), "an IPv6 range takes the scheme's default port");
+        assert!(!h.allows("redis", "fd00:abce::", 6379));
+        assert!(h.allows("https", "192.168.7.7", 443));
+        // A range matches addresses, never names that look like them.
+        assert!(!h.allows("tcp", "127.0.0.1.nip.io", 7000));
+    }
+
+    #[test]
+    fn an_ip_entry_matches_addresses_and_a_name_entry_matches_names() {
+        let h = hosts(&["http://127.0.0.1:80", "http://localhost:80"]);
+        assert!(h.allows("http", "127.0.0.1", 80));
+        assert!(h.allows("http", "localhost", 80));
+        assert!(!h.allows("http", "127.0.0.2", 80));
+        assert!(!hosts(&["http://localhost:80"]).allows("http", "127.0.0.1", 80), "no name resolution in the policy");
+    }
+
+    #[test]
+    fn which_schemes_an_app_mentions() {
+        assert!(hosts(&["*://127.0.0.1:1"]).mentions_scheme("tcp"));
+        assert!(hosts(&["tcp://127.0.0.1:1"]).mentions_scheme("tcp"));
+        assert!(!hosts(&["http://127.0.0.1:1", "redis://r"]).mentions_scheme("tcp"));
+        assert!(!hosts(&[]).mentions_scheme("tcp"));
+    }
+
+    #[test]
     fn bad_entries() {
-        for bad in ["example.com", "https://example.com/path", "ftp://host", "http://ex*ample.com", "http://h:port", "1x://h:1"] {
+        for bad in [
+            "example.com",
+            "https://example.com/path",
+            "http://example.com:80/path",
+            "ftp://host",
+            "http://ex*ample.com",
+            "http://h:port",
+            "1x://h:1",
+            "tcp://127.0.0.0/33:1",
+            "tcp://127.0.0.0/x:1",
+            "tcp://[fd00::]/8:1",
+            "tcp://::1:80",
+            "tcp://[::1:80",
+            "tcp://[example.com]:80",
+            "tcp://[::1]80",
+            "*://127.0.0.0/24",
+        ] {
             assert!(AllowedHosts::parse(&[bad.to_string()]).is_err(), "{bad} should be refused");
         }
     }

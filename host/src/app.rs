@@ -87,6 +87,7 @@ impl LoadedComponent {
                 .map_err(anyhow::Error::from)
                 .with_context(|| format!("cannot mount the files of `{}` from {}", self.id, files.display()))?;
         }
+        crate::capabilities::sockets::grant(&mut wasi, self.id.clone(), self.allowed_hosts.clone());
         let wasi = wasi.build();
         let state = InstanceState {
             table: ResourceTable::new(),

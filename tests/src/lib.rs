@@ -468,6 +468,26 @@ pub fn raw_http(addr: SocketAddr, raw: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The body of a raw HTTP/1.1 reply (as [`raw_http`] returns it), with
+/// chunked encoding undone: a host frames a body its component did not
+/// frame with chunks, as Spin does.
+pub fn raw_body(reply: &str) -> String {
+    let (head, mut rest) = reply.split_once("\r\n\r\n").unwrap_or((reply, ""));
+    if !head.to_ascii_lowercase().contains("\r\ntransfer-encoding: chunked") {
+        return rest.to_string();
+    }
+    let mut body = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or_else(|_| panic!("a chunk size, not {size:?}: {reply}"));
+        if size == 0 {
+            break;
+        }
+        body.push_str(&after[..size]);
+        rest = after[size..].strip_prefix("\r\n").unwrap_or_else(|| panic!("CRLF after a chunk: {reply}"));
+    }
+    body
+}
+
 /// `sha256:<hex>` of `bytes`, as OCI names content.
 pub fn sha256_digest(bytes: &[u8]) -> String {
     use sha2::Digest;

@@ -26,7 +26,7 @@ fn raw_request(app: &App, method: &str, path: &str, headers: &[(&str, &[u8])], b
     stream.read_to_end(&mut response).unwrap();
     let text = String::from_utf8_lossy(&response).into_owned();
     let status = text.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
+    let body = raw_body(&text);
     (status, body)
 }
 

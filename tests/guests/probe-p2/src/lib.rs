@@ -13,7 +13,10 @@
 //!   `wasi:keyvalue/atomics@0.2.0-draft2`, answering the new value;
 //! - `POST /redis/<command>/<arg>/...`: `execute` on `fermyon:spin/redis@2.0.0`
 //!   at the `redis_address` variable; `POST /redis-publish/<channel>` with the
-//!   body as payload.
+//!   body as payload;
+//! - `POST /tcp/<ip:port>`: `wasi:sockets` through Rust's `std::net`:
+//!   connects, sends the body, closes its sending half and answers what the
+//!   peer sent back before closing.
 
 use spin_sdk::http::{IntoResponse, Method, Request, Response};
 use spin_sdk::http_component;
@@ -75,6 +78,7 @@ fn probe(req: Request) -> anyhow::Result<impl IntoResponse> {
             let arguments: Vec<RedisParameter> = arguments.iter().map(|a| RedisParameter::Binary(a.as_bytes().to_vec())).collect();
             outcome(redis().and_then(|conn| conn.execute(command, &arguments)).map(|results| format!("{results:?}")))
         }
+        (Method::Post, ["tcp", address]) => outcome(tcp_exchange(address, req.body())),
         _ => answer(404, format!("no such probe: {path}")),
     })
 }
@@ -91,4 +95,15 @@ fn compare_and_swap(label: &str, key: &str, value: &[u8]) -> Result<String, spin
 fn redis() -> Result<Connection, spin_sdk::redis::Error> {
     let address = spin_sdk::variables::get("redis_address").map_err(|e| spin_sdk::redis::Error::Other(format!("{e:?}")))?;
     Connection::open(&address)
+}
+
+fn tcp_exchange(address: &str, message: &[u8]) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let address: std::net::SocketAddr = address.parse().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let mut stream = std::net::TcpStream::connect(address)?;
+    stream.write_all(message)?;
+    stream.shutdown(std::net::Shutdown::Write)?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply)?;
+    Ok(reply)
 }
