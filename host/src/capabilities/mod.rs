@@ -5,4 +5,5 @@
 pub mod key_value;
 pub mod outbound_http;
 pub mod outbound_redis;
+pub mod sqlite;
 pub mod variables;
