@@ -8,7 +8,8 @@ use crate::capabilities::key_value::{self, Backend, KeyValueAccess, Stores};
 use crate::manifest::{ComponentSource, Manifest};
 use crate::capabilities::outbound_http::{LocalServices, OutboundHttp, Timeouts};
 use crate::capabilities::outbound_redis::{RedisAccess, RedisPool};
-use crate::runtime_config::{KeyValueStoreConfig, RuntimeConfig, VariablesProviderConfig};
+use crate::capabilities::sqlite::{Database, Databases, SqliteAccess};
+use crate::runtime_config::{KeyValueStoreConfig, RuntimeConfig, SqliteDatabaseConfig, VariablesProviderConfig};
 use crate::state::InstanceState;
 use crate::capabilities::variables::{EnvProvider, Provider, StaticProvider, Variables};
 use anyhow::{Context, Result, bail};
@@ -65,6 +66,8 @@ pub struct LoadedComponent {
     allowed_hosts: Arc<AllowedHosts>,
     key_value_labels: Arc<HashSet<String>>,
     stores: Stores,
+    sqlite_labels: Arc<HashSet<String>>,
+    databases: Databases,
     redis_pool: Arc<RedisPool>,
     local: LocalServices,
     timeouts: Timeouts,
@@ -101,6 +104,7 @@ impl LoadedComponent {
             },
             key_value: KeyValueAccess::new(self.stores.clone(), self.key_value_labels.clone()),
             redis: RedisAccess { allowed: self.allowed_hosts.clone(), pool: self.redis_pool.clone() },
+            sqlite: SqliteAccess::new(self.databases.clone(), self.sqlite_labels.clone()),
             variables: self.variables.clone(),
         };
         let mut store = Store::new(engine, state);
@@ -169,6 +173,9 @@ impl App {
             .or_else(|| origin.default_state_dir.clone());
         let default_used = manifest.component.values().any(|c| c.key_value_stores.iter().any(|label| label == "default"));
         let stores = open_stores(&runtime_config, state_dir.as_deref(), default_used)?;
+        let default_database_used =
+            manifest.component.values().any(|c| c.sqlite_databases.iter().any(|label| label == "default"));
+        let databases = open_databases(&runtime_config, state_dir.as_deref(), default_database_used)?;
 
         for id in &options.component_ids {
             if !manifest.component.contains_key(id) {
@@ -202,6 +209,7 @@ impl App {
                 Some(dir)
             };
             key_value::check_labels(id, &spec.key_value_stores, &stores).with_context(context)?;
+            databases.check_labels(id, &spec.sqlite_databases).with_context(context)?;
             let wasm = crate::compose::component_bytes(&manifest, app_dir, id).with_context(context)?;
             let component = cache.load(&engine, &wasm).with_context(context)?;
             let pre = linker.instantiate_pre(&component).map_err(anyhow::Error::from).with_context(context)?;
@@ -232,6 +240,8 @@ impl App {
                     allowed_hosts: Arc::new(AllowedHosts::parse(&allowed_outbound_hosts).with_context(|| format!("{}.allowed_outbound_hosts", context()))?),
                     key_value_labels: Arc::new(spec.key_value_stores.iter().cloned().collect()),
                     stores: stores.clone(),
+                    sqlite_labels: Arc::new(spec.sqlite_databases.iter().cloned().collect()),
+                    databases: databases.clone(),
                     redis_pool: redis_pool.clone(),
                     local: local.clone(),
                     timeouts: options.outbound_timeouts,
@@ -302,6 +312,31 @@ fn open_stores(config: &RuntimeConfig, state_dir: Option<&Path>, default_used: b
         by_label.insert("default".into(), Arc::new(backend));
     }
     Ok(Stores::new(by_label))
+}
+
+/// The databases of the runtime config, and `default` when a component uses
+/// it and the runtime config does not place it: `sqlite_db.db` in the state
+/// dir, as Spin names it (in memory without a state dir).
+fn open_databases(config: &RuntimeConfig, state_dir: Option<&Path>, default_used: bool) -> Result<Databases> {
+    let mut by_label = BTreeMap::new();
+    for (label, database) in &config.sqlite_database {
+        let database = match database {
+            SqliteDatabaseConfig::Spin { path: Some(path) } => Database::file(&config.resolve(path)),
+            SqliteDatabaseConfig::Spin { path: None } => Database::in_memory(),
+        };
+        by_label.insert(label.clone(), Arc::new(database.with_context(|| format!("sqlite_database.{label}"))?));
+    }
+    if default_used && !by_label.contains_key("default") {
+        let database = match state_dir {
+            Some(dir) => Database::file(&dir.join("sqlite_db.db"))?,
+            None => {
+                tracing::warn!("no state directory: the `default` SQLite database is in memory and ends with the process (set --state-dir or a runtime-config database)");
+                Database::in_memory()?
+            }
+        };
+        by_label.insert("default".into(), Arc::new(database));
+    }
+    Ok(Databases::new(by_label))
 }
 
 /// The bytes of a component's source file.

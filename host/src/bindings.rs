@@ -54,7 +54,7 @@ pub mod redis_trigger {
 }
 
 /// What WASIp2 components built for Spin 2.x/3.x import and export beyond
-/// WASI: `fermyon:spin@2.0.0` and `wasi:config`. Their functions are
+/// WASI: `fermyon:spin@2.0.0`, `spin:sqlite@3.0.0` and `wasi:config`. Their functions are
 /// synchronous in WIT; the host side is async and suspends only the calling
 /// instance.
 pub mod p2 {
@@ -65,6 +65,8 @@ pub mod p2 {
                 import fermyon:spin/key-value@2.0.0;
                 import fermyon:spin/variables@2.0.0;
                 import fermyon:spin/redis@2.0.0;
+                import fermyon:spin/sqlite@2.0.0;
+                import spin:sqlite/sqlite@3.0.0;
                 import wasi:config/store@0.2.0-draft-2024-09-27;
             }
         ",
@@ -73,6 +75,8 @@ pub mod p2 {
         with: {
             "fermyon:spin/key-value.store": crate::capabilities::key_value::OpenStore,
             "fermyon:spin/redis.connection": crate::capabilities::outbound_redis::Connection,
+            "fermyon:spin/sqlite.connection": crate::capabilities::sqlite::Connection,
+            "spin:sqlite/sqlite.connection": crate::capabilities::sqlite::Connection,
         },
     );
 

@@ -12,6 +12,8 @@ pub struct RuntimeConfig {
     pub state_dir: Option<String>,
     #[serde(default)]
     pub key_value_store: BTreeMap<String, KeyValueStoreConfig>,
+    #[serde(default)]
+    pub sqlite_database: BTreeMap<String, SqliteDatabaseConfig>,
     #[serde(default, alias = "config_provider")]
     pub variables_provider: Vec<VariablesProviderConfig>,
     /// The directory relative paths are resolved against.
@@ -25,6 +27,14 @@ pub enum KeyValueStoreConfig {
     /// The embedded store; in memory without a path.
     Spin { path: Option<String> },
     Redis { url: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SqliteDatabaseConfig {
+    /// A local database file; in memory without a path. (Spin's `libsql`,
+    /// a remote database, is not supported.)
+    Spin { path: Option<String> },
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,6 +90,17 @@ mod tests {
         assert!(matches!(c.key_value_store["default"], KeyValueStoreConfig::Redis { .. }));
         assert!(matches!(c.key_value_store["cache"], KeyValueStoreConfig::Spin { path: None }));
         assert_eq!(c.variables_provider.len(), 1);
+    }
+
+    #[test]
+    fn parses_sqlite_databases_and_refuses_other_types() {
+        let c: RuntimeConfig =
+            toml::from_str("[sqlite_database.orders]\ntype = \"spin\"\npath = \"data/orders.db\"\n[sqlite_database.scratch]\ntype = \"spin\"").unwrap();
+        assert!(matches!(&c.sqlite_database["orders"], SqliteDatabaseConfig::Spin { path: Some(p) } if p == "data/orders.db"));
+        assert!(matches!(c.sqlite_database["scratch"], SqliteDatabaseConfig::Spin { path: None }));
+        let err = toml::from_str::<RuntimeConfig>("[sqlite_database.x]\ntype = \"libsql\"\nurl = \"https://db\"\ntoken = \"t\"").unwrap_err();
+        assert!(err.to_string().contains("unknown variant `libsql`, expected `spin`"), "{err}");
+        assert!(toml::from_str::<RuntimeConfig>("[sqlite_database.x]\ntype = \"spin\"\npth = \"a\"").is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use crate::capabilities::key_value::KeyValueAccess;
 use crate::capabilities::outbound_http::OutboundHttp;
 use crate::capabilities::outbound_redis::RedisAccess;
+use crate::capabilities::sqlite::SqliteAccess;
 use std::collections::HashMap;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
@@ -16,6 +17,7 @@ pub struct InstanceState {
     pub outbound_http: OutboundHttp,
     pub key_value: KeyValueAccess,
     pub redis: RedisAccess,
+    pub sqlite: SqliteAccess,
     /// The component's variables, rendered from their templates at load time.
     pub variables: Arc<HashMap<String, String>>,
 }

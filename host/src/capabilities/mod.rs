@@ -6,4 +6,5 @@ pub mod key_value;
 pub mod outbound_http;
 pub mod outbound_redis;
 pub mod sockets;
+pub mod sqlite;
 pub mod variables;

@@ -17,12 +17,21 @@
 //! - `POST /tcp/<ip:port>`: `wasi:sockets` through Rust's `std::net`:
 //!   connects, sends the body, closes its sending half and answers what the
 //!   peer sent back before closing.
+//! - `POST /sqlite/<label>` (`fermyon:spin/sqlite@2.0.0`) and
+//!   `POST /sqlite3/<label>` (`spin:sqlite/sqlite@3.0.0`): runs the
+//!   statements of the body, a JSON list of `{"sql": "...", "params": [...]}`,
+//!   on one connection; parameters and values are `{"integer": 1}`,
+//!   `{"real": 1.5}`, `{"text": "t"}`, `{"blob": [0, 255]}` or `null`. The
+//!   answer lists each statement's `columns` and `rows` (with `changes` and
+//!   `last_insert_rowid` after it on `sqlite3`); an error is a 500 naming the
+//!   statement's index and the error.
 
 use spin_sdk::http::{IntoResponse, Method, Request, Response};
 use spin_sdk::http_component;
 use spin_sdk::key_value::Store;
 use spin_sdk::redis::{Connection, RedisParameter};
 use spin_sdk::wit::wasi::keyvalue;
+use serde_json::{Value as Json, json};
 
 fn answer(status: u16, body: impl Into<String>) -> Response {
     Response::builder().status(status).header("content-type", "text/plain").body(body.into()).build()
@@ -79,6 +88,8 @@ fn probe(req: Request) -> anyhow::Result<impl IntoResponse> {
             outcome(redis().and_then(|conn| conn.execute(command, &arguments)).map(|results| format!("{results:?}")))
         }
         (Method::Post, ["tcp", address]) => outcome(tcp_exchange(address, req.body())),
+        (Method::Post, ["sqlite", label]) => sqlite_v2(label, req.body()),
+        (Method::Post, ["sqlite3", label]) => sqlite_v3(label, req.body()),
         _ => answer(404, format!("no such probe: {path}")),
     })
 }
@@ -90,6 +101,79 @@ fn compare_and_swap(label: &str, key: &str, value: &[u8]) -> Result<String, spin
     let cas = atomics::Cas::new(&bucket, key)?;
     let current = cas.current()?;
     Ok(format!("current: {current:?}; swap: {:?}", atomics::swap(cas, value)))
+}
+
+/// The statements of a request body, `(sql, params)`; `Err` is a 400.
+fn statements(body: &[u8]) -> Result<Vec<(String, Vec<Json>)>, Response> {
+    let bad = |why: &str| answer(400, format!("body: {why}"));
+    let list: Vec<Json> = serde_json::from_slice(body).map_err(|e| bad(&e.to_string()))?;
+    list.into_iter()
+        .map(|statement| {
+            let sql = statement["sql"].as_str().ok_or_else(|| bad("a statement without `sql`"))?.to_string();
+            let params = statement.get("params").and_then(Json::as_array).cloned().unwrap_or_default();
+            Ok((sql, params))
+        })
+        .collect()
+}
+
+/// Runs the statements of `body` on a connection to `label` through one
+/// version of the interface (both have the same shape), values as tagged
+/// JSON; `$after` adds to each statement's answer.
+macro_rules! sqlite_probe {
+    ($sqlite:path, $label:expr, $body:expr, |$conn:ident, $answer:ident| $after:block) => {{
+        use $sqlite as sqlite;
+        fn parameter(json: &Json) -> Result<sqlite::Value, Response> {
+            let bad = || answer(400, format!("parameter {json}"));
+            let Some((kind, value)) = json.as_object().and_then(|o| o.iter().next()) else {
+                return if json.is_null() { Ok(sqlite::Value::Null) } else { Err(bad()) };
+            };
+            Ok(match kind.as_str() {
+                "integer" => sqlite::Value::Integer(value.as_i64().ok_or_else(bad)?),
+                "real" => sqlite::Value::Real(value.as_f64().ok_or_else(bad)?),
+                "text" => sqlite::Value::Text(value.as_str().ok_or_else(bad)?.to_string()),
+                "blob" => sqlite::Value::Blob(serde_json::from_value(value.clone()).map_err(|_| bad())?),
+                _ => return Err(bad()),
+            })
+        }
+        fn value(value: &sqlite::Value) -> Json {
+            match value {
+                sqlite::Value::Integer(i) => json!({ "integer": i }),
+                sqlite::Value::Real(r) => json!({ "real": r }),
+                sqlite::Value::Text(t) => json!({ "text": t }),
+                sqlite::Value::Blob(b) => json!({ "blob": b }),
+                sqlite::Value::Null => Json::Null,
+            }
+        }
+        let run = || -> Result<Vec<Json>, Response> {
+            let statements = statements($body)?;
+            let $conn = sqlite::Connection::open($label).map_err(|e| answer(403, format!("{e:?}")))?;
+            let mut answers = Vec::new();
+            for (i, (sql, params)) in statements.iter().enumerate() {
+                let params = params.iter().map(parameter).collect::<Result<Vec<_>, _>>()?;
+                let result = $conn.execute(sql, &params).map_err(|e| answer(500, format!("statement {i}: {e:?}")))?;
+                let rows: Vec<Vec<Json>> = result.rows.iter().map(|row| row.values.iter().map(value).collect()).collect();
+                let mut $answer = json!({ "columns": result.columns, "rows": rows });
+                $after
+                answers.push($answer);
+            }
+            Ok(answers)
+        };
+        match run() {
+            Ok(answers) => answer(200, Json::Array(answers).to_string()),
+            Err(response) => response,
+        }
+    }};
+}
+
+fn sqlite_v2(label: &str, body: &[u8]) -> Response {
+    sqlite_probe!(spin_sdk::sqlite, label, body, |_conn, _reply| {})
+}
+
+fn sqlite_v3(label: &str, body: &[u8]) -> Response {
+    sqlite_probe!(spin_sdk::sqlite3, label, body, |conn, reply| {
+        reply["changes"] = json!(conn.changes());
+        reply["last_insert_rowid"] = json!(conn.last_insert_rowid());
+    })
 }
 
 fn redis() -> Result<Connection, spin_sdk::redis::Error> {
