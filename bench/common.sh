@@ -79,14 +79,15 @@ start_wharf() { # <manifest> <port> [extra args...]
 # start_callgrind <command...>: starts the command under callgrind, PORT in
 # it replaced by a free port, and waits for any HTTP answer there for as long
 # as it runs: valgrind's CPU has other features, so wharf's cached code does
-# not serve it and a first start compiles every component under valgrind
-# (minutes for the whole app). Sets callgrind_port, callgrind_pid and
+# not serve it and a first start compiles every component under valgrind.
+# Callgrind counts nothing until callgrind_count, so that compiling and
+# warm-up run several times faster. Sets callgrind_port, callgrind_pid and
 # callgrind_out.
 start_callgrind() {
   callgrind_port=$(free_port)
   callgrind_out="$work/callgrind.$callgrind_port"
   callgrind_dumps=0
-  RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$callgrind_out" "${@//PORT/$callgrind_port}" > "$work/server-$callgrind_port.log" 2>&1 &
+  RUST_LOG=warn valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$callgrind_out" "${@//PORT/$callgrind_port}" > "$work/server-$callgrind_port.log" 2>&1 &
   callgrind_pid=$!
   pids+=("$callgrind_pid")
   while kill -0 "$callgrind_pid" 2>/dev/null; do
@@ -97,14 +98,16 @@ start_callgrind() {
   tail -20 "$work/server-$callgrind_port.log" >&2
   return 1
 }
-# callgrind_count <requests> [keepalive-client options...]: zeroes the
-# counters, sends the requests over one keep-alive connection and sets
-# per_request to the instructions per request counted in between.
+# callgrind_count <requests> [keepalive-client options...]: counts from zero
+# while the requests go over one keep-alive connection and sets per_request
+# to the instructions per request.
 callgrind_count() {
   local requests=$1; shift
+  callgrind_control -i on "$callgrind_pid" > /dev/null 2>&1
   callgrind_control -z "$callgrind_pid" > /dev/null 2>&1
   python3 bench/keepalive-client.py "$callgrind_port" "$requests" "$@"
   callgrind_control -d "$callgrind_pid" > /dev/null 2>&1
+  callgrind_control -i off "$callgrind_pid" > /dev/null 2>&1
   # Each dump is a file of its own, numbered from 1.
   callgrind_dumps=$((callgrind_dumps + 1))
   local total

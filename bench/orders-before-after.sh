@@ -136,12 +136,18 @@ for round in $(seq 1 "$rounds"); do
 done
 for p in "${pids[@]:${#apps[@]}}"; do kill "$p"; wait "$p" 2>/dev/null || true; done
 
-# Instructions: one app at a time under callgrind, on a fresh store.
+# Instructions: one app at a time under callgrind, on a store seeded as above
+# by wharf outside valgrind. Only the order component answers under callgrind:
+# a reused instance of another component would hold the one slot that
+# --max-instances 1 leaves, and POST /orders would get 503.
 for app in "${apps[@]}"; do
   use_app "$app"
-  start_callgrind "$wharf_bin" up -f "${manifest[$app]}" --listen 127.0.0.1:PORT --state-dir "$work/callgrind-state-$app" \
+  seed_port=$(free_port)
+  start_wharf "${manifest[$app]}" "$seed_port"
+  seed "$seed_port"
+  kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+  start_callgrind "$wharf_bin" up -f "${manifest[$app]}" --listen 127.0.0.1:PORT --state-dir "$work/state-$seed_port" \
     --max-instances 1 --max-instance-reuse-count 1000000
-  seed "$callgrind_port"
   python3 bench/keepalive-client.py "$callgrind_port" 100 "${list_orders[@]}" "${auth[@]}"
   callgrind_count "$requests" "${list_orders[@]}" "${auth[@]}"
   printf '%s\tget\t%s\n' "$app" "$per_request" >> "$work/instructions.tsv"
