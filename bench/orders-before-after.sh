@@ -25,9 +25,10 @@
 # Wall clock: wrk at 1 and 16 connections, ROUNDS rounds; within a round the
 # apps take turns on each route (before, after, after with JWT, ...), so the
 # noise of this shared machine hits them alike; the median of the rounds.
-# Instructions (the stable figure): each app again, fresh, under callgrind;
-# after the seed and 100 warm-up requests the counters are zeroed and
-# REQUESTS requests go over one keep-alive connection, GET then POST.
+# Instructions (the stable figure): each app again on a fresh store, seeded
+# alike, then served under callgrind; after 100 warm-up requests of a route,
+# REQUESTS of it are counted over one keep-alive connection, GET then POST.
+# The count includes what the Redis trigger does for each order placed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
