@@ -38,25 +38,83 @@ TOML
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 1 300); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
 
-# measure <label> <connections> <url> [wrk lua script]: one wrk run; prints a
-# line and appends a row `| label | connections | req/s | p50 | p99 |` to rows.
-rows=()
-measure() {
-  local label=$1 conns=$2 url=$3 script=${4:-}
+# wrk_run <connections> <url> [wrk lua script]: one wrk run; sets rps, p50
+# and p99 (wrk's units) and warns on non-2xx answers.
+wrk_run() {
+  local conns=$1 url=$2 script=${3:-}
   local threads=$(( conns < 2 ? 1 : 2 ))
   local args=("-t$threads" "-c$conns" "-d${duration}s" --latency)
   [ -n "$script" ] && args+=(-s "$script")
   wrk "${args[@]}" "$url" > "$work/wrk.txt"
-  local rps p50 p99
   rps=$(awk '/^Requests\/sec/ {print $2}' "$work/wrk.txt")
   p50=$(awk '$1=="50%" {print $2}' "$work/wrk.txt")
   p99=$(awk '$1=="99%" {print $2}' "$work/wrk.txt")
   if grep -q "Non-2xx" "$work/wrk.txt"; then
-    echo "warning: $label had non-2xx answers: $(grep Non-2xx "$work/wrk.txt")" >&2
+    echo "warning: $url had non-2xx answers: $(grep Non-2xx "$work/wrk.txt")" >&2
   fi
+}
+
+# measure <label> <connections> <url> [wrk lua script]: one wrk run; prints a
+# line and appends a row `| label | connections | req/s | p50 | p99 |` to rows.
+rows=()
+measure() {
+  local label=$1 conns=$2
+  wrk_run "$conns" "$3" "${4:-}"
   printf '%-48s c=%-3s %10s req/s  p50 %-9s p99 %s\n' "$label" "$conns" "$rps" "$p50" "$p99"
   rows+=("| $label | $conns | ${rps%.*} | $p50 | $p99 |")
 }
+
+start_wharf() { # <manifest> <port> [extra args...]
+  local manifest=$1 port=$2; shift 2
+  RUST_LOG=warn "$wharf_bin" up -f "$manifest" --listen "127.0.0.1:$port" --state-dir "$work/state-$port" "$@" > "$work/wharf-$port.log" 2>&1 &
+  pids+=($!)
+  wait_http "http://127.0.0.1:$port/.well-known/spin/health"
+}
+
+# Instructions counted by valgrind's callgrind (user space: host, guest and
+# libc; not the kernel). Under valgrind the pooling allocator can reserve
+# only one instance slot's worth of address space, so wharf needs
+# --max-instances 1 there.
+#
+# start_callgrind <command...>: starts the command under callgrind, PORT in
+# it replaced by a free port, and waits for any HTTP answer there for as long
+# as it runs: valgrind's CPU has other features, so wharf's cached code does
+# not serve it and a first start compiles every component under valgrind.
+# Callgrind counts nothing until callgrind_count, so that compiling and
+# warm-up run several times faster. Sets callgrind_port, callgrind_pid and
+# callgrind_out.
+start_callgrind() {
+  callgrind_port=$(free_port)
+  callgrind_out="$work/callgrind.$callgrind_port"
+  callgrind_dumps=0
+  RUST_LOG=warn valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$callgrind_out" "${@//PORT/$callgrind_port}" > "$work/server-$callgrind_port.log" 2>&1 &
+  callgrind_pid=$!
+  pids+=("$callgrind_pid")
+  while kill -0 "$callgrind_pid" 2>/dev/null; do
+    curl -s -o /dev/null "http://127.0.0.1:$callgrind_port/" && return 0
+    sleep 0.5
+  done
+  echo "exited under callgrind before answering: $*" >&2
+  tail -20 "$work/server-$callgrind_port.log" >&2
+  return 1
+}
+# callgrind_count <requests> [keepalive-client options...]: counts from zero
+# while the requests go over one keep-alive connection and sets per_request
+# to the instructions per request.
+callgrind_count() {
+  local requests=$1; shift
+  callgrind_control -i on "$callgrind_pid" > /dev/null 2>&1
+  callgrind_control -z "$callgrind_pid" > /dev/null 2>&1
+  python3 bench/keepalive-client.py "$callgrind_port" "$requests" "$@"
+  callgrind_control -d "$callgrind_pid" > /dev/null 2>&1
+  callgrind_control -i off "$callgrind_pid" > /dev/null 2>&1
+  # Each dump is a file of its own, numbered from 1.
+  callgrind_dumps=$((callgrind_dumps + 1))
+  local total
+  total=$(awk '/^totals:/ {print $2}' "$callgrind_out.$callgrind_dumps")
+  per_request=$(( total / requests ))
+}
+stop_callgrind() { kill "$callgrind_pid"; wait "$callgrind_pid" 2>/dev/null || true; }
 
 # write_section <name> <title> <table file>: replaces the text between
 # <!-- name:begin --> and <!-- name:end --> in docs/benchmarks.md, adding the

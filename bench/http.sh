@@ -29,13 +29,6 @@ extra_rows=()
 starts=()
 hello_manifest=$(write_hello_manifest)
 
-start_wharf() { # <manifest> <port> [extra args...]
-  local manifest=$1 port=$2; shift 2
-  RUST_LOG=warn "$wharf_bin" up -f "$manifest" --listen "127.0.0.1:$port" --state-dir "$work/state-$port" "$@" > "$work/wharf-$port.log" 2>&1 &
-  pids+=($!)
-  wait_http "http://127.0.0.1:$port/.well-known/spin/health"
-}
-
 native_port=$(free_port)
 target/release/native-hello "127.0.0.1:$native_port" & pids+=($!)
 wait_http "http://127.0.0.1:$native_port/"

@@ -28,28 +28,18 @@ install_wasmtime_serve
 hello_manifest=$(write_hello_manifest)
 guest=target/wasm32-wasip2/wasm/guest_hello.wasm
 
-# count <label> <client env> <command...>: one row.
+# count <label> <keepalive-client option, or ""> <command...>: one row, after
+# 300 warm-up requests.
 count() {
-  local label=$1 client_env=$2; shift 2
-  local port out
-  port=$(free_port)
-  out="$work/callgrind.$port"
-  local command=("${@//PORT/$port}")
-  RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out" "${command[@]}" > "$work/server-$port.log" 2>&1 &
-  local pid=$!
-  pids+=("$pid")
-  for _ in $(seq 1 600); do curl -fs "http://127.0.0.1:$port/" >/dev/null 2>&1 && break; sleep 0.2; done
-  env $client_env python3 bench/keepalive-client.py "$port" 300
-  callgrind_control -z "$pid" >/dev/null 2>&1
-  env $client_env python3 bench/keepalive-client.py "$port" "$requests"
-  callgrind_control -d "$pid" >/dev/null 2>&1
-  kill "$pid"; wait "$pid" 2>/dev/null || true
-  # The dump after zeroing is the file with the counted requests only.
-  local total
-  total=$(grep -h '^totals:' "$out".* | awk '{print $2}' | sort -n | tail -1)
-  local per=$(( total / requests ))
-  printf '%-56s %9d instructions/request\n' "$label" "$per"
-  rows+=("| $label | $per |")
+  local label=$1 client=()
+  [ -n "$2" ] && client=("$2")
+  shift 2
+  start_callgrind "$@"
+  python3 bench/keepalive-client.py "$callgrind_port" 300 "${client[@]}"
+  callgrind_count "$requests" "${client[@]}"
+  stop_callgrind
+  printf '%-56s %9d instructions/request\n' "$label" "$per_request"
+  rows+=("| $label | $per_request |")
 }
 
 reuse=(--max-instances 1 --max-instance-reuse-count 1000000)
@@ -59,7 +49,7 @@ count "native hyper hello (baseline)" "" target/release/native-hello 127.0.0.1:P
 count "wharf hello, reuse" "" "$wharf_bin" up -f "$hello_manifest" --listen 127.0.0.1:PORT --state-dir "$work/state" "${reuse[@]}"
 count "wharf hello, strict (fresh instance)" "" "$wharf_bin" up -f "$hello_manifest" --listen 127.0.0.1:PORT --state-dir "$work/state" "${strict[@]}"
 count "wasmtime serve hello, reuse" "" "${serve[@]}" --max-instance-reuse-count 1000000 "$guest"
-count "wasmtime serve hello, reuse, sent wharf's spin-* headers" "SPIN_HEADERS=1" "${serve[@]}" --max-instance-reuse-count 1000000 "$guest"
+count "wasmtime serve hello, reuse, sent wharf's spin-* headers" --spin-headers "${serve[@]}" --max-instance-reuse-count 1000000 "$guest"
 count "wasmtime serve hello, strict" "" "${serve[@]}" --max-instance-reuse-count 1 --max-instance-concurrent-reuse-count 1 "$guest"
 
 {
