@@ -42,6 +42,19 @@ pub async fn while_locked<T>(sleeper: &impl Sleeper, mut call: impl AsyncFnMut()
     call().await
 }
 
+/// A counter as the store keeps it: decimal text (Spin's Redis store, and
+/// the outbound Redis store of [`crate::redis_kv`]) or an 8-byte
+/// little-endian integer (Spin's SQLite store, and wharf's, which has the same
+/// layout). Text of ASCII digits is read as decimal first: an 8-byte integer
+/// made only of such bytes would be at least 0x3030303030303030 (about
+/// 3.5 × 10^18), far beyond any counter of the shop, while an 8-digit decimal
+/// counter is an ordinary one.
+pub fn decode_counter(key: &str, bytes: &[u8]) -> Result<i64, StoreError> {
+    let decimal = std::str::from_utf8(bytes).ok().and_then(|text| text.parse::<i64>().ok());
+    let little_endian = <[u8; 8]>::try_from(bytes).ok().map(i64::from_le_bytes);
+    decimal.or(little_endian).ok_or_else(|| StoreError::new(format!("counter `{key}` is not an integer")))
+}
+
 /// A compare-and-swap handle with the key and the value it saw. A swap that
 /// finds the database locked consumes its handle having written nothing; it
 /// is retried on a fresh handle if the value is still the one seen, which is
@@ -58,19 +71,24 @@ pub struct CasToken<C> {
 /// bucket in field `$bucket` of `self`, pausing with `$sleeper` while the
 /// database is locked ([`while_locked`]).
 ///
-/// shop-core reads a counter as `increment(key, 0)`, and so does this: each
-/// host keeps counters in its own encoding (Spin's SQLite store as 8-byte
-/// little-endian integers, its Redis store and `wharf` as decimal text),
-/// which only `increment` reads the same everywhere. The price: the read is
-/// a synchronous call, which on WASIp3 holds the instance until the store
-/// answers (an async `get` would let its other requests run), and on a key
-/// that does not exist yet it writes a 0.
+/// shop-core reads a counter as `increment(key, 0)`. This answers that with
+/// an async `get` decoded by [`decode_counter`], not with `increment`: on
+/// Spin's and wharf's SQLite stores an increment is a write transaction
+/// (about eight times the instructions of a read, measured in
+/// bench/orders-before-after.sh), and on WASIp3 the synchronous call would
+/// hold the instance while the store answers.
 #[macro_export]
 macro_rules! keyvalue_atomics_methods {
     ($atomics:ident, $bucket:ident, $sleeper:expr) => {
         type CasToken = $crate::keyvalue_atomics::CasToken<$atomics::Cas>;
 
         async fn increment(&self, key: &str, delta: i64) -> Result<i64, $crate::__shop_core::kv::StoreError> {
+            if delta == 0 {
+                return match self.get(key).await? {
+                    None => Ok(0),
+                    Some(bytes) => $crate::keyvalue_atomics::decode_counter(key, &bytes),
+                };
+            }
             $crate::keyvalue_atomics::while_locked(&$sleeper, async || {
                 $atomics::increment(&self.$bucket, key, delta).map_err($crate::keyvalue_atomics::store_error)
             })
@@ -115,6 +133,16 @@ mod tests {
 
     fn locked() -> StoreError {
         StoreError::new("Other(\"SqliteFailure(Error { code: DatabaseBusy, extended_code: 5 }, Some(\\\"database is locked\\\"))\")")
+    }
+
+    #[test]
+    fn counters_read_the_same_in_either_encoding() {
+        for n in [0i64, 1, 7, 12_345_678, -3, 1 << 40] {
+            assert_eq!(decode_counter("c", n.to_string().as_bytes()), Ok(n), "decimal {n}");
+            assert_eq!(decode_counter("c", &n.to_le_bytes()), Ok(n), "little-endian {n}");
+        }
+        assert!(decode_counter("c", b"seven").is_err());
+        assert!(decode_counter("c", &[1, 2, 3]).is_err());
     }
 
     #[test]
