@@ -8,8 +8,9 @@
 //! at tag v3.6.3); none is 4.x only:
 //! - [`SpinKv`]: `wasi:keyvalue/store` and `wasi:keyvalue/atomics`
 //!   (`@0.2.0-draft2`);
-//! - [`RedisPublisher`], and [`RedisConnection`] for the key-value store
-//!   over Redis (`key_value = "redis"`): `fermyon:spin/redis@2.0.0`;
+//! - [`RedisConnection`], for the events (`shop_wiring::RedisPublisher`)
+//!   and the key-value store over Redis (`key_value = "redis"`):
+//!   `fermyon:spin/redis@2.0.0`;
 //! - variables: `fermyon:spin/variables@2.0.0`;
 //! - [`HttpProvider`]: `wasi:http/outgoing-handler@0.2.0`;
 //! - [`InventoryClient`]: `shop:inventory/inventory@0.1.0`, synchronous
@@ -23,7 +24,7 @@
 
 use shop_core::http::{ApiError, ApiRequest, ApiResponse, Method};
 use shop_core::kv::{Kv, StoreError};
-use shop_core::ports::{Clock, PublishError, Publisher, Random, Sleeper};
+use shop_core::ports::{Clock, Random, Sleeper};
 use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
 use spin_sdk::wit::wasi::keyvalue::{atomics, store};
 use std::future::Future;
@@ -82,26 +83,6 @@ impl RedisCommands for RedisConnection {
 }
 
 shop_wiring::redis_reply_conversion!(spin_sdk::redis);
-
-/// Publishes to Redis at `url` (the `redis_url` variable).
-pub struct RedisPublisher {
-    url: String,
-}
-
-impl Publisher for RedisPublisher {
-    /// `PUBLISH` through `execute`, whose reply is the number of receivers
-    /// (spin-sdk's `publish` drops it).
-    async fn publish(&self, channel: &str, payload: &[u8]) -> Result<u64, PublishError> {
-        use spin_sdk::redis::{RedisParameter, RedisResult};
-        let error = |e: spin_sdk::redis::Error| PublishError { message: format!("redis: {e:?}") };
-        let connection = spin_sdk::redis::Connection::open(&self.url).map_err(error)?;
-        let arguments = [RedisParameter::Binary(channel.as_bytes().to_vec()), RedisParameter::Binary(payload.to_vec())];
-        match connection.execute("PUBLISH", &arguments).map_err(error)?.as_slice() {
-            [RedisResult::Int64(receivers)] => Ok(u64::try_from(*receivers).unwrap_or(0)),
-            other => Err(PublishError { message: format!("redis: unexpected PUBLISH reply {other:?}") }),
-        }
-    }
-}
 
 #[derive(Default)]
 pub struct WasiClock;
@@ -164,7 +145,6 @@ pub struct SpinP2;
 impl shop_wiring::Runtime for SpinP2 {
     type SpinKv = SpinKv;
     type Redis = RedisConnection;
-    type Publisher = RedisPublisher;
     type Provider = HttpProvider;
     type Inventory = InventoryClient;
     type Clock = WasiClock;
@@ -181,10 +161,6 @@ impl shop_wiring::Runtime for SpinP2 {
 
     async fn open_redis(url: &str) -> Result<RedisConnection, StoreError> {
         spin_sdk::redis::Connection::open(url).map(RedisConnection).map_err(store_error)
-    }
-
-    fn publisher(redis_url: String) -> RedisPublisher {
-        RedisPublisher { url: redis_url }
     }
 
     fn provider(base_url: String) -> HttpProvider {

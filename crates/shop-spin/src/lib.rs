@@ -8,15 +8,16 @@
 //! - [`SpinKv`]: `spin:key-value` for plain reads and writes, and
 //!   `wasi:keyvalue/atomics` for increment and compare-and-swap on the same
 //!   store (hosts back both interfaces with one store per label).
-//! - [`RedisPublisher`]: events over outbound Redis; [`RedisConnection`]:
-//!   the key-value store over outbound Redis (`key_value = "redis"`).
+//! - [`RedisConnection`]: outbound Redis, for the events
+//!   (`shop_wiring::RedisPublisher`) and the key-value store over Redis
+//!   (`key_value = "redis"`).
 //! - [`InventoryClient`]: the `shop:inventory` import, as the order side's
 //!   `Inventory` port.
 //! - [`WasiClock`], [`WasiRandom`], [`WasiSleeper`].
 
 use shop_core::http::{ApiRequest, ApiResponse, Method};
 use shop_core::kv::{Kv, StoreError};
-use shop_core::ports::{Clock, PublishError, Publisher, Random, Sleeper};
+use shop_core::ports::{Clock, Random, Sleeper};
 use spin_sdk::experimental::wasi::keyvalue::{atomics, store as wasi_kv};
 use spin_sdk::http::body::IncomingBodyExt;
 use spin_sdk::http::{Request, Response};
@@ -35,7 +36,6 @@ pub struct SpinP3;
 impl shop_wiring::Runtime for SpinP3 {
     type SpinKv = SpinKv;
     type Redis = RedisConnection;
-    type Publisher = RedisPublisher;
     type Provider = HttpProvider;
     type Inventory = InventoryClient;
     type Clock = WasiClock;
@@ -52,10 +52,6 @@ impl shop_wiring::Runtime for SpinP3 {
 
     async fn open_redis(url: &str) -> Result<RedisConnection, StoreError> {
         spin_sdk::redis::Connection::open(url).await.map(RedisConnection).map_err(store_error)
-    }
-
-    fn publisher(redis_url: String) -> RedisPublisher {
-        RedisPublisher { url: redis_url }
     }
 
     fn provider(base_url: String) -> HttpProvider {
@@ -108,26 +104,6 @@ impl RedisCommands for RedisConnection {
 }
 
 shop_wiring::redis_reply_conversion!(spin_sdk::redis);
-
-/// Publishes to Redis at `url` (the `redis_url` variable).
-pub struct RedisPublisher {
-    pub url: String,
-}
-
-impl Publisher for RedisPublisher {
-    /// `PUBLISH` through `execute`, whose reply is the number of receivers
-    /// (spin-sdk's `publish` drops it).
-    async fn publish(&self, channel: &str, payload: &[u8]) -> Result<u64, PublishError> {
-        use spin_sdk::redis::{RedisParameter, RedisResult};
-        let error = |e: spin_sdk::redis::Error| PublishError { message: format!("redis: {e:?}") };
-        let connection = spin_sdk::redis::Connection::open(&self.url).await.map_err(error)?;
-        let arguments = [RedisParameter::Binary(channel.as_bytes().to_vec()), RedisParameter::Binary(payload.to_vec())];
-        match connection.execute("PUBLISH", arguments).await.map_err(error)?.as_slice() {
-            [RedisResult::Int64(receivers)] => Ok(u64::try_from(*receivers).unwrap_or(0)),
-            other => Err(PublishError { message: format!("redis: unexpected PUBLISH reply {other:?}") }),
-        }
-    }
-}
 
 #[derive(Default)]
 pub struct WasiClock;

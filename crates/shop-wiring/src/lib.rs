@@ -19,7 +19,7 @@ use shop_core::http::{ApiError, ApiResponse};
 use shop_core::kv::{Kv, StoreError};
 use shop_core::orders::Inventory;
 use shop_core::payments::ProviderTransport;
-use shop_core::ports::{Clock, Publisher, Random, Sleeper};
+use shop_core::ports::{Clock, PublishError, Publisher, Random, Sleeper};
 
 pub mod config;
 pub mod inventory_wit;
@@ -39,7 +39,6 @@ pub trait Runtime {
     type SpinKv: Kv;
     /// A connection of outbound Redis.
     type Redis: RedisCommands;
-    type Publisher: Publisher;
     type Provider: ProviderTransport;
     /// The `shop:inventory` import (the inventory component, composed in).
     type Inventory: Inventory + Default;
@@ -53,8 +52,6 @@ pub trait Runtime {
     async fn open_spin_kv() -> Result<Self::SpinKv, StoreError>;
     /// A connection to Redis at `url` (`redis://...`), through outbound Redis.
     async fn open_redis(url: &str) -> Result<Self::Redis, StoreError>;
-    /// Publishes to Redis at `redis_url`.
-    fn publisher(redis_url: String) -> Self::Publisher;
     /// The payment provider at `base_url` (`scheme://host[:port]`, no
     /// trailing slash).
     fn provider(base_url: String) -> Self::Provider;
@@ -115,3 +112,29 @@ pub fn event_outcome(outcome: Result<EventOutcome, EventError>) -> Result<(), St
 
 #[doc(hidden)]
 pub use shop_core as __shop_core;
+
+/// Publishes the shop's events through outbound Redis at `url` (the
+/// `redis_url` variable), on a connection of runtime `R`. `PUBLISH` goes
+/// through `execute`, whose reply is the number of receivers (the SDKs'
+/// `publish` drops it).
+pub struct RedisPublisher<R> {
+    url: String,
+    runtime: std::marker::PhantomData<R>,
+}
+
+impl<R> RedisPublisher<R> {
+    pub fn new(url: String) -> Self {
+        RedisPublisher { url, runtime: std::marker::PhantomData }
+    }
+}
+
+impl<R: Runtime> Publisher for RedisPublisher<R> {
+    async fn publish(&self, channel: &str, payload: &[u8]) -> Result<u64, PublishError> {
+        let error = |e: StoreError| PublishError { message: format!("redis: {}", e.message) };
+        let connection = R::open_redis(&self.url).await.map_err(error)?;
+        match connection.execute("PUBLISH", &[channel.as_bytes(), payload]).await.map_err(error)?.as_slice() {
+            [redis_kv::RedisReply::Int64(receivers)] => Ok(u64::try_from(*receivers).unwrap_or(0)),
+            other => Err(PublishError { message: format!("redis: unexpected PUBLISH reply {other:?}") }),
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! the adapters convert the SDK's request and response, these build the
 //! service from the ports and the variables and run it.
 
-use crate::{Runtime, ShopKv, config, event_outcome, unavailable};
+use crate::{RedisPublisher, Runtime, ShopKv, config, event_outcome, unavailable};
 use shop_core::http::{ApiRequest, ApiResponse};
 use shop_core::inventory::{InventoryConfig, InventoryService};
 use shop_core::kv::Kv;
@@ -12,12 +12,12 @@ use shop_core::payments::{PaymentService, PaymentsConfig, ProviderGateway};
 use shop_core::ports::Sleeper;
 use shop_core::sandbox::{Sandbox, SandboxConfig};
 
-type Orders<R, I> = OrderService<ShopKv<R>, I, <R as Runtime>::Publisher, <R as Runtime>::Clock, <R as Runtime>::Random>;
+type Orders<R, I> = OrderService<ShopKv<R>, I, RedisPublisher<R>, <R as Runtime>::Clock, <R as Runtime>::Random>;
 pub type Inventory<R> = InventoryService<ShopKv<R>, <R as Runtime>::Clock, <R as Runtime>::Random>;
 type Payments<R> = PaymentService<
     ShopKv<R>,
     ProviderGateway<<R as Runtime>::Provider>,
-    <R as Runtime>::Publisher,
+    RedisPublisher<R>,
     <R as Runtime>::Clock,
     <R as Runtime>::Random,
     <R as Runtime>::Sleeper,
@@ -25,7 +25,7 @@ type Payments<R> = PaymentService<
 
 async fn order_service<R: Runtime>(config: OrdersConfig) -> Result<Orders<R, R::Inventory>, String> {
     let kv = R::open_kv().await?;
-    let publisher = R::publisher(R::variable("redis_url").await?);
+    let publisher = RedisPublisher::<R>::new(R::variable("redis_url").await?);
     Ok(OrderService::new(kv, R::Inventory::default(), publisher, R::Clock::default(), R::Random::default(), config))
 }
 
@@ -65,7 +65,7 @@ pub async fn inventory<R: Runtime>(request: ApiRequest) -> ApiResponse {
 async fn payment_service<R: Runtime>(config: PaymentsConfig) -> Result<Payments<R>, String> {
     let kv = R::open_kv().await?;
     let gateway = ProviderGateway(R::provider(R::variable("payment_gateway_url").await?.trim_end_matches('/').to_string()));
-    let publisher = R::publisher(R::variable("redis_url").await?);
+    let publisher = RedisPublisher::<R>::new(R::variable("redis_url").await?);
     Ok(PaymentService::new(kv, gateway, publisher, R::Clock::default(), R::Random::default(), R::Sleeper::default(), config))
 }
 
@@ -130,7 +130,7 @@ async fn ops_answer<R: Runtime>(request: &ApiRequest) -> Result<ApiResponse, Str
             let orders = OrderService::new(
                 kv,
                 inventory_service::<R>(token.clone()).await?,
-                R::publisher(redis_url),
+                RedisPublisher::<R>::new(redis_url),
                 R::Clock::default(),
                 R::Random::default(),
                 OrdersConfig::new(token.clone()),
