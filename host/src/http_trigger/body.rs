@@ -23,6 +23,11 @@ use wasmtime_wasi_http::WasiBody;
 const WAIT: Duration = Duration::from_millis(5);
 const MAX_BUFFERED: usize = 64 * 1024;
 
+/// A body of `bytes`, all at once (hyper frames it with a length).
+pub fn full(bytes: impl Into<Bytes>) -> WasiBody {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+}
+
 /// The response to a HEAD request: no body goes out, so its only framing
 /// is the `content-length` GET would send. A component that wrote the body
 /// anyway has it counted (not kept) for up to `deadline`; one that wrote
@@ -46,7 +51,7 @@ pub async fn head(response: Response<WasiBody>, deadline: Duration) -> Response<
             Err(_elapsed) => tracing::debug!("HEAD: the body was still being written at the deadline; no content-length"),
         }
     }
-    Response::from_parts(parts, Full::new(Bytes::new()).map_err(|never| match never {}).boxed_unsync())
+    Response::from_parts(parts, full(Bytes::new()))
 }
 
 fn has_framing(headers: &http::HeaderMap) -> bool {
@@ -84,7 +89,7 @@ pub async fn coalesce(response: Response<WasiBody>) -> Response<WasiBody> {
     // response whose body the component never wrote.
     if ended && buffered.is_empty() && pending.is_none() {
         parts.headers.insert(http::header::CONTENT_LENGTH, 0.into());
-        return Response::from_parts(parts, Full::new(Bytes::new()).map_err(|never| match never {}).boxed_unsync());
+        return Response::from_parts(parts, full(Bytes::new()));
     }
     let head = (!buffered.is_empty()).then(|| Ok(Frame::data(buffered.freeze())));
     let prefix = futures::stream::iter(head.into_iter().chain(pending));

@@ -15,11 +15,10 @@ use crate::app::App;
 use crate::metrics::Metrics;
 use crate::capabilities::outbound_http::{LocalDispatch, LocalTarget};
 use anyhow::{Context, Result, bail};
-use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use instances::{ComponentHandler, InstanceLimitReached, InstancePolicy};
@@ -479,12 +478,8 @@ fn body_too_large(limit: u64, length: Option<u64>) -> Response<WasiBody> {
     error_response(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", &message)
 }
 
-fn full_body(bytes: impl Into<Bytes>) -> WasiBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
-}
-
 fn text_response(status: StatusCode, text: &'static str) -> Response<WasiBody> {
-    let mut r = Response::new(full_body(text));
+    let mut r = Response::new(body::full(text));
     *r.status_mut() = status;
     r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     r
@@ -493,7 +488,7 @@ fn text_response(status: StatusCode, text: &'static str) -> Response<WasiBody> {
 /// A host-side error, in the app's error shape.
 pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response<WasiBody> {
     let body = serde_json::json!({ "error": { "code": code, "message": message } });
-    let mut r = Response::new(full_body(body.to_string()));
+    let mut r = Response::new(body::full(body.to_string()));
     *r.status_mut() = status;
     r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
