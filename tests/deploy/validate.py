@@ -757,6 +757,13 @@ def c_variables(ov: Overlay, t: Tools) -> list[str]:
         bound, url = resolve_var(ov, app, "redis_url")
         if bound and url is not None:
             errs += check_redis_url(ov, url, f"{ref(app)}: redis_url")
+            # spin.toml also makes it the components' allowed_outbound_hosts
+            # entry, which is scheme://host:port: hosts refuse to start on a
+            # path (found when the wharf overlay first ran in containers).
+            parts = urlsplit(url)
+            if parts.path not in ("", "/") or parts.query:
+                errs.append(f"{ref(app)}: redis_url {url!r} has a path or query; it is also an allowed_outbound_hosts "
+                            "entry, which takes scheme://[credentials@]host:port only")
         bound, gw = resolve_var(ov, app, "payment_gateway_url")
         if bound and gw is not None:
             host = urlsplit(gw).hostname or ""
@@ -1304,6 +1311,8 @@ MUTATIONS: list[tuple[str, str, str, Callable[[Overlay], None]]] = [
     ("runtime config Redis password mismatch", "dev", "runtime-config",
      lambda ov: _set_secret(ov, "shop-runtime-config", "runtime-config.toml",
                             '[key_value_store.default]\ntype = "redis"\nurl = "redis://:wrong@redis:6379/0"\n')),
+    ("redis_url with a database path", "dev", "variables",
+     lambda ov: _set_secret(ov, "shop-secrets", "redis_url", "redis://:dev-redis-password@redis:6379/0")),
     ("runtime config without a default Redis store", "dev", "runtime-config",
      lambda ov: _set_secret(ov, "shop-runtime-config", "runtime-config.toml",
                             '[key_value_store.default]\ntype = "spin"\n')),

@@ -152,12 +152,25 @@ impl OciRegistry {
     /// Listening on `ip`; with `user` set, only that user and password get in
     /// (htpasswd, as a private registry).
     pub fn start_with(ip: &str, user: Option<(&str, &str)>) -> Self {
+        Self::start_configured(ip, user, None)
+    }
+
+    /// Listening on `ip`, open to all, over HTTPS with this certificate and key.
+    pub fn start_tls(ip: &str, certificate: &Path, key: &Path) -> Self {
+        Self::start_configured(ip, None, Some((certificate, key)))
+    }
+
+    fn start_configured(ip: &str, user: Option<(&str, &str)>, tls: Option<(&Path, &Path)>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut config = format!(
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {ip}:{port}\n",
             dir.path().join("data").display()
         );
+        // Under `http:`, which the config ends with so far.
+        if let Some((certificate, key)) = tls {
+            config.push_str(&format!("  tls:\n    certificate: {}\n    key: {}\n", certificate.display(), key.display()));
+        }
         if let Some((name, password)) = user {
             let htpasswd = dir.path().join("htpasswd");
             std::fs::write(&htpasswd, format!("{name}:{}\n", bcrypt::hash(password, 4).unwrap())).unwrap();
@@ -172,8 +185,20 @@ impl OciRegistry {
             .stderr(std::fs::File::create(dir.path().join("registry.log")).unwrap())
             .spawn()
             .expect("docker-registry must be installed (scripts/setup installs it)");
-        let registry = Self { child, port, host: format!("{ip}:{port}"), dir };
+        let mut registry = Self { child, port, host: format!("{ip}:{port}"), dir };
         assert!(wait_for_listener(&registry.host, Duration::from_secs(20)), "docker-registry did not start: {}", registry.log());
+        // Accepting connections is not yet answering them (a CI run saw the
+        // first upload reset): a plain-HTTP registry is ready once its API
+        // root answers, and it must still be ours then (it exits when the
+        // port turns out taken). ureq here speaks no TLS, so a TLS registry
+        // is checked by its clients' first request.
+        if tls.is_none() {
+            let root = format!("http://{}/v2/", registry.host);
+            eventually(Duration::from_secs(20), "docker-registry to answer /v2/", || {
+                try_request("GET", &root, &[], None).ok().filter(|reply| reply.status == 200)
+            });
+        }
+        assert!(registry.child.try_wait().unwrap().is_none(), "docker-registry exited: {}", registry.log());
         registry
     }
 
@@ -420,6 +445,12 @@ impl Reply {
 
 /// Sends a request; non-2xx statuses are answers too, not errors.
 pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Reply {
+    try_request(method, url, headers, body).unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+}
+
+/// [`request`], with a failure to connect or to send as an error: for
+/// clients that retry elsewhere, as a Service's clients do when a pod goes.
+pub fn try_request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Result<Reply, ureq::Transport> {
     let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build();
     let mut req = agent.request(method, url);
     for (k, v) in headers {
@@ -432,7 +463,7 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&
     let response = match result {
         Ok(r) => r,
         Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{method} {url}: {e}"),
+        Err(ureq::Error::Transport(e)) => return Err(e),
     };
     let status = response.status();
     let headers = response.headers_names().into_iter().map(|n| {
@@ -440,7 +471,7 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&
         (n, v)
     }).collect();
     let body = response.into_string().unwrap_or_default();
-    Reply { status, headers, body }
+    Ok(Reply { status, headers, body })
 }
 
 pub fn get(url: &str) -> Reply {

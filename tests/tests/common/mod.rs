@@ -194,45 +194,53 @@ impl App {
         });
     }
 
-    pub fn url(&self, path: &str) -> String {
-        self.host.url(path)
+    /// How many lines of the host's log contain `text`.
+    pub fn log_count(&self, text: &str) -> usize {
+        self.host.logs().lines().filter(|line| line.contains(text)).count()
     }
+}
+
+/// The shop's API at one address: a host of the test's own ([`App`]) or
+/// a pod of tests/tests/containers.rs ([`ShopAt`]).
+pub trait Shop {
+    /// `path` on this shop.
+    fn url(&self, path: &str) -> String;
 
 
     /// A request with `Authorization: Bearer <admin token>`.
-    pub fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
+    fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
         let auth = format!("Bearer {ADMIN_TOKEN}");
         let text = body.map(Value::to_string);
         self.send(method, path, &[("authorization", &auth), ("content-type", "application/json")], text.as_deref())
     }
 
     /// Requests as the customer `user_id` (its bearer token).
-    pub fn customer(&self, user_id: u64) -> Customer<'_> {
+    fn customer(&self, user_id: u64) -> Customer<'_, Self> {
         Customer { app: self, authorization: format!("Bearer {}", customer_token(user_id)) }
     }
 
     /// Creates or replaces a product (admin), asserting 200 or 201.
-    pub fn put_product(&self, id: &str, price: i64, currency: &str, stock: i64) -> Value {
+    fn put_product(&self, id: &str, price: i64, currency: &str, stock: i64) -> Value {
         let body = json!({"name": format!("Product {id}"), "price": price, "currency": currency, "stock": stock});
         let reply = self.admin("PUT", &format!("/inventory/products/{id}"), Some(&body));
         assert!(matches!(reply.status, 200 | 201), "PUT product {id}: {reply:?}");
         reply.json()
     }
 
-    pub fn product(&self, id: &str) -> Value {
+    fn product(&self, id: &str) -> Value {
         let reply = self.get(&format!("/inventory/products/{id}"));
         assert_eq!(reply.status, 200, "GET product {id}: {reply:?}");
         reply.json()
     }
 
     /// `(available, reserved)` of a product.
-    pub fn stock(&self, id: &str) -> (i64, i64) {
+    fn stock(&self, id: &str) -> (i64, i64) {
         let product = self.product(id);
         (product["available"].as_i64().unwrap(), product["reserved"].as_i64().unwrap())
     }
 
     /// A stock reservation (an admin route), asserting 200.
-    pub fn reservation(&self, id: &str) -> Value {
+    fn reservation(&self, id: &str) -> Value {
         let reply = self.admin("GET", &format!("/inventory/reservations/{id}"), None);
         assert_eq!(reply.status, 200, "GET reservation {id}: {reply:?}");
         reply.json()
@@ -240,7 +248,7 @@ impl App {
 
     /// Places an order as the customer its `user_id` names (1 when it names
     /// none), asserting 201; returns the order.
-    pub fn place(&self, body: &Value) -> Value {
+    fn place(&self, body: &Value) -> Value {
         let user_id = body["user_id"].as_u64().unwrap_or(1);
         let reply = self.customer(user_id).post("/orders", body);
         assert_eq!(reply.status, 201, "POST /orders {body}: {reply:?}");
@@ -248,7 +256,7 @@ impl App {
     }
 
     /// One unit-price order of `quantity` units of `product` for user 1.
-    pub fn place_simple(&self, product: &str, quantity: i64, token: Option<&str>) -> Value {
+    fn place_simple(&self, product: &str, quantity: i64, token: Option<&str>) -> Value {
         let mut body = json!({"user_id": 1, "product_id": product, "quantity": quantity});
         if let Some(token) = token {
             body["payment_token"] = json!(token);
@@ -257,50 +265,60 @@ impl App {
     }
 
     /// An order, read with the admin token.
-    pub fn order(&self, id: &str) -> Value {
+    fn order(&self, id: &str) -> Value {
         let reply = self.admin("GET", &format!("/orders/{id}"), None);
         assert_eq!(reply.status, 200, "GET order {id}: {reply:?}");
         reply.json()
     }
 
     /// Polls the order until `done` holds for it.
-    pub fn wait_order(&self, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    fn wait_order(&self, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
         eventually(WAIT, &format!("order {id} {what}"), || Some(self.order(id)).filter(|order| done(order)))
     }
 
-    pub fn wait_status(&self, id: &str, status: &str) -> Value {
+    fn wait_status(&self, id: &str, status: &str) -> Value {
         self.wait_order(id, &format!("to be {status}"), |order| order["status"] == status)
     }
 
-    pub fn summary(&self) -> Value {
+    fn summary(&self) -> Value {
         let reply = self.admin("GET", "/orders/summary", None);
         assert_eq!(reply.status, 200, "summary: {reply:?}");
         reply.json()
     }
 
-    pub fn sandbox_stats(&self) -> Value {
+    fn sandbox_stats(&self) -> Value {
         let reply = self.get("/sandbox/stats");
         assert_eq!(reply.status, 200, "sandbox stats: {reply:?}");
         reply.json()
     }
 
     /// A payment, read with the admin token.
-    pub fn payment(&self, id: &str) -> Value {
+    fn payment(&self, id: &str) -> Value {
         let reply = self.admin("GET", &format!("/payments/{id}"), None);
         assert_eq!(reply.status, 200, "GET payment {id}: {reply:?}");
         reply.json()
     }
 
     /// `POST /orders/reconcile` (admin), asserting 200; returns the report.
-    pub fn reconcile(&self) -> Value {
+    fn reconcile(&self) -> Value {
         let reply = self.admin("POST", "/orders/reconcile", None);
         assert_eq!(reply.status, 200, "reconcile: {reply:?}");
         reply.json()
     }
+}
 
-    /// How many lines of the host's log contain `text`.
-    pub fn log_count(&self, text: &str) -> usize {
-        self.host.logs().lines().filter(|line| line.contains(text)).count()
+impl Shop for App {
+    fn url(&self, path: &str) -> String {
+        self.host.url(path)
+    }
+}
+
+/// The shop at a base URL (`http://<pod ip>:80`).
+pub struct ShopAt(pub String);
+
+impl Shop for ShopAt {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.0)
     }
 }
 
@@ -328,19 +346,19 @@ pub trait Requests {
 }
 
 /// Without credentials (unless the headers bring some).
-impl Requests for App {
+impl<S: Shop + ?Sized> Requests for S {
     fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Reply {
         request(method, &self.url(path), headers, body.map(str::as_bytes))
     }
 }
 
 /// Requests of one customer: every one carries its bearer token.
-pub struct Customer<'a> {
-    app: &'a App,
+pub struct Customer<'a, S: ?Sized> {
+    app: &'a S,
     authorization: String,
 }
 
-impl Requests for Customer<'_> {
+impl<S: Shop + ?Sized> Requests for Customer<'_, S> {
     fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Reply {
         let mut all = vec![("authorization", self.authorization.as_str())];
         all.extend_from_slice(headers);
