@@ -195,7 +195,8 @@ impl OciRegistry {
         if tls.is_none() {
             let root = format!("http://{}/v2/", registry.host);
             eventually(Duration::from_secs(20), "docker-registry to answer /v2/", || {
-                try_request("GET", &root, &[], None).ok().filter(|reply| reply.status == 200)
+                // 401 from a registry that wants credentials is an answer too.
+                try_request("GET", &root, &[], None).ok().filter(|reply| matches!(reply.status, 200 | 401))
             });
         }
         assert!(registry.child.try_wait().unwrap().is_none(), "docker-registry exited: {}", registry.log());
