@@ -129,6 +129,14 @@ fn build_images(engine: &Engine) {
             .status()
             .unwrap();
         assert!(status.success(), "debootstrap of Debian 12 failed");
+        // As Debian's own images do: no package archives, no package lists.
+        for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
+            for entry in std::fs::read_dir(rootfs.join(dir)).unwrap().flatten() {
+                if entry.file_type().unwrap().is_file() {
+                    std::fs::remove_file(entry.path()).unwrap();
+                }
+            }
+        }
         let tar = Command::new("tar").arg("-C").arg(&rootfs).args(["-c", "."]).stdout(Stdio::piped()).spawn().unwrap();
         let status = engine.podman().args(["import", "--change", "CMD [\"bash\"]", "-", DEBIAN]).stdin(tar.stdout.unwrap()).stdout(Stdio::null()).status().unwrap();
         assert!(status.success(), "podman import of the Debian rootfs failed");
