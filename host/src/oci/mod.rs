@@ -429,13 +429,21 @@ impl BlobCache {
             }
             tracing::warn!(path = %path.display(), "cached blob does not match its digest; fetching it again");
         }
+        // Creating and renaming are done inline, not with tokio::fs: a
+        // tokio::fs call runs on a blocking thread and completes even when
+        // this fetch is dropped because another layer failed, which left a
+        // file behind that neither `Partial` nor `added` knew of (seen in CI:
+        // a blob kept in the cache of a refused pull). Inline, a drop cannot
+        // fall between a file appearing and its guard or record.
         let partial = Partial(path.with_extension(format!("partial-{}", std::process::id())));
-        let file = tokio::fs::File::create(&partial.0).await.with_context(|| format!("cannot write {}", partial.0.display()))?;
-        let mut out = Capped::new(file, declared_size(layer)?);
+        let file = std::fs::File::create(&partial.0).with_context(|| format!("cannot write {}", partial.0.display()))?;
+        let mut out = Capped::new(tokio::fs::File::from_std(file), declared_size(layer)?);
         let result = registry.client.pull_blob(reference, layer, &mut out).await;
         out.check(reference, layer)?;
         result.map_err(|e| registry.explain(reference, e).context(format!("layer {}", layer.digest)))?;
-        tokio::fs::rename(&partial.0, &path).await.with_context(|| format!("cannot store {}", path.display()))?;
+        // tokio's File completes writes in the background until flushed.
+        tokio::io::AsyncWriteExt::flush(&mut out).await.with_context(|| format!("cannot write {}", partial.0.display()))?;
+        std::fs::rename(&partial.0, &path).with_context(|| format!("cannot store {}", path.display()))?;
         added.0.lock().expect("not poisoned").push(path);
         Ok(())
     }
