@@ -149,8 +149,6 @@ class Node:
             if "secret" in volume:
                 secret = volume["secret"]["secretName"]
                 host_paths[volume["name"]] = (self.workdir / "secrets" / secret, volume["secret"].get("items"))
-            elif "persistentVolumeClaim" in volume:
-                host_paths[volume["name"]] = (Path(claims[volume["persistentVolumeClaim"]["claimName"]]), None)
         for claim, path in claims.items():
             host_paths.setdefault(claim, (Path(path), None))
         volumes = []
@@ -207,22 +205,22 @@ class Node:
         network = self.network + "".join(f"{',' if i else ':'}alias={alias}" for i, alias in enumerate(self._aliases(labels)))
         podman("kube", "play", "--network", network, str(path))
         grace = (template["spec"].get("terminationGracePeriodSeconds") or 30)
-        self.pods[name] = {"workload": workload, "labels": labels, "grace": grace,
+        # The pod keeps its IP while it lives: its infra container holds the
+        # network namespace across restarts of the others.
+        infra = podman("pod", "inspect", name, "--format", "{{.InfraContainerID}}").strip()
+        ip = podman("inspect", infra, "--format", f'{{{{(index .NetworkSettings.Networks "{self.network}").IPAddress}}}}').strip()
+        self.pods[name] = {"workload": workload, "labels": labels, "grace": grace, "ip": ip,
                            "containers": [c["name"] for c in manifest["spec"]["containers"]],
                            "readiness": [c.get("readinessProbe") for c in manifest["spec"]["containers"]],
                            "liveness": [c.get("livenessProbe") for c in manifest["spec"]["containers"]],
                            "ports": ports}
         self.save()
 
-    def ip(self, pod: str) -> str:
-        infra = podman("pod", "inspect", pod, "--format", "{{.InfraContainerID}}").strip()
-        return podman("inspect", infra, "--format", f'{{{{(index .NetworkSettings.Networks "{self.network}").IPAddress}}}}').strip()
-
     def _probe(self, pod: str, container: str, probe: dict) -> bool:
         if "httpGet" in probe:
             http_get = probe["httpGet"]
             port = self.pods[pod]["ports"].get(http_get["port"], http_get["port"])
-            request = urllib.request.Request(f"http://{self.ip(pod)}:{port}{http_get.get('path', '/')}",
+            request = urllib.request.Request(f"http://{self.pods[pod]['ip']}:{port}{http_get.get('path', '/')}",
                                              headers={h["name"]: h["value"] for h in http_get.get("httpHeaders") or []})
             try:
                 with urllib.request.urlopen(request, timeout=probe.get("timeoutSeconds", 1)) as reply:
@@ -232,7 +230,7 @@ class Node:
         if "tcpSocket" in probe:
             port = self.pods[pod]["ports"].get(probe["tcpSocket"]["port"], probe["tcpSocket"]["port"])
             try:
-                socket.create_connection((self.ip(pod), int(port)), timeout=probe.get("timeoutSeconds", 1)).close()
+                socket.create_connection((self.pods[pod]["ip"], int(port)), timeout=probe.get("timeoutSeconds", 1)).close()
                 return True
             except OSError:
                 return False
@@ -325,7 +323,7 @@ class Node:
         return result
 
     def state(self) -> dict:
-        pods = {pod: {"ip": self.ip(pod), "workload": info["workload"], "labels": info["labels"],
+        pods = {pod: {"ip": info["ip"], "workload": info["workload"], "labels": info["labels"],
                       "restarts": sum(int(podman("inspect", f"{pod}-{c}", "--format", "{{.RestartCount}}"))
                                       for c in info["containers"]),
                       "ready": self.running(pod) and self.probes(pod, "readiness"),

@@ -31,6 +31,8 @@ const STAND_INS: [(&str, &str); 2] = [("redis", "docker.io/library/redis:7.4.2")
 struct Engine {
     env: Vec<(String, String)>,
     dir: PathBuf,
+    /// The Python of tests/deploy's venv (PyYAML), for tests/containers.
+    python: PathBuf,
 }
 
 impl Engine {
@@ -47,14 +49,10 @@ impl Engine {
         String::from_utf8(output.stdout).unwrap()
     }
 
-    /// The Python of tests/deploy's venv (PyYAML), for tests/containers.
+    /// A script of tests/containers, with podman's settings in its env.
     fn python(&self, script: &str) -> Command {
-        let root = workspace_root();
-        let venv = root.join("target/deploy-venv");
-        let status = Command::new(root.join("scripts/venv")).arg(&venv).arg(root.join("tests/deploy/requirements.txt")).status().unwrap();
-        assert!(status.success(), "scripts/venv failed");
-        let mut command = Command::new(venv.join("bin/python"));
-        command.arg(root.join("tests/containers").join(script)).envs(self.env.iter().map(|(k, v)| (k, v)));
+        let mut command = Command::new(&self.python);
+        command.arg(workspace_root().join("tests/containers").join(script)).envs(self.env.iter().map(|(k, v)| (k, v)));
         command
     }
 }
@@ -99,7 +97,10 @@ fn start_engine() -> Result<Engine, String> {
         ("CONTAINERS_CONF".to_string(), dir.join("containers.conf").display().to_string()),
         ("CONTAINERS_STORAGE_CONF".to_string(), dir.join("storage.conf").display().to_string()),
     ];
-    let engine = Engine { env, dir };
+    let venv = root.join("target/deploy-venv");
+    let status = Command::new(root.join("scripts/venv")).arg(&venv).arg(root.join("tests/deploy/requirements.txt")).status().unwrap();
+    assert!(status.success(), "scripts/venv failed");
+    let engine = Engine { env, dir, python: venv.join("bin/python") };
     let info = engine.podman().arg("info").output().unwrap();
     if !info.status.success() {
         let error = String::from_utf8_lossy(&info.stderr);
