@@ -8,7 +8,7 @@ for policy in reuse strict; do
   app_port=$(free_port)
   args=()
   [ "$policy" = strict ] && args=(--max-instance-reuse-count 1 --max-instance-concurrent-reuse-count 1)
-  SPIN_VARIABLE_ADMIN_TOKEN=bench SPIN_VARIABLE_CUSTOMER_AUTH=none SPIN_VARIABLE_REDIS_URL="redis://127.0.0.1:$redis_port" \
+  SPIN_VARIABLE_ADMIN_TOKEN=bench SPIN_VARIABLE_CUSTOMER_AUTH=none SPIN_VARIABLE_REDIS_HOST="127.0.0.1:$redis_port" \
     start_wharf "$root/spin.toml" "$app_port" "${args[@]}"
   base="http://127.0.0.1:$app_port"
   curl -fs -X PUT "$base/inventory/products/bench-widget" -H 'Authorization: Bearer bench' \
@@ -32,7 +32,7 @@ done
 for i in 1 2 3 4 5; do
   port=$(free_port)
   t0=$(date +%s%N)
-  SPIN_VARIABLE_ADMIN_TOKEN=bench SPIN_VARIABLE_CUSTOMER_AUTH=none SPIN_VARIABLE_REDIS_URL="redis://127.0.0.1:$redis_port"     "$wharf_bin" up -f "$root/spin.toml" --listen "127.0.0.1:$port" --state-dir "$work/start-$i" > "$work/start-$i.log" 2>&1 &
+  SPIN_VARIABLE_ADMIN_TOKEN=bench SPIN_VARIABLE_CUSTOMER_AUTH=none SPIN_VARIABLE_REDIS_HOST="127.0.0.1:$redis_port"     "$wharf_bin" up -f "$root/spin.toml" --listen "127.0.0.1:$port" --state-dir "$work/start-$i" > "$work/start-$i.log" 2>&1 &
   pid=$!
   until curl -fs "http://127.0.0.1:$port/.well-known/spin/health" > /dev/null 2>&1; do sleep 0.005; done
   t1=$(date +%s%N)

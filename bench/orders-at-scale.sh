@@ -45,7 +45,7 @@ for store in sqlite redis; do
     fi
     echo "seeded $n orders on $store in $(( $(date +%s) - started )) s"
     port=$(free_port)
-    SPIN_VARIABLE_ADMIN_TOKEN=bench SPIN_VARIABLE_CUSTOMER_AUTH=none SPIN_VARIABLE_REDIS_URL="$redis_url" RUST_LOG=warn \
+    SPIN_VARIABLE_ADMIN_TOKEN=bench SPIN_VARIABLE_CUSTOMER_AUTH=none SPIN_VARIABLE_REDIS_HOST="127.0.0.1:$redis_port" RUST_LOG=warn \
       "$wharf_bin" up -f "$root/spin.toml" --listen "127.0.0.1:$port" --state-dir "$state" "${extra[@]}" > "$state/wharf.log" 2>&1 &
     pid=$!
     pids+=($pid)

@@ -82,7 +82,7 @@ PY
 # to the keep-alive client's options for its customer requests.
 use_app() {
   unset SPIN_VARIABLE_CUSTOMER_AUTH SPIN_VARIABLE_JWT_VERIFICATION_KEY
-  export SPIN_VARIABLE_ADMIN_TOKEN=bench SPIN_VARIABLE_REDIS_URL="redis://127.0.0.1:${redis_port[$1]}"
+  export SPIN_VARIABLE_ADMIN_TOKEN=bench SPIN_VARIABLE_REDIS_HOST="127.0.0.1:${redis_port[$1]}"
   auth=()
   case $1 in
     after) export SPIN_VARIABLE_CUSTOMER_AUTH=none ;;

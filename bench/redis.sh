@@ -59,7 +59,7 @@ errors=$(curl -fs "http://127.0.0.1:$metrics_port/metrics" | awk '$1=="wharf_red
 # The whole saga: orders placed over HTTP, charged by the payment worker
 # through the sandbox, paid by order-events.
 app_port=$(free_port)
-SPIN_VARIABLE_ADMIN_TOKEN=bench SPIN_VARIABLE_CUSTOMER_AUTH=none SPIN_VARIABLE_REDIS_URL="$redis_url" RUST_LOG=warn \
+SPIN_VARIABLE_ADMIN_TOKEN=bench SPIN_VARIABLE_CUSTOMER_AUTH=none SPIN_VARIABLE_REDIS_HOST="127.0.0.1:$redis_port" RUST_LOG=warn \
   "$wharf_bin" up -f "$root/spin.toml" --listen "127.0.0.1:$app_port" --state-dir "$work/app-state" > "$work/app.log" 2>&1 &
 pids+=($!)
 base="http://127.0.0.1:$app_port"

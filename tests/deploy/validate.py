@@ -28,7 +28,9 @@ compares the two), then checks the rendered objects:
                         Redis `default` store whose URL names a Service and port
                         in the namespace and the Redis password
   variables             known names, required ones bound, environment value,
-                        redis_url resolves, *.spin.internal gateway is retained
+                        redis_host is a Service's host:port, redis_password
+                        is Redis's own and URL-safe, *.spin.internal gateway
+                        is retained
   components            known ids, every Redis subscriber runs in exactly one
                         SpinApp, dependencies retained, every component runs
   probes                readiness and liveness on /.well-known/spin/health
@@ -96,7 +98,7 @@ K8S_VERSION = "1.30"
 COMPONENTS = {"inventory", "order", "payment", "payment-worker", "order-events", "gateway-sandbox", "ops"}
 REDIS_TRIGGERED = {"payment-worker", "order-events"}
 DEPENDS_ON = {"order": {"inventory"}}
-KNOWN_VARIABLES = {"redis_url", "admin_token", "payment_gateway_url", "environment", "jwt_verification_key",
+KNOWN_VARIABLES = {"redis_host", "redis_password", "admin_token", "payment_gateway_url", "environment", "jwt_verification_key",
                    "jwt_audience", "customer_auth", "reconcile_after_seconds", "payment_timeout_seconds",
                    "idempotency_ttl_seconds", "key_value"}
 REQUIRED_VARIABLES = {"admin_token"}
@@ -734,6 +736,43 @@ def c_runtime_config(ov: Overlay, t: Tools) -> list[str]:
     return errs
 
 
+def check_redis_variables(ov: Overlay, app: dict) -> list[str]:
+    """redis_host and redis_password name the overlay's Redis as its pods run it.
+
+    spin.toml builds redis://:{{ redis_password }}@{{ redis_host }} for the
+    trigger and the components, and allows redis://{{ redis_host }}: Spin
+    3.x refuses credentials, paths and queries in an allowed host.
+    """
+    errs = []
+    bound, host = resolve_var(ov, app, "redis_host")
+    _, password = resolve_var(ov, app, "redis_password")
+    if bound and host is not None:
+        if not re.fullmatch(r"[A-Za-z0-9.-]+(:[0-9]+)?", host):
+            errs.append(f"{ref(app)}: redis_host {host!r} is not host[:port]; it is also the allowed outbound host "
+                        "redis://{{ redis_host }}, which takes no scheme, credentials, path or query")
+        else:
+            url = f"redis://:{password}@{host}" if password is not None else f"redis://{host}"
+            errs += check_redis_url(ov, url, f"{ref(app)}: redis_host/redis_password")
+    if password is not None and not re.fullmatch(r"[A-Za-z0-9._~-]*", password):
+        errs.append(f"{ref(app)}: redis_password has characters other than letters, digits and -._~; "
+                    "it goes into redis:// URLs as it is")
+    # Where the values are not rendered (prod), the references must at least
+    # be the one Redis itself is started with.
+    var = spin_var(app, "redis_password")
+    app_ref = ((var or {}).get("valueFrom") or {}).get("secretKeyRef")
+    svc = ov.service_for_host((host or "").split(":")[0]) if host else None
+    for pod in ov.pods_of_service(svc) if svc else []:
+        tmpl_spec = (((pod["owner"].get("spec") or {}).get("template")) or {}).get("spec") or {}
+        for c in tmpl_spec.get("containers") or []:
+            for e in c.get("env") or []:
+                server_ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+                if e.get("name") == "REDIS_PASSWORD" and server_ref and app_ref and \
+                        (server_ref.get("name"), server_ref.get("key")) != (app_ref.get("name"), app_ref.get("key")):
+                    errs.append(f"{ref(app)}: redis_password comes from {app_ref.get('name')}/{app_ref.get('key')}, "
+                                f"Redis's REDIS_PASSWORD of {pod['name']} from {server_ref.get('name')}/{server_ref.get('key')}")
+    return errs
+
+
 def c_variables(ov: Overlay, t: Tools) -> list[str]:
     errs = []
     for app in ov.spinapps():
@@ -754,16 +793,7 @@ def c_variables(ov: Overlay, t: Tools) -> list[str]:
         bound, env = resolve_var(ov, app, "environment")
         if bound and env is not None and env != ov.expect["environment"]:
             errs.append(f"{ref(app)}: environment={env!r}, overlay {ov.name} expects {ov.expect['environment']!r}")
-        bound, url = resolve_var(ov, app, "redis_url")
-        if bound and url is not None:
-            errs += check_redis_url(ov, url, f"{ref(app)}: redis_url")
-            # spin.toml also makes it the components' allowed_outbound_hosts
-            # entry, which is scheme://host:port: hosts refuse to start on a
-            # path (found when the wharf overlay first ran in containers).
-            parts = urlsplit(url)
-            if parts.path not in ("", "/") or parts.query:
-                errs.append(f"{ref(app)}: redis_url {url!r} has a path or query; it is also an allowed_outbound_hosts "
-                            "entry, which takes scheme://[credentials@]host:port only")
+        errs += check_redis_variables(ov, app)
         bound, gw = resolve_var(ov, app, "payment_gateway_url")
         if bound and gw is not None:
             host = urlsplit(gw).hostname or ""
@@ -1311,8 +1341,15 @@ MUTATIONS: list[tuple[str, str, str, Callable[[Overlay], None]]] = [
     ("runtime config Redis password mismatch", "dev", "runtime-config",
      lambda ov: _set_secret(ov, "shop-runtime-config", "runtime-config.toml",
                             '[key_value_store.default]\ntype = "redis"\nurl = "redis://:wrong@redis:6379/0"\n')),
-    ("redis_url with a database path", "dev", "variables",
-     lambda ov: _set_secret(ov, "shop-secrets", "redis_url", "redis://:dev-redis-password@redis:6379/0")),
+    ("redis_host as a URL with a database path", "dev", "variables",
+     lambda ov: _find(ov, "ConfigMap", "shop-config")["data"].update(redis_host="redis://redis:6379/0")),
+    ("redis_host naming no Service", "dev", "variables",
+     lambda ov: _find(ov, "ConfigMap", "shop-config")["data"].update(redis_host="redis-master:6379")),
+    ("redis_password that is not URL-safe", "dev", "variables",
+     lambda ov: [_set_secret(ov, "redis-auth", "password", "p@ss/word")]),
+    ("redis_password from another Secret than Redis's", "prod", "variables",
+     lambda ov: spin_var(_find(ov, "SpinApp", WORKER_APP), "redis_password")["valueFrom"]["secretKeyRef"].update(
+         name="shop-secrets", key="redis_password")),
     ("runtime config without a default Redis store", "dev", "runtime-config",
      lambda ov: _set_secret(ov, "shop-runtime-config", "runtime-config.toml",
                             '[key_value_store.default]\ntype = "spin"\n')),
@@ -1348,7 +1385,7 @@ MUTATIONS: list[tuple[str, str, str, Callable[[Overlay], None]]] = [
     ("CronJob without Forbid", "dev", "cronjob",
      lambda ov: _spec(ov, "CronJob", RECONCILE_CRON).update(concurrencyPolicy="Allow")),
     ("CronJob token from a different Secret key", "dev", "cronjob",
-     lambda ov: next(e for e in _cron_container(ov)["env"] if e["name"] == "ADMIN_TOKEN")["valueFrom"]["secretKeyRef"].update(key="redis_url")),
+     lambda ov: next(e for e in _cron_container(ov)["env"] if e["name"] == "ADMIN_TOKEN")["valueFrom"]["secretKeyRef"].update(key="jwt_verification_key")),
     ("CronJob calling the worker", "dev", "cronjob",
      lambda ov: next(e for e in _cron_container(ov)["env"] if e["name"] == "SHOP_URL").update(value="http://shop-worker")),
     ("Service selecting nothing", "dev", "services",

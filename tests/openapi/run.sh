@@ -61,7 +61,7 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --d
 pids+=($!)
 
 app_port="$(free_port)"
-env SPIN_VARIABLE_ADMIN_TOKEN="$token" SPIN_VARIABLE_JWT_VERIFICATION_KEY="$jwt_key" SPIN_VARIABLE_REDIS_URL="redis://127.0.0.1:$redis_port" \
+env SPIN_VARIABLE_ADMIN_TOKEN="$token" SPIN_VARIABLE_JWT_VERIFICATION_KEY="$jwt_key" SPIN_VARIABLE_REDIS_HOST="127.0.0.1:$redis_port" \
   "$wharf" up -f "$root" --listen "127.0.0.1:$app_port" --state-dir "$work/state" \
   >"$work/wharf.log" 2>&1 &
 wharf_pid=$!

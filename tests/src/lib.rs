@@ -69,13 +69,20 @@ fn wait_for_listener(addr: &str, timeout: Duration) -> bool {
 pub struct Redis {
     child: Option<Child>,
     pub port: u16,
+    /// `requirepass`, as the deploy's Redis has one; empty for none.
+    pub password: String,
     dir: tempfile::TempDir,
 }
 
 impl Redis {
     pub fn start() -> Self {
+        Self::start_with_password("")
+    }
+
+    /// A server that refuses clients without `password` (none if empty).
+    pub fn start_with_password(password: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut redis = Self { child: None, port: free_port(), dir };
+        let mut redis = Self { child: None, port: free_port(), password: password.to_string(), dir };
         redis.spawn();
         redis
     }
@@ -83,6 +90,7 @@ impl Redis {
     fn spawn(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--requirepass", &self.password])
             .current_dir(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -104,8 +112,19 @@ impl Redis {
         );
     }
 
+    /// With the password, if any, as clients connect.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!("redis://:{}@{}", self.password, self.host())
+    }
+
+    /// `host:port`, the shop's `redis_host` variable.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The shop's Redis variables (spin.toml) for this server.
+    pub fn shop_variables(&self) -> [(&'static str, String); 2] {
+        [("SPIN_VARIABLE_REDIS_HOST", self.host()), ("SPIN_VARIABLE_REDIS_PASSWORD", self.password.clone())]
     }
 
     pub fn client(&self) -> redis::Connection {
@@ -320,6 +339,11 @@ impl HostConfig {
 
     pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn envs<V: Into<String>>(mut self, vars: impl IntoIterator<Item = (&'static str, V)>) -> Self {
+        self.env.extend(vars.into_iter().map(|(key, value)| (key.to_string(), value.into())));
         self
     }
 }

@@ -80,7 +80,7 @@ fn the_pushed_shop_has_spins_layout_and_runs_from_the_registry_as_an_executor_ru
     assert!(order_layer.len() > order_file.len() && order_layer != order_file);
     assert_eq!(locked["variables"]["admin_token"], json!({ "secret": true }));
     let order = components.iter().find(|c| c["id"] == "order").unwrap();
-    assert_eq!(order["metadata"]["allowed_outbound_hosts"], json!(["{{ redis_url }}"]));
+    assert_eq!(order["metadata"]["allowed_outbound_hosts"], json!(["redis://{{ redis_host }}"]));
 
     // The executor: `up -f <reference> --runtime-config-file ...` with
     // SPIN_VARIABLE_*, an empty cache, no state dir; the whole saga works.

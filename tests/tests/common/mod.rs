@@ -125,7 +125,7 @@ impl App {
         let mut config = HostConfig::default()
             .env("SPIN_VARIABLE_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("SPIN_VARIABLE_JWT_VERIFICATION_KEY", JWT_SECRET)
-            .env("SPIN_VARIABLE_REDIS_URL", redis.url());
+            .envs(redis.shop_variables());
         match &options.registry {
             None => config = config.arg("--state-dir").arg(state.display().to_string()),
             Some((_, cache_dir)) => config = config.env("WHARF_CACHE_DIR", cache_dir.display().to_string()),
