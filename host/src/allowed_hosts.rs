@@ -101,7 +101,7 @@ fn parse_entry(entry: &str) -> Result<HostPattern> {
         bail!("`{entry}`: invalid scheme `{scheme}`");
     }
     // Credentials name no destination: `redis://:secret@redis:6379` (a
-    // templated `{{ redis_url }}`, typically) allows `redis:6379`.
+    // Redis URL templated from a Secret, typically) allows `redis:6379`.
     let rest = rest.trim_end_matches('/');
     let rest = rest.rsplit_once('@').map_or(rest, |(_credentials, host)| host);
     let (host, port) = split_host_port(entry, rest)?;

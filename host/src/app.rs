@@ -8,6 +8,9 @@ use crate::capabilities::key_value::{self, Backend, KeyValueAccess, Stores};
 use crate::manifest::{ComponentSource, Manifest};
 use crate::capabilities::outbound_http::{LocalServices, OutboundHttp, Timeouts};
 use crate::capabilities::outbound_redis::{RedisAccess, RedisPool};
+use crate::capabilities::outbound_mqtt::MqttAccess;
+use crate::capabilities::outbound_pg::{PgAccess, PgPools};
+use crate::capabilities::unsupported::Unsupported;
 use crate::capabilities::sqlite::{Database, Databases, SqliteAccess};
 use crate::runtime_config::{KeyValueStoreConfig, RuntimeConfig, SqliteDatabaseConfig, VariablesProviderConfig};
 use crate::state::InstanceState;
@@ -69,6 +72,9 @@ pub struct LoadedComponent {
     sqlite_labels: Arc<HashSet<String>>,
     databases: Databases,
     redis_pool: Arc<RedisPool>,
+    /// This component's PostgreSQL sessions (Spin pools them per component).
+    pg_pools: Arc<PgPools>,
+    ai_models: Arc<HashSet<String>>,
     local: LocalServices,
     timeouts: Timeouts,
 }
@@ -104,7 +110,10 @@ impl LoadedComponent {
             },
             key_value: KeyValueAccess::new(self.stores.clone(), self.key_value_labels.clone()),
             redis: RedisAccess { allowed: self.allowed_hosts.clone(), pool: self.redis_pool.clone() },
+            mqtt: MqttAccess { allowed: self.allowed_hosts.clone() },
+            postgres: PgAccess { allowed: self.allowed_hosts.clone(), pools: self.pg_pools.clone() },
             sqlite: SqliteAccess::new(self.databases.clone(), self.sqlite_labels.clone()),
+            unsupported: Unsupported { allowed: self.allowed_hosts.clone(), ai_models: self.ai_models.clone() },
             variables: self.variables.clone(),
         };
         let mut store = Store::new(engine, state);
@@ -243,6 +252,8 @@ impl App {
                     sqlite_labels: Arc::new(spec.sqlite_databases.iter().cloned().collect()),
                     databases: databases.clone(),
                     redis_pool: redis_pool.clone(),
+                    pg_pools: Arc::default(),
+                    ai_models: Arc::new(spec.ai_models.iter().cloned().collect()),
                     local: local.clone(),
                     timeouts: options.outbound_timeouts,
                 }),

@@ -6,7 +6,8 @@
 include!(concat!(env!("OUT_DIR"), "/spin_wit.rs"));
 
 /// What components may import besides WASI: key-value (Spin's and
-/// `wasi:keyvalue`), variables and outbound Redis.
+/// `wasi:keyvalue`), variables, outbound Redis and MQTT, and MySQL (linked
+/// so that apps importing it start; it has no backend here).
 pub mod imports {
     bindgen_with_spin_wit!(
         inline: "
@@ -18,6 +19,8 @@ pub mod imports {
                 import wasi:keyvalue/store@0.2.0-draft2;
                 import wasi:keyvalue/atomics@0.2.0-draft2;
                 import wasi:keyvalue/batch@0.2.0-draft2;
+                import spin:mqtt/mqtt@3.0.0;
+                import spin:mysql/mysql@3.0.0;
             }
         ",
         world: "wharf:host/imports",
@@ -25,6 +28,8 @@ pub mod imports {
             "spin:key-value/key-value": async | store | trappable,
             "spin:variables/variables": async | store | trappable,
             "spin:redis/redis": async | store | trappable,
+            "spin:mqtt/mqtt": async | store | trappable,
+            "spin:mysql/mysql": async | store | trappable,
             default: async | trappable,
         },
         with: {
@@ -32,6 +37,8 @@ pub mod imports {
             "wasi:keyvalue/store.bucket": crate::capabilities::key_value::OpenStore,
             "wasi:keyvalue/atomics.cas": crate::capabilities::key_value::Cas,
             "spin:redis/redis.connection": crate::capabilities::outbound_redis::Connection,
+            "spin:mqtt/mqtt.connection": crate::capabilities::outbound_mqtt::Connection,
+            "spin:mysql/mysql.connection": crate::capabilities::unsupported::MysqlConnection,
         },
     );
 }
@@ -54,7 +61,8 @@ pub mod redis_trigger {
 }
 
 /// What WASIp2 components built for Spin 2.x/3.x import and export beyond
-/// WASI: `fermyon:spin@2.0.0`, `spin:sqlite@3.0.0` and `wasi:config`. Their functions are
+/// WASI: `fermyon:spin@2.0.0`, `spin:sqlite@3.0.0`, `spin:postgres@3.0.0`
+/// and `@4.0.0`, and `wasi:config`. Their functions are
 /// synchronous in WIT; the host side is async and suspends only the calling
 /// instance.
 pub mod p2 {
@@ -68,6 +76,12 @@ pub mod p2 {
                 import fermyon:spin/sqlite@2.0.0;
                 import spin:sqlite/sqlite@3.0.0;
                 import wasi:config/store@0.2.0-draft-2024-09-27;
+                import fermyon:spin/mqtt@2.0.0;
+                import fermyon:spin/postgres@2.0.0;
+                import spin:postgres/postgres@3.0.0;
+                import spin:postgres/postgres@4.0.0;
+                import fermyon:spin/mysql@2.0.0;
+                import fermyon:spin/llm@2.0.0;
             }
         ",
         world: "wharf:host-p2/imports",
@@ -77,6 +91,11 @@ pub mod p2 {
             "fermyon:spin/redis.connection": crate::capabilities::outbound_redis::Connection,
             "fermyon:spin/sqlite.connection": crate::capabilities::sqlite::Connection,
             "spin:sqlite/sqlite.connection": crate::capabilities::sqlite::Connection,
+            "fermyon:spin/mqtt.connection": crate::capabilities::outbound_mqtt::Connection,
+            "fermyon:spin/postgres.connection": crate::capabilities::outbound_pg::Connection,
+            "spin:postgres/postgres@3.0.0.connection": crate::capabilities::outbound_pg::Connection,
+            "spin:postgres/postgres@4.0.0.connection": crate::capabilities::outbound_pg::Connection,
+            "fermyon:spin/mysql.connection": crate::capabilities::unsupported::MysqlConnection,
         },
     );
 

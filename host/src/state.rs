@@ -2,8 +2,11 @@
 
 use crate::capabilities::key_value::KeyValueAccess;
 use crate::capabilities::outbound_http::OutboundHttp;
+use crate::capabilities::outbound_mqtt::MqttAccess;
+use crate::capabilities::outbound_pg::PgAccess;
 use crate::capabilities::outbound_redis::RedisAccess;
 use crate::capabilities::sqlite::SqliteAccess;
+use crate::capabilities::unsupported::Unsupported;
 use std::collections::HashMap;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
@@ -17,7 +20,10 @@ pub struct InstanceState {
     pub outbound_http: OutboundHttp,
     pub key_value: KeyValueAccess,
     pub redis: RedisAccess,
+    pub mqtt: MqttAccess,
+    pub postgres: PgAccess,
     pub sqlite: SqliteAccess,
+    pub unsupported: Unsupported,
     /// The component's variables, rendered from their templates at load time.
     pub variables: Arc<HashMap<String, String>>,
 }

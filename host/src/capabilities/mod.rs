@@ -4,7 +4,10 @@
 
 pub mod key_value;
 pub mod outbound_http;
+pub mod outbound_mqtt;
+pub mod outbound_pg;
 pub mod outbound_redis;
 pub mod sockets;
 pub mod sqlite;
+pub mod unsupported;
 pub mod variables;

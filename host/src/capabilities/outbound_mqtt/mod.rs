@@ -1,0 +1,141 @@
+//! Outbound MQTT: `fermyon:spin/mqtt@2.0.0` for WASIp2 guests ([`p2`]) and
+//! `spin:mqtt/mqtt@3.0.0` for WASIp3 guests ([`p3`]), over one policy.
+//!
+//! As Spin's factor-outbound-mqtt does it, so apps behave the same on both:
+//! `open` checks the address against `allowed_outbound_hosts` and parses it
+//! (rumqttc's URL form, `client_id` required) without touching the network;
+//! the first `publish` connects, and every `publish` waits until the broker
+//! acknowledged it as its QoS asks (nothing for at-most-once, PUBACK,
+//! PUBCOMP). Each `connection` is a client of its own: MQTT has no way to
+//! share one session between guests that each name their own client id.
+
+use crate::allowed_hosts::{AllowedHosts, default_port};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
+use std::sync::Arc;
+use std::time::Duration;
+
+mod p2;
+mod p3;
+
+/// Why a call failed; each version maps it to its own `error`.
+pub enum Error {
+    InvalidAddress,
+    ConnectionFailed(String),
+    Other(String),
+}
+
+/// Requests a connection may queue for its event loop; `publish` waits for
+/// each one, so more than one is queued only by concurrent publishes.
+const REQUEST_CAPACITY: usize = 16;
+
+/// Per-instance MQTT access: the component's policy.
+#[derive(Clone)]
+pub struct MqttAccess {
+    pub allowed: Arc<AllowedHosts>,
+}
+
+impl MqttAccess {
+    /// A connection to `address` if the component may reach it; no I/O yet.
+    pub fn open(&self, address: &str, username: String, password: String, keep_alive_secs: u64) -> Result<Connection, Error> {
+        // Refused before it is parsed, with the address as given, as Spin
+        // words it.
+        if !self.permits(address) {
+            return Err(Error::ConnectionFailed(format!("address {address} is not permitted")));
+        }
+        let mut options = MqttOptions::parse_url(address).map_err(|e| {
+            tracing::debug!("mqtt address refused: {e}");
+            Error::InvalidAddress
+        })?;
+        options.set_credentials(username, password);
+        options.set_keep_alive(Duration::from_secs(keep_alive_secs));
+        let (client, event_loop) = AsyncClient::new(options, REQUEST_CAPACITY);
+        // mqtts:// builds a rustls configuration, which needs a process-wide
+        // crypto provider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Ok(Connection { client, event_loop: Arc::new(tokio::sync::Mutex::new(event_loop)) })
+    }
+
+    fn permits(&self, address: &str) -> bool {
+        let Ok(url) = url::Url::parse(address) else { return false };
+        let Some(host) = url.host_str() else { return false };
+        let scheme = url.scheme();
+        let Some(port) = url.port().or_else(|| default_port(scheme)).or_else(|| (scheme == "mqtts").then_some(8883)) else {
+            return false;
+        };
+        self.allowed.allows(scheme, host, port)
+    }
+}
+
+/// The QoS a message is published with.
+pub enum Qos {
+    AtMostOnce,
+    AtLeastOnce,
+    ExactlyOnce,
+}
+
+/// An open connection (the `connection` resource).
+pub struct Connection {
+    client: AsyncClient,
+    /// Driven only while a `publish` waits for its acknowledgement; the lock
+    /// keeps concurrent publishes (WASIp3) from taking each other's.
+    event_loop: Arc<tokio::sync::Mutex<EventLoop>>,
+}
+
+impl Connection {
+    /// Publishes and waits for the broker's acknowledgement, connecting
+    /// first if the connection is not up (again). Does not borrow the
+    /// connection while it waits.
+    pub fn publish(&self, topic: String, payload: Vec<u8>, qos: Qos) -> impl Future<Output = Result<(), Error>> + use<> {
+        let client = self.client.clone();
+        let event_loop = self.event_loop.clone();
+        async move {
+            let qos = match qos {
+                Qos::AtMostOnce => QoS::AtMostOnce,
+                Qos::AtLeastOnce => QoS::AtLeastOnce,
+                Qos::ExactlyOnce => QoS::ExactlyOnce,
+            };
+            let mut event_loop = event_loop.lock().await;
+            client.publish(topic, qos, false, payload).await.map_err(|e| Error::Other(e.to_string()))?;
+            loop {
+                let done = match event_loop.poll().await.map_err(|e| Error::ConnectionFailed(e.to_string()))? {
+                    Event::Outgoing(Outgoing::Publish(_)) => qos == QoS::AtMostOnce,
+                    Event::Incoming(Packet::PubAck(_)) => qos == QoS::AtLeastOnce,
+                    Event::Incoming(Packet::PubComp(_)) => qos == QoS::ExactlyOnce,
+                    _ => false,
+                };
+                if done {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// The conversions between these types and a version's generated ones,
+/// which have the same shape in both versions.
+macro_rules! convert_to_wit {
+    ($wit:path) => {
+        use $wit as wit;
+
+        impl From<super::Error> for wit::Error {
+            fn from(e: super::Error) -> Self {
+                match e {
+                    super::Error::InvalidAddress => wit::Error::InvalidAddress,
+                    super::Error::ConnectionFailed(message) => wit::Error::ConnectionFailed(message),
+                    super::Error::Other(message) => wit::Error::Other(message),
+                }
+            }
+        }
+
+        impl From<wit::Qos> for super::Qos {
+            fn from(qos: wit::Qos) -> Self {
+                match qos {
+                    wit::Qos::AtMostOnce => super::Qos::AtMostOnce,
+                    wit::Qos::AtLeastOnce => super::Qos::AtLeastOnce,
+                    wit::Qos::ExactlyOnce => super::Qos::ExactlyOnce,
+                }
+            }
+        }
+    };
+}
+use convert_to_wit;
