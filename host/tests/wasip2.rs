@@ -217,3 +217,38 @@ fn a_redis_trigger_on_a_component_with_no_inbound_redis_export_is_refused_naming
     assert!(logs.contains("trigger.redis[0]") && logs.contains("it exports: wasi:http/incoming-handler@0.2.0"), "{logs}");
     assert!(logs.contains("fermyon:spin/inbound-redis"), "{logs}");
 }
+
+#[test]
+fn a_runaway_wasip2_guest_gets_504_at_its_deadline() {
+    let (dir, manifest) = manifest_dir(&format!(
+        "spin_manifest_version = 2\n[application]\nname = \"runaway\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"probe\"\n\
+         [component.probe]\nsource = {:?}\n",
+        wasm("guest-probe-p2")
+    ));
+    let config = HostConfig::default().arg("--state-dir").arg(dir.path().display().to_string()).arg("--request-timeout").arg("1");
+    let host = Host::start(&manifest, config);
+    let r = get(&host.url("/spin"));
+    assert_eq!(r.status, 504, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "deadline_exceeded");
+    assert_eq!(get(&host.url("/variable/missing")).status, 500, "the next request is served");
+}
+
+/// MySQL and LLM have no backend in wharf: apps importing them start, and
+/// each call answers Spin's own error, grants checked first.
+#[test]
+fn mysql_and_llm_link_and_answer_spins_errors() {
+    let (dir, manifest) = manifest_dir(&format!(
+        "spin_manifest_version = 2\n[application]\nname = \"no-backend\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"probe\"\n\
+         [component.probe]\nsource = {:?}\nallowed_outbound_hosts = [\"mysql://db.internal\"]\nai_models = [\"llama2-chat\"]\n",
+        wasm("guest-probe-p2")
+    ));
+    let host = Host::start(&manifest, HostConfig::default().arg("--state-dir").arg(dir.path().display().to_string()));
+    let r = post(&host, "/mysql", b"mysql://root:pw@db.internal/shop");
+    assert_eq!(r.body, "Err(Error::ConnectionFailed(\"MySQL is not supported by this host (wharf)\"))");
+    let r = post(&host, "/mysql", b"mysql://root:pw@elsewhere:3306/shop");
+    assert_eq!(r.body, "Err(Error::ConnectionFailed(\"address mysql://root:pw@elsewhere:3306/shop is not permitted\"))");
+    let r = post(&host, "/llm/llama2-chat", b"");
+    assert_eq!(r.body, "Err(Error::RuntimeError(\"Local LLM operations are not supported in this version of Spin.\"))");
+    let r = post(&host, "/llm/codellama-instruct", b"");
+    assert!(r.body.starts_with("Err(Error::InvalidInput(\"The component does not have access to use 'codellama-instruct'."), "{}", r.body);
+}

@@ -114,7 +114,11 @@ impl Redis {
 
     /// With the password, if any, as clients connect.
     pub fn url(&self) -> String {
-        format!("redis://:{}@{}", self.password, self.host())
+        if self.password.is_empty() {
+            format!("redis://{}", self.host())
+        } else {
+            format!("redis://:{}@{}", self.password, self.host())
+        }
     }
 
     /// `host:port`, the shop's `redis_host` variable.
@@ -567,5 +571,144 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> O
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs `command` as the owner of `dir` (`user` of this system) when the
+/// test runs as root: PostgreSQL and mosquitto refuse to run as root, or
+/// drop to a user of their own that cannot read the test's directory.
+fn as_service_user(command: &mut Command, dir: &Path, user: &str) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let id = |flag: &str| -> u32 {
+        let out = Command::new("id").args([flag, user]).output().expect("id");
+        assert!(out.status.success(), "no system user `{user}` (its Debian package creates it)");
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    let (uid, gid) = (id("-u"), id("-g"));
+    for entry in walk(dir) {
+        std::os::unix::fs::lchown(&entry, Some(uid), Some(gid)).unwrap();
+    }
+    command.uid(uid).gid(gid);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut paths = vec![dir.to_path_buf()];
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            paths.extend(walk(&entry.path()));
+        } else {
+            paths.push(entry.path());
+        }
+    }
+    paths
+}
+
+/// Debian's `postgresql` server binaries (the newest major installed).
+fn postgres_bin(name: &str) -> PathBuf {
+    let mut majors: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("postgresql must be installed (scripts/setup installs it)")
+        .flatten()
+        .map(|entry| entry.path().join("bin"))
+        .filter(|bin| bin.join("initdb").exists())
+        .collect();
+    majors.sort_by_key(|bin| bin.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str()?.parse::<u32>().ok()));
+    majors.last().expect("a PostgreSQL major version with initdb").join(name)
+}
+
+/// A PostgreSQL cluster of the test's own on a free loopback port: user
+/// `postgres` with `password` (SCRAM), database `postgres`; stopped on drop.
+pub struct Postgres {
+    child: Child,
+    pub port: u16,
+    pub password: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Postgres {
+    pub fn start(password: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let password_file = dir.path().join("password");
+        std::fs::write(&password_file, password).unwrap();
+        let data = dir.path().join("data");
+        let mut initdb = Command::new(postgres_bin("initdb"));
+        initdb.arg("-D").arg(&data).args(["-U", "postgres", "--auth=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"]);
+        initdb.arg(format!("--pwfile={}", password_file.display())).stdout(Stdio::null()).stderr(Stdio::null());
+        as_service_user(&mut initdb, dir.path(), "postgres");
+        assert!(initdb.status().expect("initdb").success(), "initdb failed");
+        let port = free_port();
+        let mut server = Command::new(postgres_bin("postgres"));
+        server.arg("-D").arg(&data).args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]);
+        server.arg("-c").arg(format!("unix_socket_directories={}", dir.path().display()));
+        server.stdout(Stdio::null()).stderr(Stdio::null());
+        as_service_user(&mut server, dir.path(), "postgres");
+        let child = server.spawn().expect("postgres");
+        let postgres = Self { child, port, password: password.to_string(), _dir: dir };
+        // The port opens a moment before the server takes queries.
+        eventually(Duration::from_secs(30), "postgres to take queries", || postgres.psql("SELECT 1").ok());
+        postgres
+    }
+
+    /// A connection string as Spin apps give it, with this password.
+    pub fn address(&self, password: &str) -> String {
+        format!("host=127.0.0.1 port={} user=postgres password={password} dbname=postgres", self.port)
+    }
+
+    /// Runs `sql` with psql; its output, unaligned and without headers.
+    pub fn psql(&self, sql: &str) -> Result<String, String> {
+        let out = Command::new("psql")
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres", "-c", sql])
+            .env("PGPASSWORD", &self.password)
+            .output()
+            .expect("psql");
+        if out.status.success() { Ok(String::from_utf8_lossy(&out.stdout).trim().to_string()) } else { Err(String::from_utf8_lossy(&out.stderr).to_string()) }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Debian's `mosquitto` broker on a free loopback port, taking only `user`
+/// with `password`; stopped on drop.
+pub struct Mosquitto {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    pub fn start(user: &str, password: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let passwords = dir.path().join("passwords");
+        let made = Command::new("mosquitto_passwd").args(["-b", "-c"]).arg(&passwords).args([user, password]).status();
+        assert!(made.expect("mosquitto_passwd (Debian's mosquitto)").success(), "mosquitto_passwd failed");
+        let port = free_port();
+        let config = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &config,
+            format!("listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\npersistence false\n", passwords.display()),
+        )
+        .unwrap();
+        let binary = if Path::new("/usr/sbin/mosquitto").exists() { "/usr/sbin/mosquitto" } else { "mosquitto" };
+        let mut broker = Command::new(binary);
+        broker.arg("-c").arg(&config).stdout(Stdio::null()).stderr(Stdio::null());
+        as_service_user(&mut broker, dir.path(), "mosquitto");
+        let child = broker.spawn().expect("mosquitto must be installed (scripts/setup installs it)");
+        assert!(wait_for_listener(&format!("127.0.0.1:{port}"), Duration::from_secs(10)), "mosquitto did not start");
+        Self { child, port, _dir: dir }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

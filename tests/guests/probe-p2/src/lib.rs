@@ -25,6 +25,16 @@
 //!   answer lists each statement's `columns` and `rows` (with `changes` and
 //!   `last_insert_rowid` after it on `sqlite3`); an error is a 500 naming the
 //!   statement's index and the error.
+//! - `POST /pg/<2|3|4>`: PostgreSQL, see [`postgres`].
+//! - `POST /mqtt/<0|1|2>`: `fermyon:spin/mqtt@2.0.0`: opens the body's
+//!   `{"address", "username", "password", "topic", "payload"}` (keep-alive
+//!   30 s) and publishes with that QoS, answering `published`.
+//! - `POST /mysql` (`fermyon:spin/mysql@2.0.0`, the body is the address) and
+//!   `POST /llm/<model>` (`fermyon:spin/llm@2.0.0`): what `open` and `infer`
+//!   answered.
+//! - `GET /spin`: loops for ever (a request that only its deadline ends).
+
+mod postgres;
 
 use spin_sdk::http::{IntoResponse, Method, Request, Response};
 use spin_sdk::http_component;
@@ -90,6 +100,16 @@ fn probe(req: Request) -> anyhow::Result<impl IntoResponse> {
         (Method::Post, ["tcp", address]) => outcome(tcp_exchange(address, req.body())),
         (Method::Post, ["sqlite", label]) => sqlite_v2(label, req.body()),
         (Method::Post, ["sqlite3", label]) => sqlite_v3(label, req.body()),
+        (Method::Post, ["pg", version]) => postgres::probe(version, req.body()),
+        (Method::Post, ["mqtt", qos]) => mqtt_publish(qos, req.body()),
+        (Method::Post, ["mysql"]) => {
+            let address = String::from_utf8_lossy(req.body()).to_string();
+            answer(200, format!("{:?}", spin_sdk::mysql::Connection::open(&address).map(drop)))
+        }
+        (Method::Post, ["llm", model]) => answer(200, format!("{:?}", spin_sdk::llm::infer(spin_sdk::llm::InferencingModel::Other(model), "hello"))),
+        (Method::Get, ["spin"]) => loop {
+            std::hint::black_box(());
+        },
         _ => answer(404, format!("no such probe: {path}")),
     })
 }
@@ -174,6 +194,21 @@ fn sqlite_v3(label: &str, body: &[u8]) -> Response {
         reply["changes"] = json!(conn.changes());
         reply["last_insert_rowid"] = json!(conn.last_insert_rowid());
     })
+}
+
+fn mqtt_publish(qos: &str, body: &[u8]) -> Response {
+    use spin_sdk::mqtt::{Connection, Qos};
+    let Ok(message) = serde_json::from_slice::<Json>(body) else { return answer(400, "body: not JSON") };
+    let text = |field: &str| message[field].as_str().unwrap_or_default().to_string();
+    let qos = match qos {
+        "0" => Qos::AtMostOnce,
+        "1" => Qos::AtLeastOnce,
+        "2" => Qos::ExactlyOnce,
+        _ => return answer(404, format!("no QoS {qos}")),
+    };
+    let published = Connection::open(&text("address"), &text("username"), &text("password"), 30)
+        .and_then(|connection| connection.publish(&text("topic"), &text("payload").into_bytes(), qos));
+    outcome(published.map(|()| "published"))
 }
 
 fn redis() -> Result<Connection, spin_sdk::redis::Error> {
