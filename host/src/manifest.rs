@@ -359,13 +359,30 @@ pub(crate) fn check_component_id(id: &str) -> Result<()> {
 
 /// Variable names: lowercase letters, digits and `_`, starting with a letter.
 pub fn check_variable_name(name: &str) -> Result<()> {
-    let mut chars = name.chars();
-    let ok = chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if !ok {
-        bail!("invalid variable name `{name}`: use lowercase letters, digits and `_`, starting with a letter");
+    match variable_name_error(name) {
+        Some(why) => bail!("invalid variable name {why}"),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// Why `name` is no variable name, in Spin's words (guests read them in
+/// `invalid-name`): lower-case letters, digits and single underscores,
+/// starting with a letter and ending with a letter or digit.
+pub fn variable_name_error(name: &str) -> Option<String> {
+    let reason = if name.is_empty() {
+        "must not be empty".to_string()
+    } else if let Some(bad) = name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')) {
+        format!("invalid character {bad:?}. Variable names may contain only lower-case letters, numbers, and underscores.")
+    } else if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        "must start with a lowercase ASCII letter".to_string()
+    } else if !name.ends_with(|c: char| c.is_ascii_alphanumeric()) {
+        "must end with a lowercase ASCII letter or digit".to_string()
+    } else if name.contains("__") {
+        "must not contain multiple consecutive underscores".to_string()
+    } else {
+        return None;
+    };
+    Some(format!("{name:?}: {reason}"))
 }
 
 #[cfg(test)]
@@ -468,5 +485,11 @@ message = "{{ greeting }}!"
         assert!(check_variable_name("redis_url").is_ok());
         assert!(check_variable_name("RedisUrl").is_err());
         assert!(check_variable_name("1x").is_err());
+        assert!(check_variable_name("trailing_").is_err());
+        assert!(check_variable_name("two__underscores").is_err());
+        assert_eq!(
+            variable_name_error("Not-A-Name").as_deref(),
+            Some("\"Not-A-Name\": invalid character 'N'. Variable names may contain only lower-case letters, numbers, and underscores.")
+        );
     }
 }

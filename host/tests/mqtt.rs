@@ -7,17 +7,6 @@ use common::*;
 use serde_json::json;
 use std::time::Duration;
 
-fn probe(allowed: &[String]) -> (tempfile::TempDir, Host) {
-    let (dir, manifest) = manifest_dir(&format!(
-        "spin_manifest_version = 2\n[application]\nname = \"mqtt\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"probe\"\n\
-         [component.probe]\nsource = {:?}\nallowed_outbound_hosts = {:?}\n",
-        wasm("guest-probe-p2"),
-        allowed
-    ));
-    let host = Host::start(&manifest, HostConfig::default().arg("--state-dir").arg(dir.path().display().to_string()));
-    (dir, host)
-}
-
 fn publish(host: &Host, qos: u8, address: &str, password: &str, payload: &str) -> Reply {
     let body = json!({"address": address, "username": "app", "password": password, "topic": "orders/new", "payload": payload});
     request("POST", &host.url(&format!("/mqtt/{qos}")), &[], Some(body.to_string().as_bytes()))
@@ -55,7 +44,7 @@ fn subscribe(broker: &Mosquitto) -> std::sync::mpsc::Receiver<String> {
 fn publishes_with_each_qos_reach_a_subscriber_and_a_wrong_password_is_refused() {
     let broker = Mosquitto::start("app", "mqtt-test-password");
     let arrived = subscribe(&broker);
-    let (_dir, host) = probe(&[format!("mqtt://127.0.0.1:{}", broker.port)]);
+    let (_dir, host) = start_probe_p2(&[format!("mqtt://127.0.0.1:{}", broker.port)]);
     let address = format!("mqtt://127.0.0.1:{}?client_id=probe", broker.port);
     for qos in [0, 1, 2] {
         let reply = publish(&host, qos, &address, "mqtt-test-password", &format!("order at QoS {qos}"));
@@ -72,14 +61,14 @@ fn publishes_with_each_qos_reach_a_subscriber_and_a_wrong_password_is_refused() 
 #[test]
 fn addresses_outside_the_grant_are_refused_without_connecting_and_bad_ones_are_invalid() {
     let broker = Mosquitto::start("app", "mqtt-test-password");
-    let (_dir, host) = probe(&[format!("mqtt://127.0.0.1:{}", broker.port)]);
+    let (_dir, host) = start_probe_p2(&[format!("mqtt://127.0.0.1:{}", broker.port)]);
     let other_port = "mqtt://127.0.0.1:1?client_id=probe";
     let reply = publish(&host, 1, other_port, "mqtt-test-password", "x");
     assert_eq!((reply.status, reply.body.as_str()), (500, format!("Error::ConnectionFailed(\"address {other_port} is not permitted\")").as_str()));
     // rumqttc needs a client id.
     let reply = publish(&host, 1, &format!("mqtt://127.0.0.1:{}", broker.port), "mqtt-test-password", "x");
     assert_eq!((reply.status, reply.body.as_str()), (500, "Error::InvalidAddress"));
-    let (_dir, ungranted) = probe(&[]);
+    let (_dir, ungranted) = start_probe_p2(&[]);
     let address = format!("mqtt://127.0.0.1:{}?client_id=probe", broker.port);
     let reply = publish(&ungranted, 0, &address, "mqtt-test-password", "x");
     assert_eq!(reply.body, format!("Error::ConnectionFailed(\"address {address} is not permitted\")"));

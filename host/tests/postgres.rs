@@ -10,22 +10,11 @@ use serde_json::{Value, json};
 const PASSWORD: &str = "pg-test-password";
 
 /// The probe granted `allowed` (besides nothing), started.
-fn probe(allowed: &[String]) -> (tempfile::TempDir, Host) {
-    let (dir, manifest) = manifest_dir(&format!(
-        "spin_manifest_version = 2\n[application]\nname = \"pg\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"probe\"\n\
-         [component.probe]\nsource = {:?}\nallowed_outbound_hosts = {:?}\n",
-        wasm("guest-probe-p2"),
-        allowed
-    ));
-    let host = Host::start(&manifest, HostConfig::default().arg("--state-dir").arg(dir.path().display().to_string()));
-    (dir, host)
-}
-
 fn granted(pg: &Postgres) -> (tempfile::TempDir, Host) {
-    probe(&[format!("postgres://127.0.0.1:{}", pg.port)])
+    start_probe_p2(&[format!("postgres://127.0.0.1:{}", pg.port)])
 }
 
-/// Runs `statements` (`(sql, params)`, or `(sql, params, "execute")`) on one
+/// Runs `statements` (`{"sql", "params", "execute"}` objects) on one
 /// connection to `address` through interface `version`.
 fn run(host: &Host, version: u8, address: &str, statements: Value) -> Reply {
     let body = json!({ "address": address, "statements": statements }).to_string();
@@ -171,7 +160,7 @@ fn addresses_outside_the_grant_and_wrong_passwords_are_refused() {
     assert!(wrong.starts_with("Error::ConnectionFailed(") && wrong.contains("password authentication failed"), "{wrong}");
     assert!(!wrong.contains("not-the-password"), "the password leaks into the error: {wrong}");
     // With no grant at all, nothing is reached.
-    let (_dir, ungranted) = probe(&[]);
+    let (_dir, ungranted) = start_probe_p2(&[]);
     let reply = run(&ungranted, 2, &pg.address(PASSWORD), json!([]));
     assert_eq!(reply.body, format!("Error::ConnectionFailed(\"address postgres://127.0.0.1:{} is not permitted\")", pg.port));
 }

@@ -712,3 +712,59 @@ impl Drop for Mosquitto {
         let _ = self.child.wait();
     }
 }
+
+/// The real Spin `version` from `../shared/spin`, unpacked by its
+/// install.sh; None (and a printed line) when that directory is absent.
+pub fn real_spin(version: &str, test: &str) -> Option<String> {
+    let shared = workspace_root().join("../shared/spin");
+    if !shared.join("install.sh").exists() {
+        println!("SKIPPED {test}: no real Spin binaries at {} (they come with the CI workspace)", shared.display());
+        return None;
+    }
+    let output = Command::new(shared.join("install.sh")).arg(version).output().expect("run ../shared/spin/install.sh");
+    assert!(output.status.success(), "install.sh {version}: {}", String::from_utf8_lossy(&output.stderr));
+    Some(String::from_utf8(output.stdout).unwrap().trim().to_string())
+}
+
+/// A real `spin up`, started in a process group of its own because Spin 3.x
+/// runs each trigger in a child process; the whole group is killed on drop.
+pub struct SpinUp {
+    child: Child,
+    pub port: u16,
+}
+
+impl SpinUp {
+    /// Runs `command` (`spin up ... --listen 127.0.0.1:<port>`, described by
+    /// `what` in failures) and waits until it listens.
+    pub fn start(mut command: Command, port: u16, what: &str) -> SpinUp {
+        use std::os::unix::process::CommandExt;
+        let child = command.process_group(0).spawn().unwrap_or_else(|e| panic!("{what}: {e}"));
+        let mut spin = SpinUp { child, port };
+        let deadline = std::time::Instant::now() + Duration::from_secs(180);
+        // A connect that connected to itself (simultaneous open on a port
+        // nobody listens on yet) says nothing about Spin.
+        let listening = || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok());
+        while !listening() {
+            if let Ok(Some(status)) = spin.child.try_wait() {
+                panic!("{what} exited ({status}) before listening");
+            }
+            assert!(std::time::Instant::now() < deadline, "{what} did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        spin
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for SpinUp {
+    fn drop(&mut self) {
+        // SAFETY: a plain kill(2) on the process group this struct started.
+        unsafe {
+            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}

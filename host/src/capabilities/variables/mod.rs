@@ -145,19 +145,19 @@ impl Variables {
     }
 }
 
-/// Why a component cannot read one of its variables.
+/// Why a component cannot read one of its variables, in Spin's words.
 pub enum Unreadable {
-    InvalidName,
-    Undefined,
+    InvalidName(String),
+    Undefined(String),
 }
 
 /// A component's own variable (its `[component.x.variables]`, rendered at
 /// load time), as every version of the guest interface reads it.
-pub fn component_variable(variables: &HashMap<String, String>, name: &str) -> std::result::Result<String, Unreadable> {
-    if crate::manifest::check_variable_name(name).is_err() {
-        return Err(Unreadable::InvalidName);
+pub fn component_variable(component: &str, variables: &HashMap<String, String>, name: &str) -> std::result::Result<String, Unreadable> {
+    if let Some(why) = crate::manifest::variable_name_error(name) {
+        return Err(Unreadable::InvalidName(why));
     }
-    variables.get(name).cloned().ok_or(Unreadable::Undefined)
+    variables.get(name).cloned().ok_or_else(|| Unreadable::Undefined(format!("no variable for {component:?}.{name:?}")))
 }
 
 #[cfg(test)]

@@ -9,22 +9,18 @@ use crate::state::InstanceState;
 
 impl spin_variables::Host for InstanceState {
     async fn get(&mut self, name: String) -> wasmtime::Result<Result<String, Error>> {
-        Ok(component_variable(&self.variables, &name).map_err(|e| match e {
-            Unreadable::InvalidName => Error::InvalidName(name),
-            Unreadable::Undefined => Error::Undefined(name),
+        Ok(component_variable(&self.outbound_http.component, &self.variables, &name).map_err(|e| match e {
+            Unreadable::InvalidName(why) => Error::InvalidName(why),
+            Unreadable::Undefined(why) => Error::Undefined(why),
         }))
     }
 }
 
 impl wasi_config::Host for InstanceState {
-    /// An undefined key is `none`, as the interface says; a key that cannot
-    /// name a variable is an error.
+    /// A key that names no variable is `none`, as the interface says for an
+    /// undefined one and as Spin answers for one that cannot be a name.
     async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<String>, wasi_config::Error>> {
-        Ok(match component_variable(&self.variables, &key) {
-            Ok(value) => Ok(Some(value)),
-            Err(Unreadable::Undefined) => Ok(None),
-            Err(Unreadable::InvalidName) => Err(wasi_config::Error::Upstream(format!("invalid variable name `{key}`"))),
-        })
+        Ok(Ok(component_variable(&self.outbound_http.component, &self.variables, &key).ok()))
     }
 
     async fn get_all(&mut self) -> wasmtime::Result<Result<Vec<(String, String)>, wasi_config::Error>> {

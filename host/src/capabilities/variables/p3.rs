@@ -9,9 +9,10 @@ use wasmtime::component::{Accessor, HasSelf};
 impl<T: Send> wit::HostWithStore<T> for HasSelf<InstanceState> {
     async fn get(accessor: &Accessor<T, Self>, name: String) -> wasmtime::Result<Result<String, Error>> {
         Ok(accessor.with(|mut a| {
-            component_variable(&a.get().variables, &name).map_err(|e| match e {
-                Unreadable::InvalidName => Error::InvalidName(name),
-                Unreadable::Undefined => Error::Undefined(name),
+            let state = a.get();
+            component_variable(&state.outbound_http.component, &state.variables, &name).map_err(|e| match e {
+                Unreadable::InvalidName(why) => Error::InvalidName(why),
+                Unreadable::Undefined(why) => Error::Undefined(why),
             })
         }))
     }
