@@ -18,6 +18,7 @@ pub mod engine;
 mod files;
 mod guest_log;
 pub mod manifest;
+pub mod memory_budget;
 pub mod metrics;
 pub mod metrics_server;
 pub mod oci;

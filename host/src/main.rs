@@ -275,7 +275,13 @@ async fn up(args: UpArgs) -> Result<()> {
     };
     let trigger = HttpTrigger::new(app.clone(), http_options, metrics.clone(), args.listen)?;
     let shutdown = CancellationToken::new();
-    let redis = wharf::redis_trigger::RedisTrigger::start(app.clone(), metrics.clone(), request_timeout, shutdown.clone())?;
+    let memory_limit = wharf::memory_budget::cgroup_memory_limit();
+    let max_in_flight =
+        wharf::memory_budget::instances_that_fit(memory_limit, args.max_instance_memory, wharf::redis_trigger::MAX_IN_FLIGHT);
+    if let Some(limit) = memory_limit.filter(|_| !app.manifest.trigger.redis.is_empty()) {
+        tracing::info!("memory limit {} MiB, {} MiB per instance: at most {max_in_flight} Redis messages handled at once", limit >> 20, args.max_instance_memory >> 20);
+    }
+    let redis = wharf::redis_trigger::RedisTrigger::start(app.clone(), metrics.clone(), request_timeout, max_in_flight, shutdown.clone())?;
 
     if let Some(addr) = args.metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for metrics"))?;

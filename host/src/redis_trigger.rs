@@ -29,8 +29,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Messages being handled at once, per address.
-const MAX_IN_FLIGHT: usize = 256;
+/// Messages being handled at once, per address, when memory allows it
+/// (see [`RedisTrigger::start`]).
+pub const MAX_IN_FLIGHT: usize = 256;
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
@@ -80,9 +81,11 @@ impl Drop for RedisTrigger {
 
 impl RedisTrigger {
     /// Subscribes every Redis trigger; each message's handler may run for
-    /// `deadline` (the host's `--request-timeout`) before it is stopped. When
-    /// `shutdown` is cancelled the trigger stops reading messages.
-    pub fn start(app: Arc<App>, metrics: Arc<Metrics>, deadline: Duration, shutdown: CancellationToken) -> Result<Self> {
+    /// `deadline` (the host's `--request-timeout`) before it is stopped, and
+    /// at most `max_in_flight` run at once per address (the rest wait in
+    /// Redis's output buffer; [`crate::memory_budget`] says how many fit).
+    /// When `shutdown` is cancelled the trigger stops reading messages.
+    pub fn start(app: Arc<App>, metrics: Arc<Metrics>, deadline: Duration, max_in_flight: usize, shutdown: CancellationToken) -> Result<Self> {
         // address -> channel -> subscribers
         let mut by_address: BTreeMap<String, BTreeMap<String, Vec<Arc<Subscriber>>>> = BTreeMap::new();
         let default_address = app.manifest.application.trigger.redis.as_ref().map(|r| r.address.clone());
@@ -110,7 +113,7 @@ impl RedisTrigger {
                     metrics: metrics.clone(),
                     address,
                     channels,
-                    permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+                    permits: Arc::new(Semaphore::new(max_in_flight)),
                     handlers: handlers.clone(),
                     deadline,
                 };

@@ -31,6 +31,7 @@ Command line (each prints JSON), used by tests/tests/containers.rs:
   node.py remove-pod WORKDIR POD         SIGTERM, the pod's grace period, gone
   node.py run-job WORKDIR CRONJOB        one Job of a CronJob, to its end
   node.py state WORKDIR                  pods, IPs, readiness, endpoints
+  node.py logs WORKDIR POD               each container's state and last log lines
   node.py down WORKDIR
 """
 
@@ -335,6 +336,14 @@ class Node:
             endpoints[svc["metadata"]["name"]] = sorted(p["ip"] for p in pods.values() if p["ready"] and _selects(selector, p["labels"]))
         return {"pods": pods, "endpoints": endpoints}
 
+    def logs(self, pod: str) -> dict:
+        """Why a container restarted: podman's view of its state, and the
+        last lines it wrote (podman keeps the earlier runs' lines too)."""
+        return {c: {"state": podman("inspect", f"{pod}-{c}", "--format",
+                                    "oom_killed={{.State.OOMKilled}} exit={{.State.ExitCode}} error={{.State.Error}}").strip(),
+                    "log": "\n".join(container_logs(f"{pod}-{c}").splitlines()[-30:])}
+                for c in self.pods[pod]["containers"]}
+
     def down(self) -> None:
         for pod in list(self.pods):
             podman("pod", "rm", "-f", "-t", "0", pod, check=False)
@@ -358,6 +367,8 @@ def main(argv: list[str]) -> None:
         print(json.dumps(node.run_job(argv[2])))
     elif command == "state":
         print(json.dumps(node.state()))
+    elif command == "logs":
+        print(json.dumps(node.logs(argv[2])))
     elif command == "down":
         node.down()
         print("{}")

@@ -157,9 +157,16 @@ fn build_images(engine: &Engine) {
     std::fs::create_dir_all(&context).unwrap();
     std::fs::copy(wharf_binary(), context.join("wharf")).unwrap();
     let containerfile = root.join("deploy/wharf/Containerfile");
+    let digest = sha256_digest(&std::fs::read(wharf_binary()).unwrap()).trim_start_matches("sha256:").to_string();
+    let digest_arg = format!("WHARF_BINARY_DIGEST={digest}");
     engine.run(&[
-        "build", "-q", "--build-arg", "WHARF_BINARY=prebuilt", "-f", containerfile.to_str().unwrap(), "-t", WHARF_IMAGE, context.to_str().unwrap(),
+        "build", "-q", "--build-arg", "WHARF_BINARY=prebuilt", "--build-arg", &digest_arg, "-f", containerfile.to_str().unwrap(), "-t",
+        WHARF_IMAGE, context.to_str().unwrap(),
     ]);
+    // The image must run this binary, not one a cached layer kept (podman
+    // did serve a stale one before the Containerfile keyed on the digest).
+    let inside = engine.run(&["run", "--rm", "--entrypoint", "sha256sum", WHARF_IMAGE, "/usr/local/bin/wharf"]);
+    assert_eq!(inside.split_whitespace().next(), Some(digest.as_str()), "the image holds another wharf binary than this run built");
 }
 
 /// A name no other run of this test process uses, for networks, containers, pods.
@@ -420,13 +427,25 @@ fn rolling_restart(node: &Node, shop: &ShopAt) {
     }
     std::thread::sleep(Duration::from_secs(1));
     stop.store(true, Ordering::SeqCst);
-    let placed: Vec<String> = customers.into_iter().flat_map(|c| c.join().unwrap()).collect();
+    let placed: Vec<Vec<String>> = customers.into_iter().map(|c| c.join()).collect::<Result<_, _>>().unwrap_or_else(|_| {
+        let state = node.call("state", &[]);
+        let logs: Vec<Value> = state["pods"].as_object().unwrap().keys().map(|pod| node.call("logs", &[pod])).collect();
+        panic!("a customer could not order (above); the node: {state}\n{logs:#?}")
+    });
+    let placed: Vec<String> = placed.into_iter().flatten().collect();
     // The pods `shop` was at are gone.
     let shop = ShopAt(live.lock().unwrap()[0].clone());
     let state = node.call("state", &[]);
     assert_eq!(state["endpoints"]["shop"].as_array().unwrap().len(), old.len(), "as many replicas as before: {state}");
+    // The worker sized its Redis handlers by the pod's memory limit (128 MiB
+    // over 32 MiB per instance): unbounded, a burst got it OOM-killed.
+    let worker = state["pods"].as_object().unwrap().keys().find(|name| name.contains("shop-worker")).unwrap();
+    let worker_logs = node.call("logs", &[worker]).to_string();
+    assert!(worker_logs.contains("memory limit 128 MiB, 32 MiB per instance: at most 2 Redis messages handled at once"), "{worker_logs}");
     for (name, pod) in state["pods"].as_object().unwrap() {
-        assert_eq!(pod["restarts"], 0, "pod {name} never restarted (no crash, no OOM kill): {state}");
+        if pod["restarts"] != 0 {
+            panic!("pod {name} restarted (a crash or an OOM kill): {state}\n{:#}", node.call("logs", &[name]));
+        }
     }
     assert!(placed.len() >= 10, "orders kept flowing during the restart: {}", placed.len());
     for id in &placed {
@@ -469,6 +488,9 @@ fn place_orders_until(customer: u64, live: &Mutex<Vec<String>>, stop: &AtomicBoo
         };
         placed.push(id);
         // Customers, not a load test: about ten orders a second each.
+        // Unpaced (about fifty a second each), a shop pod stopped answering
+        // POST /orders in 2 of 5 runs, without a 504 at the deadline
+        // (docs/kubernetes.md, open items); not understood yet.
         std::thread::sleep(Duration::from_millis(100));
     }
     placed

@@ -274,3 +274,32 @@ fn plain_http_off_loopback_needs_insecure() {
     let (ok, out) = wharf(&["registry", "pull", "--insecure", &reference, "--cache-dir", &cache_dir], &[]);
     assert!(ok, "{out}");
 }
+
+/// What SpinKube nodes run today: the WASIp2 build pushed by real Spin 3.6.3
+/// (`spin registry push`, its own layout and composition), started by
+/// wharf from the reference as an executor starts it; the saga works.
+#[test]
+fn the_wasip2_build_pushed_by_real_spin_3_6_3_runs_on_wharf_from_the_registry() {
+    let test = "the_wasip2_build_pushed_by_real_spin_3_6_3_runs_on_wharf_from_the_registry";
+    let Some(spin) = real_spin("3.6.3", test) else { return };
+    let registry = OciRegistry::start();
+    let reference = registry.reference("shop:0.1.0-wasip2");
+    let pushed = std::process::Command::new(&spin)
+        .current_dir(workspace_root())
+        .args(["registry", "push", "-f", "spin.p2.toml", "--insecure", &reference])
+        .output()
+        .unwrap();
+    assert!(pushed.status.success(), "spin registry push: {}{}", String::from_utf8_lossy(&pushed.stdout), String::from_utf8_lossy(&pushed.stderr));
+    let image = registry.manifest("shop", "0.1.0-wasip2");
+    assert_eq!(image["layers"].as_array().unwrap().last().unwrap()["mediaType"], APP_LAYER, "{image}");
+
+    let cache = tempfile::tempdir().unwrap();
+    let options = Options { redis_kv: true, registry: Some((reference.clone(), cache.path().to_path_buf())), ..Options::default() };
+    let (_redis, app) = App::start_with(options);
+    assert!(app.host.logs().contains(&format!("pulled {reference}@")), "{}", app.host.logs());
+    app.put_product("p1", 500, "EUR", 3);
+    let order = app.place_simple("p1", 2, Some("tok_approve"));
+    let paid = app.wait_status(order["id"].as_str().unwrap(), "paid");
+    assert_eq!(paid["total_amount"], 1000);
+    assert_eq!(app.stock("p1"), (1, 0));
+}

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# A WASIp2 hello (tests/guests/hello-p2, spin-sdk 5) on wharf beside real
+# Spin 3.6.3 (the Spin inside SpinKube's containerd-shim-spin) and Spin
+# 4.1.0-pre0, the same guest and manifest on the same route, measured in one
+# run. Writes the table to docs/benchmarks.md (section spin-p2).
+#
+#   bench/spin-p2.sh            # 10 s per measurement
+#   DURATION=3 bench/spin-p2.sh # quicker
+#
+# WASIp2 handlers get a fresh instance per request on all three, as Spin
+# runs them. The Spin binaries come from ../shared/spin (see its README);
+# without them the script says so and stops.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+shared=../shared/spin
+if [ ! -x "$shared/install.sh" ]; then
+  echo "bench/spin-p2.sh: no real Spin at $shared; nothing measured" >&2
+  exit 1
+fi
+scripts/setup wrk
+scripts/build-components
+cargo build --profile fastest -p wharf
+
+duration=${DURATION:-10}
+. bench/common.sh
+
+mkdir -p "$work/hello-p2"
+cat > "$work/hello-p2/spin.toml" <<TOML
+spin_manifest_version = 2
+[application]
+name = "bench-hello-p2"
+[[trigger.http]]
+route = "/..."
+component = "hello"
+[component.hello]
+source = "$(pwd)/target/wasm32-wasip2/wasm/guest_hello_p2.wasm"
+TOML
+
+wharf_port=$(free_port)
+start_wharf "$work/hello-p2/spin.toml" "$wharf_port"
+declare -A spin_port
+for version in 3.6.3 4.1.0-pre0; do
+  spin_bin=$("$shared/install.sh" "$version")
+  spin_port[$version]=$(free_port)
+  # Spin logs each request's component output; keep it off the terminal.
+  "$spin_bin" up -f "$work/hello-p2/spin.toml" --listen "127.0.0.1:${spin_port[$version]}" --state-dir "$work/spin-$version" \
+    > "$work/spin-$version.log" 2>&1 &
+  pids+=($!)
+  wait_http "http://127.0.0.1:${spin_port[$version]}/"
+done
+
+declare -A wharf_rps spin_rps
+for c in 1 16 64; do
+  measure "wharf, WASIp2 hello" "$c" "http://127.0.0.1:$wharf_port/"
+  wharf_rps[$c]=${rps%.*}
+  for version in 3.6.3 4.1.0-pre0; do
+    measure "spin $version, WASIp2 hello" "$c" "http://127.0.0.1:${spin_port[$version]}/"
+    spin_rps[$version,$c]=${rps%.*}
+  done
+done
+
+{
+  echo "Command: \`DURATION=$duration bench/spin-p2.sh\` on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(date -u +%Y-%m-%d)."
+  echo "wrk -t2 (-t1 for one connection) -d${duration}s on the same machine, which also runs the server. wharf: \`--profile fastest\`; Spin: the release builds in ../shared/spin."
+  echo
+  echo "| server | connections | req/s | p50 | p99 |"
+  echo "|---|---|---|---|---|"
+  printf '%s\n' "${rows[@]}"
+  echo
+  echo "| connections | wharf ÷ Spin 3.6.3 | wharf ÷ Spin 4.1.0-pre0 |"
+  echo "|---|---|---|"
+  for c in 1 16 64; do
+    echo "| $c | $(python3 -c "print(f'{${wharf_rps[$c]}/${spin_rps[3.6.3,$c]}:.1f}×')") | $(python3 -c "print(f'{${wharf_rps[$c]}/${spin_rps[4.1.0-pre0,$c]}:.1f}×')") |"
+  done
+} > "$work/table.md"
+write_section spin-p2 "WASIp2 hello: wharf and real Spin" "$work/table.md"
