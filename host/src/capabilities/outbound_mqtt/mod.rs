@@ -42,16 +42,13 @@ impl MqttAccess {
         if !self.permits(address) {
             return Err(Error::ConnectionFailed(format!("address {address} is not permitted")));
         }
-        let mut options = MqttOptions::parse_url(address).map_err(|e| {
-            tracing::debug!("mqtt address refused: {e}");
+        let mut options = parse(address).map_err(|why| {
+            tracing::debug!("mqtt address refused: {why}");
             Error::InvalidAddress
         })?;
         options.set_credentials(username, password);
         options.set_keep_alive(Duration::from_secs(keep_alive_secs));
         let (client, event_loop) = AsyncClient::new(options, REQUEST_CAPACITY);
-        // mqtts:// builds a rustls configuration, which needs a process-wide
-        // crypto provider.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         Ok(Connection { client, event_loop: Arc::new(tokio::sync::Mutex::new(event_loop)) })
     }
 
@@ -64,6 +61,67 @@ impl MqttAccess {
         };
         self.allowed.allows(scheme, host, port)
     }
+}
+
+/// Query keys of rumqttc's URL form a guest may set, and the most each may
+/// ask for. rumqttc asserts on some values (`inflight_num=0`,
+/// `clean_session=false` with an empty client id) and sizes buffers by
+/// others, so the address is checked here before rumqttc reads it; its
+/// tuning of the host's own queues (`request_channel_capacity_num`,
+/// `max_request_batch_num`, `pending_throttle_usecs`) is not the guest's
+/// to set.
+const QUERY_KEYS: &[(&str, u64)] = &[
+    ("client_id", 0),
+    ("keep_alive_secs", u16::MAX as u64),
+    ("clean_session", 0),
+    ("inflight_num", u16::MAX as u64),
+    ("max_incoming_packet_size_bytes", 1 << 20),
+    ("max_outgoing_packet_size_bytes", 1 << 20),
+];
+
+/// rumqttc's options for `address`, or why it is no address wharf takes.
+/// `mqtts://` and `ssl://` verify the broker against the system's roots
+/// (rumqttc's own default panics where they cannot be read).
+fn parse(address: &str) -> Result<MqttOptions, String> {
+    let mut url = url::Url::parse(address).map_err(|e| e.to_string())?;
+    let mut client_id = None;
+    let mut clean_session = true;
+    for (key, value) in url.query_pairs() {
+        let Some((_, most)) = QUERY_KEYS.iter().find(|(known, _)| *known == key) else {
+            return Err(format!("query key `{key}` is not accepted"));
+        };
+        match &*key {
+            "client_id" => client_id = Some(value.to_string()),
+            "clean_session" => clean_session = value != "false",
+            _ => {
+                let n: u64 = value.parse().map_err(|_| format!("`{key}` is not a number"))?;
+                if n == 0 || n > *most {
+                    return Err(format!("`{key}` must be from 1 to {most}"));
+                }
+            }
+        }
+    }
+    match client_id {
+        None => return Err("no client_id".into()),
+        Some(id) if id.is_empty() && !clean_session => return Err("clean_session=false needs a client_id".into()),
+        Some(_) => {}
+    }
+    let tls = matches!(url.scheme(), "mqtts" | "ssl");
+    if tls {
+        // Parsed as plain MQTT (so rumqttc builds no TLS of its own), then
+        // given TLS on the port mqtts means.
+        let port = url.port().unwrap_or(8883);
+        url.set_scheme("mqtt").map_err(|()| "cannot read the address as MQTT".to_string())?;
+        url.set_port(Some(port)).map_err(|()| "no port".to_string())?;
+    }
+    let mut options = MqttOptions::parse_url(url.as_str()).map_err(|e| e.to_string())?;
+    if tls {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = <rustls::ClientConfig as rustls_platform_verifier::ConfigVerifierExt>::with_platform_verifier()
+            .map_err(|e| format!("TLS roots: {e}"))?;
+        options.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(config))));
+    }
+    Ok(options)
 }
 
 /// The QoS a message is published with.
@@ -139,3 +197,34 @@ macro_rules! convert_to_wit {
     };
 }
 use convert_to_wit;
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    #[test]
+    fn addresses_that_would_make_rumqttc_panic_or_size_host_buffers_are_refused() {
+        for address in [
+            "mqtt://broker:1883",
+            "mqtt://broker:1883?client_id=a&inflight_num=0",
+            "mqtt://broker:1883?client_id=&clean_session=false",
+            "mqtt://broker:1883?client_id=a&max_incoming_packet_size_bytes=99999999999&max_outgoing_packet_size_bytes=1",
+            "mqtt://broker:1883?client_id=a&request_channel_capacity_num=99999999",
+            "mqtt://broker:1883?client_id=a&pending_throttle_usecs=1",
+            "mqtt://broker:1883?client_id=a&keep_alive_secs=nope",
+            "http://broker?client_id=a",
+        ] {
+            assert!(parse(address).is_err(), "{address}");
+        }
+        for address in [
+            "mqtt://broker:1883?client_id=a",
+            "tcp://broker?client_id=a&keep_alive_secs=30&clean_session=false&inflight_num=10",
+            "mqtt://broker?client_id=a&max_incoming_packet_size_bytes=65536&max_outgoing_packet_size_bytes=65536",
+        ] {
+            assert!(parse(address).is_ok(), "{address}: {:?}", parse(address).err());
+        }
+        let tls = parse("mqtts://broker?client_id=a").unwrap();
+        assert_eq!(tls.broker_address(), ("broker".to_string(), 8883));
+        assert!(matches!(tls.transport(), rumqttc::Transport::Tls(_)));
+    }
+}
