@@ -110,7 +110,7 @@ impl LoadedComponent {
             },
             key_value: KeyValueAccess::new(self.stores.clone(), self.key_value_labels.clone()),
             redis: RedisAccess { allowed: self.allowed_hosts.clone(), pool: self.redis_pool.clone() },
-            mqtt: MqttAccess { allowed: self.allowed_hosts.clone() },
+            mqtt: MqttAccess::new(self.allowed_hosts.clone()),
             postgres: PgAccess { allowed: self.allowed_hosts.clone(), pools: self.pg_pools.clone() },
             sqlite: SqliteAccess::new(self.databases.clone(), self.sqlite_labels.clone()),
             unsupported: Unsupported { allowed: self.allowed_hosts.clone(), ai_models: self.ai_models.clone() },

@@ -29,8 +29,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Messages being handled at once, per address, when memory allows it
-/// (see [`RedisTrigger::start`]).
+/// Messages being handled at once when memory allows it (see
+/// [`RedisTrigger::start`]).
 pub const MAX_IN_FLIGHT: usize = 256;
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
@@ -82,8 +82,9 @@ impl Drop for RedisTrigger {
 impl RedisTrigger {
     /// Subscribes every Redis trigger; each message's handler may run for
     /// `deadline` (the host's `--request-timeout`) before it is stopped, and
-    /// at most `max_in_flight` run at once per address (the rest wait in
-    /// Redis's output buffer; [`crate::memory_budget`] says how many fit).
+    /// at most `max_in_flight` run at once over all addresses (the rest wait,
+    /// read from Redis into the subscription's queue in this process;
+    /// [`crate::memory_budget`] says how many fit).
     /// When `shutdown` is cancelled the trigger stops reading messages.
     pub fn start(app: Arc<App>, metrics: Arc<Metrics>, deadline: Duration, max_in_flight: usize, shutdown: CancellationToken) -> Result<Self> {
         // address -> channel -> subscribers
@@ -105,6 +106,9 @@ impl RedisTrigger {
                 .push(Arc::new(Subscriber { component: component.clone(), handler }));
         }
         let handlers = TaskTracker::new();
+        // One bound for all addresses: it is the process's memory that it
+        // shares out.
+        let permits = Arc::new(Semaphore::new(max_in_flight));
         let tasks = by_address
             .into_iter()
             .map(|(address, channels)| {
@@ -113,7 +117,7 @@ impl RedisTrigger {
                     metrics: metrics.clone(),
                     address,
                     channels,
-                    permits: Arc::new(Semaphore::new(max_in_flight)),
+                    permits: permits.clone(),
                     handlers: handlers.clone(),
                     deadline,
                 };

@@ -123,14 +123,26 @@ fn a_connection_keeps_its_session_and_the_next_request_gets_a_clean_one() {
             {"sql": "SELECT pg_backend_pid()"},
             {"sql": "SELECT pg_backend_pid()"},
             {"sql": "SELECT count(*)::int4 FROM mine"},
+            // Left open when the request ends.
+            {"sql": "BEGIN", "execute": true},
+            {"sql": "CREATE TABLE uncommitted (x int4)", "execute": true},
         ]),
     ));
     assert_eq!(first[1], first[2], "one session for the connection's life");
     assert!(first[3].contains("Int32(0)"), "{}", first[3]);
     // The session goes back to the pool reset: another request does not see
     // the first one's temporary table.
-    let second = lines(&run(&host, 4, &pg.address(PASSWORD), json!([{"sql": "SELECT count(*)::int4 FROM mine"}])));
+    let second = lines(&run(
+        &host,
+        4,
+        &pg.address(PASSWORD),
+        json!([{"sql": "SELECT count(*)::int4 FROM mine"}, {"sql": "SELECT count(*)::int4 FROM uncommitted"}]),
+    ));
     assert!(second[0].contains("42P01"), "{}", second[0]);
+    // The transaction the first request left open was rolled back, not
+    // inherited by the next one.
+    assert!(second[1].contains("42P01"), "{}", second[1]);
+    assert_eq!(pg.psql("SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'").unwrap(), "0");
 }
 
 #[test]

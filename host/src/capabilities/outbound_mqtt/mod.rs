@@ -12,6 +12,7 @@
 use crate::allowed_hosts::{AllowedHosts, default_port};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 mod p2;
@@ -20,6 +21,7 @@ mod p3;
 /// Why a call failed; each version maps it to its own `error`.
 pub enum Error {
     InvalidAddress,
+    TooManyConnections,
     ConnectionFailed(String),
     Other(String),
 }
@@ -28,13 +30,24 @@ pub enum Error {
 /// each one, so more than one is queued only by concurrent publishes.
 const REQUEST_CAPACITY: usize = 16;
 
-/// Per-instance MQTT access: the component's policy.
-#[derive(Clone)]
+/// Connections one instance may hold open at once. Each holds rumqttc's
+/// state (tens of KiB, more with a large `inflight_num`) from `open` on,
+/// before any I/O, so a guest opening in a loop would otherwise grow the
+/// host without bound.
+const MAX_CONNECTIONS_PER_INSTANCE: usize = 64;
+
+/// Per-instance MQTT access: the component's policy and the instance's
+/// open connections.
 pub struct MqttAccess {
-    pub allowed: Arc<AllowedHosts>,
+    allowed: Arc<AllowedHosts>,
+    open: Arc<AtomicUsize>,
 }
 
 impl MqttAccess {
+    pub fn new(allowed: Arc<AllowedHosts>) -> Self {
+        Self { allowed, open: Arc::default() }
+    }
+
     /// A connection to `address` if the component may reach it; no I/O yet.
     pub fn open(&self, address: &str, username: String, password: String, keep_alive_secs: u64) -> Result<Connection, Error> {
         // Refused before it is parsed, with the address as given, as Spin
@@ -42,6 +55,7 @@ impl MqttAccess {
         if !self.permits(address) {
             return Err(Error::ConnectionFailed(format!("address {address} is not permitted")));
         }
+        let open = OpenConnection::claim(&self.open).ok_or(Error::TooManyConnections)?;
         let mut options = parse(address).map_err(|why| {
             tracing::debug!("mqtt address refused: {why}");
             Error::InvalidAddress
@@ -49,7 +63,7 @@ impl MqttAccess {
         options.set_credentials(username, password);
         options.set_keep_alive(Duration::from_secs(keep_alive_secs));
         let (client, event_loop) = AsyncClient::new(options, REQUEST_CAPACITY);
-        Ok(Connection { client, event_loop: Arc::new(tokio::sync::Mutex::new(event_loop)) })
+        Ok(Connection { client, event_loop: Arc::new(tokio::sync::Mutex::new(event_loop)), _open: open })
     }
 
     fn permits(&self, address: &str) -> bool {
@@ -74,7 +88,7 @@ const QUERY_KEYS: &[(&str, u64)] = &[
     ("client_id", 0),
     ("keep_alive_secs", u16::MAX as u64),
     ("clean_session", 0),
-    ("inflight_num", u16::MAX as u64),
+    ("inflight_num", 1024),
     ("max_incoming_packet_size_bytes", 1 << 20),
     ("max_outgoing_packet_size_bytes", 1 << 20),
 ];
@@ -137,12 +151,29 @@ pub struct Connection {
     /// Driven only while a `publish` waits for its acknowledgement; the lock
     /// keeps concurrent publishes (WASIp3) from taking each other's.
     event_loop: Arc<tokio::sync::Mutex<EventLoop>>,
+    _open: OpenConnection,
+}
+
+/// One of an instance's open connections, counted until dropped.
+struct OpenConnection(Arc<AtomicUsize>);
+
+impl OpenConnection {
+    fn claim(open: &Arc<AtomicUsize>) -> Option<Self> {
+        open.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < MAX_CONNECTIONS_PER_INSTANCE).then_some(n + 1)).ok()?;
+        Some(Self(open.clone()))
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Connection {
-    /// Publishes and waits for the broker's acknowledgement, connecting
-    /// first if the connection is not up (again). Does not borrow the
-    /// connection while it waits.
+    /// Publishes and waits for the broker's acknowledgement of this very
+    /// message (by its packet id), connecting first if the connection is
+    /// not up (again). Does not borrow the connection while it waits.
     pub fn publish(&self, topic: String, payload: Vec<u8>, qos: Qos) -> impl Future<Output = Result<(), Error>> + use<> {
         let client = self.client.clone();
         let event_loop = self.event_loop.clone();
@@ -153,18 +184,44 @@ impl Connection {
                 Qos::ExactlyOnce => QoS::ExactlyOnce,
             };
             let mut event_loop = event_loop.lock().await;
-            client.publish(topic, qos, false, payload).await.map_err(|e| Error::Other(e.to_string()))?;
+            // Whatever ends this call early (an error, or a WASIp3 caller
+            // dropping it) leaves nothing queued: a stale message would be
+            // sent, and acknowledged, as the next publish's.
+            let mut publishing = Publishing { event_loop: &mut event_loop, finished: false };
+            client.try_publish(topic, qos, false, payload).map_err(|e| Error::Other(e.to_string()))?;
+            let mut sent = None;
             loop {
-                let done = match event_loop.poll().await.map_err(|e| Error::ConnectionFailed(e.to_string()))? {
-                    Event::Outgoing(Outgoing::Publish(_)) => qos == QoS::AtMostOnce,
-                    Event::Incoming(Packet::PubAck(_)) => qos == QoS::AtLeastOnce,
-                    Event::Incoming(Packet::PubComp(_)) => qos == QoS::ExactlyOnce,
+                let event = publishing.event_loop.poll().await.map_err(|e| Error::ConnectionFailed(e.to_string()))?;
+                let done = match (event, sent) {
+                    (Event::Outgoing(Outgoing::Publish(pkid)), None) => {
+                        sent = Some(pkid);
+                        qos == QoS::AtMostOnce
+                    }
+                    (Event::Incoming(Packet::PubAck(ack)), Some(pkid)) => qos == QoS::AtLeastOnce && ack.pkid == pkid,
+                    (Event::Incoming(Packet::PubComp(comp)), Some(pkid)) => qos == QoS::ExactlyOnce && comp.pkid == pkid,
                     _ => false,
                 };
                 if done {
+                    publishing.finished = true;
                     return Ok(());
                 }
             }
+        }
+    }
+}
+
+/// A publish in progress on an event loop; unless it finished, dropping it
+/// clears the loop's queues and connection, so the next publish starts clean.
+struct Publishing<'a> {
+    event_loop: &'a mut EventLoop,
+    finished: bool,
+}
+
+impl Drop for Publishing<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.event_loop.clean();
+            self.event_loop.pending.clear();
         }
     }
 }
@@ -179,6 +236,7 @@ macro_rules! convert_to_wit {
             fn from(e: super::Error) -> Self {
                 match e {
                     super::Error::InvalidAddress => wit::Error::InvalidAddress,
+                    super::Error::TooManyConnections => wit::Error::TooManyConnections,
                     super::Error::ConnectionFailed(message) => wit::Error::ConnectionFailed(message),
                     super::Error::Other(message) => wit::Error::Other(message),
                 }
@@ -200,7 +258,19 @@ use convert_to_wit;
 
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use super::*;
+
+    #[test]
+    fn an_instance_holds_a_bounded_number_of_connections() {
+        let access = MqttAccess::new(Arc::new(AllowedHosts::parse(&["mqtt://broker:1883".to_string()]).unwrap()));
+        let address = "mqtt://broker:1883?client_id=a";
+        let open: Vec<Connection> = (0..MAX_CONNECTIONS_PER_INSTANCE)
+            .map(|_| access.open(address, String::new(), String::new(), 30).unwrap_or_else(|_| panic!("open")))
+            .collect();
+        assert!(matches!(access.open(address, String::new(), String::new(), 30), Err(Error::TooManyConnections)));
+        drop(open);
+        assert!(access.open(address, String::new(), String::new(), 30).is_ok(), "dropped connections count no more");
+    }
 
     #[test]
     fn addresses_that_would_make_rumqttc_panic_or_size_host_buffers_are_refused() {

@@ -64,8 +64,16 @@ impl PgPools {
         }
         let tls = <rustls::ClientConfig as rustls_platform_verifier::ConfigVerifierExt>::with_platform_verifier()
             .map_err(|e| Error::Other(format!("TLS roots: {e}")))?;
-        let manager =
-            Manager::from_config(config, tokio_postgres_rustls::MakeRustlsConnect::new(tls), ManagerConfig { recycling_method: RecyclingMethod::Clean });
+        // deadpool's `Clean` reset runs inside a transaction the guest left
+        // open, so the next instance would write into it: roll back first.
+        // (A statement made with SQL PREPARE survives; tokio-postgres keeps
+        // statements of its own on the session, so DEALLOCATE ALL is out.)
+        let reset = format!("ROLLBACK; {}", RecyclingMethod::Clean.query().unwrap_or_default());
+        let manager = Manager::from_config(
+            config,
+            tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+            ManagerConfig { recycling_method: RecyclingMethod::Custom(reset) },
+        );
         let pool = Pool::builder(manager)
             .max_size(MAX_SESSIONS_PER_ADDRESS)
             .wait_timeout(Some(OPEN_TIMEOUT))
@@ -126,7 +134,11 @@ impl PgAccess {
     pub async fn open(&self, address: &str) -> Result<Connection, Error> {
         let config = self.check(address)?;
         let pool = self.pools.pool(address, config)?;
-        match pool.get().await {
+        // deadpool bounds each step (wait, recycle, create) but not their sum.
+        let session = tokio::time::timeout(OPEN_TIMEOUT, pool.get())
+            .await
+            .map_err(|_| Error::ConnectionFailed(format!("no session within {OPEN_TIMEOUT:?}")))?;
+        match session {
             Ok(session) => Ok(Connection { session: Arc::new(session) }),
             Err(PoolError::Timeout(_)) if pool.status().available == 0 && pool.status().size >= MAX_SESSIONS_PER_ADDRESS => {
                 Err(Error::ConnectionFailed("too many connections".into()))
@@ -221,7 +233,9 @@ impl Connection {
             while let Some(row) = rows.next().await {
                 let row = row.map_err(query_failed)?;
                 let values = types::row_values(&row).map_err(|e| Error::QueryFailed(QueryError::Text(format!("{e:?}"))))?;
-                size += values.iter().map(types::size_of).sum::<usize>();
+                // A row costs its list even with no columns (SELECT FROM
+                // generate_series(...) would otherwise be free).
+                size += std::mem::size_of::<Vec<model::DbValue>>() + values.iter().map(types::size_of).sum::<usize>();
                 if size > MAX_RESULT_BYTES {
                     return Err(Error::QueryFailed(QueryError::Text(format!("query result exceeds limit of {MAX_RESULT_BYTES} bytes"))));
                 }
