@@ -19,11 +19,12 @@ install_wasmtime_serve() {
     cargo install wasmtime-cli --version 48.0.8 --locked --root target/bench-tools --target-dir target
   fi
 }
-# write_hello_manifest: an app of the "guest-hello" test guest on `/...`;
-# prints the manifest's path.
+# write_hello_manifest [guest]: an app of a hello test guest (default
+# guest_hello, the WASIp3 one) on `/...`; prints the manifest's path.
 write_hello_manifest() {
-  mkdir -p "$work/hello"
-  cat > "$work/hello/spin.toml" <<TOML
+  local guest=${1:-guest_hello}
+  mkdir -p "$work/$guest"
+  cat > "$work/$guest/spin.toml" <<TOML
 spin_manifest_version = 2
 [application]
 name = "bench-hello"
@@ -31,9 +32,9 @@ name = "bench-hello"
 route = "/..."
 component = "hello"
 [component.hello]
-source = "$(pwd)/target/wasm32-wasip2/wasm/guest_hello.wasm"
+source = "$(pwd)/target/wasm32-wasip2/wasm/$guest.wasm"
 TOML
-  echo "$work/hello/spin.toml"
+  echo "$work/$guest/spin.toml"
 }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 1 300); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }

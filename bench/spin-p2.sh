@@ -24,26 +24,16 @@ cargo build --profile fastest -p wharf
 duration=${DURATION:-10}
 . bench/common.sh
 
-mkdir -p "$work/hello-p2"
-cat > "$work/hello-p2/spin.toml" <<TOML
-spin_manifest_version = 2
-[application]
-name = "bench-hello-p2"
-[[trigger.http]]
-route = "/..."
-component = "hello"
-[component.hello]
-source = "$(pwd)/target/wasm32-wasip2/wasm/guest_hello_p2.wasm"
-TOML
+hello_manifest=$(write_hello_manifest guest_hello_p2)
 
 wharf_port=$(free_port)
-start_wharf "$work/hello-p2/spin.toml" "$wharf_port"
+start_wharf "$hello_manifest" "$wharf_port"
 declare -A spin_port
 for version in 3.6.3 4.1.0-pre0; do
   spin_bin=$("$shared/install.sh" "$version")
   spin_port[$version]=$(free_port)
   # Spin logs each request's component output; keep it off the terminal.
-  "$spin_bin" up -f "$work/hello-p2/spin.toml" --listen "127.0.0.1:${spin_port[$version]}" --state-dir "$work/spin-$version" \
+  "$spin_bin" up -f "$hello_manifest" --listen "127.0.0.1:${spin_port[$version]}" --state-dir "$work/spin-$version" \
     > "$work/spin-$version.log" 2>&1 &
   pids+=($!)
   wait_http "http://127.0.0.1:${spin_port[$version]}/"
