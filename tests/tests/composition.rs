@@ -18,7 +18,7 @@ name = "composed-shop"
 
 [variables]
 admin_token = {{ required = true, secret = true }}
-redis_url = {{ required = true }}
+redis_host = {{ required = true }}
 jwt_verification_key = {{ default = "", secret = true }}
 
 [[trigger.http]]
@@ -42,7 +42,7 @@ dependencies_inherit_configuration = true
 "{dependency_key}" = {{ component = "{dependency_component}" }}
 [component.ord.variables]
 admin_token = "{{{{ admin_token }}}}"
-redis_url = "{{{{ redis_url }}}}"
+redis_url = "redis://{{{{ redis_host }}}}"
 jwt_verification_key = "{{{{ jwt_verification_key }}}}"
 
 [component.inventory]
@@ -91,7 +91,7 @@ fn reservation_status(app: &App, order: &Value) -> String {
 fn refused(path: &std::path::Path, redis: &Redis) -> String {
     let config = HostConfig::default()
         .env("SPIN_VARIABLE_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("SPIN_VARIABLE_REDIS_URL", redis.url());
+        .envs(redis.shop_variables());
     let mut host = Host::spawn(path, config);
     assert_eq!(host.wait_exit(std::time::Duration::from_secs(60)), Some(1), "{}", host.logs());
     host.logs()
