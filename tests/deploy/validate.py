@@ -98,7 +98,7 @@ K8S_VERSION = "1.30"
 COMPONENTS = {"inventory", "order", "payment", "payment-worker", "order-events", "gateway-sandbox", "ops"}
 REDIS_TRIGGERED = {"payment-worker", "order-events"}
 DEPENDS_ON = {"order": {"inventory"}}
-KNOWN_VARIABLES = {"redis_host", "redis_password", "admin_token", "payment_gateway_url", "environment", "jwt_verification_key",
+KNOWN_VARIABLES = {"redis_host", "redis_password", "admin_token", "payment_provider", "payment_gateway_url", "environment", "jwt_verification_key",
                    "jwt_audience", "customer_auth", "reconcile_after_seconds", "payment_timeout_seconds",
                    "idempotency_ttl_seconds", "key_value"}
 REQUIRED_VARIABLES = {"admin_token"}
@@ -794,8 +794,14 @@ def c_variables(ov: Overlay, t: Tools) -> list[str]:
         if bound and env is not None and env != ov.expect["environment"]:
             errs.append(f"{ref(app)}: environment={env!r}, overlay {ov.name} expects {ov.expect['environment']!r}")
         errs += check_redis_variables(ov, app)
+        # payment_provider "sandbox" (the default) charges through the sandbox
+        # composed into the payment components: no network, nothing to check.
+        # "http" goes to payment_gateway_url, which must then be reachable.
+        _, provider = resolve_var(ov, app, "payment_provider")
+        if provider is not None and provider not in ("sandbox", "http"):
+            errs.append(f"{ref(app)}: payment_provider={provider!r}; the app knows \"sandbox\" and \"http\"")
         bound, gw = resolve_var(ov, app, "payment_gateway_url")
-        if bound and gw is not None:
+        if provider == "http" and bound and gw is not None:
             host = urlsplit(gw).hostname or ""
             if host.endswith(".spin.internal"):
                 comp = host[: -len(".spin.internal")]
@@ -1360,8 +1366,11 @@ MUTATIONS: list[tuple[str, str, str, Callable[[Overlay], None]]] = [
     ("required variable unbound", "dev", "variables",
      lambda ov: _spec(ov, "SpinApp", WORKER_APP).update(
          variables=[v for v in _spec(ov, "SpinApp", WORKER_APP)["variables"] if v["name"] != "admin_token"])),
-    ("gateway-sandbox dropped while payment_gateway_url points at it", "dev", "variables",
-     lambda ov: _spec(ov, "SpinApp", WORKER_APP)["components"].remove("gateway-sandbox")),
+    ("gateway-sandbox dropped while payment_provider=http and payment_gateway_url points at it", "dev", "variables",
+     lambda ov: (_find(ov, "ConfigMap", "shop-config")["data"].update(payment_provider="http"),
+                 _spec(ov, "SpinApp", WORKER_APP)["components"].remove("gateway-sandbox"))),
+    ("payment_provider names no provider the app has", "prod", "variables",
+     lambda ov: _find(ov, "ConfigMap", "shop-config")["data"].update(payment_provider="stripe")),
     ("Redis subscriber in both SpinApps", "dev", "components",
      lambda ov: _spec(ov, "SpinApp", HTTP_APP)["components"].append("payment-worker")),
     ("unknown component id", "dev", "components",

@@ -1,5 +1,5 @@
-//! `/payments...` over HTTP against the sandbox provider (reached by local
-//! service chaining): idempotent charges, declines, transient failures
+//! `/payments...` over HTTP against the sandbox provider (composed into
+//! `payment`, or over HTTP with `payment_provider = "http"`): idempotent charges, declines, transient failures
 //! retried under one provider key, reads, and admin-only refunds that happen
 //! once. The sandbox's own counters tell what the provider really saw.
 
@@ -151,4 +151,27 @@ fn refunds_are_admin_only_and_happen_once() {
     assert_eq!(at_provider["refunded"], true);
     assert_error(&app.admin("POST", "/payments/pay_missing/refund", None), 404, "not_found", "payment not found", None);
     assert_error(&app.get(&path), 405, "method_not_allowed", "allowed methods: POST", None);
+}
+
+/// `payment_provider = "http"` charges through the provider at
+/// `payment_gateway_url` over outbound HTTP: the sandbox again by local
+/// service chaining (the default URL), and nothing at all where nothing
+/// listens, while the composed sandbox is never asked.
+#[test]
+fn with_payment_provider_http_charges_go_to_payment_gateway_url() {
+    let (_redis, app) = App::start_with(Options::default().env("SPIN_VARIABLE_PAYMENT_PROVIDER", "http"));
+    let order = order_awaiting(&app, 4200);
+    let paid = charge(&app, "http-1", &body(&order, 4200, "tok_approve"));
+    assert_eq!(paid.status, 201, "{paid:?}");
+    assert_eq!(app.sandbox_stats(), json!({"attempts": 1, "charges": 1, "declines": 0, "refunds": 0}));
+
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let (_redis, app) = App::start_with(
+        Options::default().env("SPIN_VARIABLE_PAYMENT_PROVIDER", "http").env("SPIN_VARIABLE_PAYMENT_GATEWAY_URL", &nowhere),
+    );
+    let order = order_awaiting(&app, 4200);
+    let unreachable = charge(&app, "http-2", &body(&order, 4200, "tok_approve"));
+    assert_eq!((unreachable.status, &unreachable.json()["error"]["code"]), (502, &json!("gateway_unavailable")), "{unreachable:?}");
+    assert_eq!(unreachable.json()["payment"]["attempts"], 3);
+    assert_eq!(app.sandbox_stats(), json!({"attempts": 0, "charges": 0, "declines": 0, "refunds": 0}));
 }

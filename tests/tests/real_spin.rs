@@ -9,9 +9,10 @@
 //! The Spin binaries come from `../shared/spin` (next to the workspace);
 //! where it is absent, each test prints one line saying it was skipped.
 //!
-//! Spin runs the Redis trigger in a process of its own, where
-//! `gateway-sandbox.spin.internal` names nothing, so `payment_gateway_url`
-//! is the app's own listener (the sandbox is served under `/sandbox`).
+//! No variable is set but the admin token, the JWT key and where Redis is:
+//! the saga pays through the sandbox composed into `payment-worker`
+//! (`shop:payments/provider`), although Spin runs the Redis trigger in a
+//! process of its own, where `gateway-sandbox.spin.internal` names nothing.
 //!
 //! Both tests keep Spin's default SQLite key-value store, whose counter
 //! encoding differs from `wharf`'s. Spin 3.6.3's two trigger processes write
@@ -58,13 +59,8 @@ impl Spin {
     /// besides, once its Redis trigger subscribed.
     fn up(binary: &str, manifest: &str, redis: &Redis, env: &[(&str, &str)]) -> Spin {
         let port = free_port();
-        let gateway = format!("http://127.0.0.1:{port}");
         let redis_variables = redis.shop_variables();
-        let mut all = vec![
-            ("SPIN_VARIABLE_ADMIN_TOKEN", ADMIN_TOKEN),
-            ("SPIN_VARIABLE_JWT_VERIFICATION_KEY", JWT_SECRET),
-            ("SPIN_VARIABLE_PAYMENT_GATEWAY_URL", gateway.as_str()),
-        ];
+        let mut all = vec![("SPIN_VARIABLE_ADMIN_TOKEN", ADMIN_TOKEN), ("SPIN_VARIABLE_JWT_VERIFICATION_KEY", JWT_SECRET)];
         all.extend(redis_variables.iter().map(|(key, value)| (*key, value.as_str())));
         all.extend_from_slice(env);
         let spin = Spin::start_on(port, binary, &workspace_root().join(manifest), &[], &all);
@@ -159,6 +155,11 @@ fn the_shop_works(spin: &Spin) {
     assert_eq!(listed.status, 200, "{listed:?}\n{}", spin.logs());
     assert_eq!(listed.json()["total_count"], 1);
     assert_eq!(listed.json()["orders"][0]["id"], id.as_str());
+    // The sandbox composed into payment-worker (in the Redis trigger's
+    // process) charged in the app's own store, which the sandbox's HTTP
+    // side reads: six charges (one, then five), one decline.
+    let stats = spin.admin("GET", "/sandbox/stats", None).json();
+    assert_eq!((stats["charges"].as_i64(), stats["declines"].as_i64()), (Some(6), Some(1)), "{stats}\n{}", spin.logs());
     let metrics = spin.admin("GET", "/metrics", None);
     assert_eq!(metrics.status, 200, "{metrics:?}\n{}", spin.logs());
     assert_eq!(spin.admin("GET", "/health", None).status, 200);

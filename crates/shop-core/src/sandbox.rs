@@ -15,6 +15,9 @@
 //! with the same refund). `GET /sandbox/charges?idempotency_key=` and
 //! `GET /sandbox/stats[?idempotency_key=]` let tests check what happened.
 //!
+//! Components that charge reach it either over HTTP or, composed into them,
+//! through [`InProcess`] (the `shop:payments/provider` export).
+//!
 //! Key layout: `sandbox:charge:{idempotency key}` (the charge),
 //! `sandbox:charge_key:{charge_id}` (its idempotency key),
 //! `sandbox:attempts:{idempotency key}` and
@@ -26,6 +29,7 @@ use serde_json::json;
 use crate::http::{ApiError, ApiRequest, ApiResponse, Method, Query, allow};
 use crate::json::{Fields, parse_body};
 use crate::kv::{Change, Kv, StoreError, create_json, get_json, read_counter, set_json, update_json};
+use crate::payments::{GatewayOutcome, ProviderTransport, outcome_from_response};
 use crate::ports::{Clock, Random, random_id};
 use crate::time::rfc3339;
 
@@ -105,6 +109,15 @@ impl<K: Kv, C: Clock, R: Random> Sandbox<K, C, R> {
             Ok(plan) => plan,
             Err(error) => SandboxPlan { delay_ms: 0, response: error.into_response() },
         }
+    }
+
+    /// One call of the provider's API (`POST /sandbox/charges` or
+    /// `/sandbox/refunds`) made in process: the answer as a caller over HTTP
+    /// would read it, and how long the sandbox waits before giving it.
+    pub async fn call(&self, path: &str, idempotency_key: &str, body: serde_json::Value) -> (u64, GatewayOutcome) {
+        let request = ApiRequest::new(Method::Post, path).with_header("idempotency-key", idempotency_key).with_body(body.to_string());
+        let plan = self.handle(request).await;
+        (plan.delay_ms, outcome_from_response(plan.response.status, &plan.response.body))
     }
 
     async fn route(&self, request: &ApiRequest) -> Result<SandboxPlan, ApiError> {
@@ -230,6 +243,23 @@ impl<K: Kv, C: Clock, R: Random> Sandbox<K, C, R> {
             body["key"] = json!({"idempotency_key": key, "attempts": attempts, "charge": charge});
         }
         Ok(ApiResponse::json(200, &body))
+    }
+}
+
+/// The sandbox inside the caller's own process, as the `gateway-sandbox`
+/// component's `shop:payments/provider` export runs it for the components it
+/// is composed into. An answer the sandbox would delay (`tok_slow`) comes at
+/// once as [`GatewayOutcome::NoAnswer`], which is what a caller with a
+/// timeout sees of a slow provider; the charge is made all the same, as a
+/// slow provider would make it. No caller is held for the delay.
+pub struct InProcess<K, C, R>(pub Sandbox<K, C, R>);
+
+impl<K: Kv, C: Clock, R: Random> ProviderTransport for InProcess<K, C, R> {
+    async fn post(&self, path: &str, idempotency_key: &str, body: serde_json::Value) -> GatewayOutcome {
+        match self.0.call(path, idempotency_key, body).await {
+            (0, outcome) => outcome,
+            (delay_ms, _) => GatewayOutcome::NoAnswer { reason: format!("the sandbox answers after {delay_ms} ms (tok_slow)") },
+        }
     }
 }
 

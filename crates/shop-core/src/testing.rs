@@ -10,9 +10,8 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use crate::events::Event;
-use crate::http::{ApiRequest, Method};
 use crate::kv::{Kv, StoreError};
-use crate::payments::{Gateway, GatewayOutcome, ProviderTransport, outcome_from_response};
+use crate::payments::{Gateway, GatewayOutcome, ProviderTransport};
 use crate::ports::{Clock, PublishError, Publisher, Random, Sleeper};
 use crate::sandbox::Sandbox;
 
@@ -406,14 +405,11 @@ pub struct SandboxGateway<K, C, R> {
 
 impl<K: Kv, C: Clock, R: Random> ProviderTransport for SandboxGateway<K, C, R> {
     async fn post(&self, path: &str, idempotency_key: &str, body: serde_json::Value) -> GatewayOutcome {
-        let request = ApiRequest::new(Method::Post, path)
-            .with_header("idempotency-key", idempotency_key)
-            .with_body(body.to_string());
-        let plan = self.sandbox.handle(request).await;
-        if plan.delay_ms > 0 {
+        let (delay_ms, outcome) = self.sandbox.call(path, idempotency_key, body).await;
+        if delay_ms > 0 {
             pending::<()>().await;
         }
-        outcome_from_response(plan.response.status, &plan.response.body)
+        outcome
     }
 }
 

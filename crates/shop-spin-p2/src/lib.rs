@@ -15,6 +15,8 @@
 //! - [`HttpProvider`]: `wasi:http/outgoing-handler@0.2.0`;
 //! - [`InventoryClient`]: `shop:inventory/inventory@0.1.0`, synchronous
 //!   variant (`wit/p2`);
+//! - [`ComposedProvider`]: `shop:payments/provider@0.1.0`, synchronous
+//!   variant (`wit/p2/payments`);
 //! - [`WasiClock`], [`WasiRandom`], [`WasiSleeper`]: `wasi:clocks@0.2`,
 //!   `wasi:random@0.2`.
 //!
@@ -35,8 +37,10 @@ use shop_wiring::keyvalue_atomics::{store_error, while_locked};
 use shop_wiring::redis_kv::{RedisCommands, RedisReply};
 
 mod inventory_client;
+mod payments_client;
 mod provider;
 pub use inventory_client::InventoryClient;
+pub use payments_client::ComposedProvider;
 pub use provider::HttpProvider;
 
 /// The key-value store every component of the shop uses.
@@ -146,6 +150,7 @@ impl shop_wiring::Runtime for SpinP2 {
     type SpinKv = SpinKv;
     type Redis = RedisConnection;
     type Provider = HttpProvider;
+    type ComposedProvider = ComposedProvider;
     type Inventory = InventoryClient;
     type Clock = WasiClock;
     type Random = WasiRandom;

@@ -13,6 +13,8 @@
 //!   (`key_value = "redis"`).
 //! - [`InventoryClient`]: the `shop:inventory` import, as the order side's
 //!   `Inventory` port.
+//! - [`ComposedProvider`]: the `shop:payments/provider` import (the sandbox,
+//!   composed in), as the payment side's `Gateway`.
 //! - [`WasiClock`], [`WasiRandom`], [`WasiSleeper`].
 
 use shop_core::http::{ApiRequest, ApiResponse, Method};
@@ -26,8 +28,10 @@ use shop_wiring::keyvalue_atomics::{store_error, while_locked};
 use shop_wiring::redis_kv::{RedisCommands, RedisReply};
 
 mod inventory_client;
+mod payments_client;
 mod provider;
 pub use inventory_client::InventoryClient;
+pub use payments_client::ComposedProvider;
 pub use provider::HttpProvider;
 
 /// The WASIp3 build's runtime for the shared wiring in `shop-wiring`.
@@ -37,6 +41,7 @@ impl shop_wiring::Runtime for SpinP3 {
     type SpinKv = SpinKv;
     type Redis = RedisConnection;
     type Provider = HttpProvider;
+    type ComposedProvider = ComposedProvider;
     type Inventory = InventoryClient;
     type Clock = WasiClock;
     type Random = WasiRandom;

@@ -18,12 +18,13 @@ use shop_core::events::{EventError, EventOutcome};
 use shop_core::http::{ApiError, ApiResponse};
 use shop_core::kv::{Kv, StoreError};
 use shop_core::orders::Inventory;
-use shop_core::payments::ProviderTransport;
+use shop_core::payments::{Gateway, ProviderTransport};
 use shop_core::ports::{Clock, PublishError, Publisher, Random, Sleeper};
 
 pub mod config;
 pub mod inventory_wit;
 pub mod keyvalue_atomics;
+pub mod payments_wit;
 pub mod redis_kv;
 pub mod services;
 
@@ -39,7 +40,10 @@ pub trait Runtime {
     type SpinKv: Kv;
     /// A connection of outbound Redis.
     type Redis: RedisCommands;
+    /// A payment provider over outbound HTTP ([`Runtime::provider`]).
     type Provider: ProviderTransport;
+    /// The `shop:payments/provider` import (the sandbox, composed in).
+    type ComposedProvider: Gateway + Default;
     /// The `shop:inventory` import (the inventory component, composed in).
     type Inventory: Inventory + Default;
     type Clock: Clock + Default;

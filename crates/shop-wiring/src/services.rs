@@ -9,14 +9,18 @@ use shop_core::kv::Kv;
 use shop_core::ops::{self, HealthCheck, OpsEndpoint, ServiceInfo};
 use shop_core::orders::{OrderService, OrdersConfig};
 use shop_core::payments::{PaymentService, PaymentsConfig, ProviderGateway};
+use crate::payments_wit::{ProviderChoice, SelectedGateway, provider_choice};
 use shop_core::ports::Sleeper;
-use shop_core::sandbox::{Sandbox, SandboxConfig};
+use shop_core::sandbox::{InProcess, Sandbox, SandboxConfig};
 
 type Orders<R, I> = OrderService<ShopKv<R>, I, RedisPublisher<R>, <R as Runtime>::Clock, <R as Runtime>::Random>;
 pub type Inventory<R> = InventoryService<ShopKv<R>, <R as Runtime>::Clock, <R as Runtime>::Random>;
+/// The gateway of the payment components: the composed provider or one
+/// over HTTP, as `payment_provider` says.
+type PaymentGateway<R> = SelectedGateway<<R as Runtime>::ComposedProvider, ProviderGateway<<R as Runtime>::Provider>>;
 type Payments<R> = PaymentService<
     ShopKv<R>,
-    ProviderGateway<<R as Runtime>::Provider>,
+    PaymentGateway<R>,
     RedisPublisher<R>,
     <R as Runtime>::Clock,
     <R as Runtime>::Random,
@@ -64,13 +68,25 @@ pub async fn inventory<R: Runtime>(request: ApiRequest) -> ApiResponse {
 
 async fn payment_service<R: Runtime>(config: PaymentsConfig) -> Result<Payments<R>, String> {
     let kv = R::open_kv().await?;
-    let gateway = ProviderGateway(R::provider(R::variable("payment_gateway_url").await?.trim_end_matches('/').to_string()));
+    let gateway = payment_gateway::<R>().await?;
     let publisher = RedisPublisher::<R>::new(R::variable("redis_url").await?);
     Ok(PaymentService::new(kv, gateway, publisher, R::Clock::default(), R::Random::default(), R::Sleeper::default(), config))
 }
 
+/// The provider `payment_provider` names: the composed sandbox (the
+/// default), or the one at `payment_gateway_url` over HTTP.
+async fn payment_gateway<R: Runtime>() -> Result<PaymentGateway<R>, String> {
+    Ok(match provider_choice(R::variable("payment_provider").await.ok().as_deref())? {
+        ProviderChoice::Composed => SelectedGateway::Composed(R::ComposedProvider::default()),
+        ProviderChoice::Http => {
+            let url = R::variable("payment_gateway_url").await?;
+            SelectedGateway::Http(ProviderGateway(R::provider(url.trim_end_matches('/').to_string())))
+        }
+    })
+}
+
 /// The `payment` component: `/payments/...`, charging through the provider
-/// at `payment_gateway_url`.
+/// `payment_provider` names.
 pub async fn payment<R: Runtime>(request: ApiRequest) -> ApiResponse {
     let service = async { payment_service::<R>(config::payments::<R>().await?).await }.await;
     answer(service, async |service| service.handle(request).await).await
@@ -83,7 +99,14 @@ pub async fn payment_worker<R: Runtime>(message: &[u8]) -> Result<(), String> {
     event_outcome(service.handle_event(message).await)
 }
 
-/// The `gateway-sandbox` component: the provider's test mode. `tok_slow`
+/// The sandbox as the `gateway-sandbox` component's `shop:payments/provider`
+/// export runs it, on the store of the component it is composed into.
+pub async fn sandbox_gateway<R: Runtime>() -> Result<ProviderGateway<InProcess<ShopKv<R>, R::Clock, R::Random>>, String> {
+    let sandbox = Sandbox::new(R::open_kv().await?, R::Clock::default(), R::Random::default(), SandboxConfig::default());
+    Ok(ProviderGateway(InProcess(sandbox)))
+}
+
+/// The `gateway-sandbox` component's HTTP side: the provider's test mode. `tok_slow`
 /// answers after the caller's timeout: the sleep happens here, the plan
 /// comes from shop-core.
 pub async fn gateway_sandbox<R: Runtime>(request: ApiRequest) -> ApiResponse {

@@ -10,8 +10,12 @@ pub enum GatewayOutcome {
     Approved { provider_ref: String },
     /// A definite no (card declined, 4xx): never retried.
     Declined { reason: String },
-    /// 5xx or no answer: worth retrying with the same idempotency key.
+    /// 5xx, unreachable: not done, worth retrying with the same idempotency key.
     Transient { reason: String },
+    /// The provider took the call but gave no answer in time (a transport
+    /// with its own timeout says so): it may or may not have taken effect;
+    /// retried like an attempt that passed the caller's own timeout.
+    NoAnswer { reason: String },
 }
 
 /// The payment provider. Calls with the same idempotency key must have the
@@ -100,6 +104,7 @@ where
             Some(GatewayOutcome::Approved { provider_ref }) => return (Settled::Approved { provider_ref }, number),
             Some(GatewayOutcome::Declined { reason }) => return (Settled::Declined { reason }, number),
             Some(GatewayOutcome::Transient { reason }) => last = Settled::Unavailable { reason, timed_out: false },
+            Some(GatewayOutcome::NoAnswer { reason }) => last = Settled::Unavailable { reason, timed_out: true },
             None => {
                 let reason = format!("no answer within {} ms", policy.attempt_timeout_ms);
                 last = Settled::Unavailable { reason, timed_out: true };

@@ -90,3 +90,36 @@ fn charges_are_refunded_once_and_can_be_looked_up() {
         assert_eq!(no_key.response.status, 400);
     });
 }
+
+/// Composed into the components that charge, the sandbox is reached in
+/// process: the same answers as over HTTP, and a slow answer is a no-answer
+/// at once (the charge stands), which the retries count as a timeout.
+#[test]
+fn in_process_calls_answer_as_over_http_and_a_slow_answer_is_no_answer_at_once() {
+    use shop_core::payments::{Gateway, GatewayOutcome, ProviderGateway, RetryPolicy, Settled, with_retries};
+    use shop_core::sandbox::InProcess;
+    use shop_core::testing::RecordingSleeper;
+    run(async {
+        let sandbox = provider();
+        let gateway = ProviderGateway(InProcess(sandbox.clone()));
+        let GatewayOutcome::Approved { provider_ref } = gateway.charge("k", 500, "EUR", "tok_approve").await else {
+            panic!("tok_approve is approved")
+        };
+        assert!(provider_ref.starts_with("ch_"), "{provider_ref}");
+        assert_eq!(gateway.charge("k", 500, "EUR", "tok_approve").await, GatewayOutcome::Approved { provider_ref: provider_ref.clone() });
+        assert!(matches!(gateway.charge("d", 500, "EUR", "tok_decline").await, GatewayOutcome::Declined { .. }));
+        assert!(matches!(gateway.charge("t", 500, "EUR", "tok_transient").await, GatewayOutcome::Transient { .. }));
+        let GatewayOutcome::Approved { provider_ref: refund } = gateway.refund("r", &provider_ref, 500, "EUR").await else {
+            panic!("an approved charge is refunded")
+        };
+        assert_eq!(refund, format!("rf_{provider_ref}"));
+        assert!(matches!(gateway.refund("r2", "ch_unknown", 500, "EUR").await, GatewayOutcome::Declined { .. }));
+
+        let sleeper = RecordingSleeper::default();
+        let (settled, attempts) = with_retries(&RetryPolicy::default(), &sleeper, || gateway.charge("s", 500, "EUR", "tok_slow")).await;
+        assert!(matches!(settled, Settled::Unavailable { timed_out: true, .. }), "{settled:?}");
+        assert_eq!(attempts, 3);
+        let stats = stats(&sandbox, "s").await;
+        assert_eq!((stats["key"]["attempts"].as_i64(), stats["key"]["charge"]["status"].as_str()), (Some(3), Some("approved")));
+    });
+}
