@@ -9,7 +9,7 @@ work=$(mktemp -d)
 # deploy/wharf/Containerfile builds too. Each script builds it first.
 wharf_bin=target/fastest/wharf
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() { for p in "${pids[@]}"; do kill -- "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 # `wasmtime serve` of the same wasmtime release as the host, the competitor
 # measured beside it: built once into target/bench-tools (about 15 minutes).
