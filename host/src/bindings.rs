@@ -6,8 +6,9 @@
 include!(concat!(env!("OUT_DIR"), "/spin_wit.rs"));
 
 /// What components may import besides WASI: key-value (Spin's and
-/// `wasi:keyvalue`), variables, outbound Redis and MQTT, and MySQL (linked
-/// so that apps importing it start; it has no backend here).
+/// `wasi:keyvalue`), variables, outbound Redis and MQTT, SQLite
+/// (`spin:sqlite@3.1.0`, spin-sdk 7's), and MySQL (linked so that apps
+/// importing it start; it has no backend here).
 pub mod imports {
     bindgen_with_spin_wit!(
         inline: "
@@ -21,6 +22,7 @@ pub mod imports {
                 import wasi:keyvalue/batch@0.2.0-draft2;
                 import spin:mqtt/mqtt@3.0.0;
                 import spin:mysql/mysql@3.0.0;
+                import spin:sqlite/sqlite@3.1.0;
             }
         ",
         world: "wharf:host/imports",
@@ -39,6 +41,7 @@ pub mod imports {
             "spin:redis/redis.connection": crate::capabilities::outbound_redis::Connection,
             "spin:mqtt/mqtt.connection": crate::capabilities::outbound_mqtt::Connection,
             "spin:mysql/mysql.connection": crate::capabilities::unsupported::MysqlConnection,
+            "spin:sqlite/sqlite.connection": crate::capabilities::sqlite::Connection,
         },
     );
 }

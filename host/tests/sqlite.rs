@@ -235,3 +235,53 @@ fn a_statement_past_the_request_deadline_is_stopped_and_releases_its_lock() {
     assert_eq!(rows(&written), json!([[{ "integer": 1 }]]), "the stopped INSERT was rolled back");
     assert!(start.elapsed() < Duration::from_secs(3), "waited {:?} for the lock", start.elapsed());
 }
+
+/// `spin:sqlite/sqlite@3.1.0`, what spin-sdk 7 (WASIp3) components import:
+/// the rows come as a stream, from the same databases and with the same
+/// answers as through the WASIp2 interfaces, under the same grants.
+#[test]
+fn wasip3_components_share_the_databases_through_spin_sqlite_3_1() {
+    let text = format!(
+        r#"spin_manifest_version = 2
+[application]
+name = "sqlite-p3"
+[[trigger.http]]
+route = "/..."
+component = "probe"
+[[trigger.http]]
+route = "/probe/..."
+component = "probe3"
+[component.probe]
+source = {probe:?}
+sqlite_databases = ["default"]
+[component.probe3]
+source = {probe3:?}
+sqlite_databases = ["default"]
+"#,
+        probe = wasm("guest-probe-p2"),
+        probe3 = wasm("guest-probe"),
+    );
+    let (dir, manifest) = manifest_dir(&text);
+    let host = Host::start(&manifest, HostConfig::default().arg("--state-dir").arg(dir.path().join("state").display().to_string()));
+    let values = json!([{ "integer": -7 }, { "real": 2.5 }, { "text": "naïve" }, { "blob": [0, 255] }, null]);
+    let mut statements: Vec<(&str, Value)> = vec![("CREATE TABLE things (id INTEGER PRIMARY KEY, v)", json!([]))];
+    for value in values.as_array().unwrap() {
+        statements.push(("INSERT INTO things (v) VALUES (?)", json!([value])));
+    }
+    let written = run(&host, "/probe/sqlite/default", &statements);
+    assert_eq!(written.status, 200, "{}", written.body);
+    let last = &written.json()[5];
+    assert_eq!((last["changes"].as_u64(), last["last_insert_rowid"].as_i64()), (Some(1), Some(5)));
+
+    // Read back through spin:sqlite@3.0.0 (WASIp2) and @3.1.0 (WASIp3): the same answer.
+    let select = [("SELECT v AS value FROM things WHERE id >= ?1 ORDER BY id", json!([{ "integer": 1 }]))];
+    let through_p2 = run(&host, "/sqlite3/default", &select);
+    let through_p3 = run(&host, "/probe/sqlite/default", &select);
+    assert_eq!(rows(&through_p2), Value::Array(values.as_array().unwrap().iter().map(|v| json!([v])).collect()));
+    assert_eq!(through_p3.json(), through_p2.json());
+
+    let bad = run(&host, "/probe/sqlite/default", &[("SELECT * FROM missing", json!([]))]);
+    assert!(bad.status == 500 && bad.body.contains("statement 0: Error::Io(") && bad.body.contains("no such table"), "{}", bad.body);
+    let denied = run(&host, "/probe/sqlite/other", &[("SELECT 1", json!([]))]);
+    assert!(denied.status == 403 && denied.body.contains("AccessDenied"), "{}", denied.body);
+}

@@ -1,6 +1,7 @@
 //! SQLite databases, as Spin gives them to guests: `fermyon:spin/sqlite@2.0.0`
 //! ([`p2`]) and `spin:sqlite/sqlite@3.0.0` ([`spin_v3`]), both synchronous in
-//! WIT and imported by WASIp2 components, over one core here.
+//! WIT and imported by WASIp2 components, and `spin:sqlite/sqlite@3.1.0`
+//! ([`p3`], with `async` twins, for WASIp3 components), over one core here.
 //!
 //! A component opens only the labels in its `sqlite_databases`; anything else
 //! is `access-denied`, whether or not the label exists. `default` is a file in
@@ -19,6 +20,7 @@
 //! its instance was dropped) is stopped at its next progress check.
 
 mod p2;
+mod p3;
 mod spin_v3;
 
 use anyhow::{Context, Result};
@@ -179,6 +181,7 @@ impl Databases {
 }
 
 /// Per-instance SQLite state: the databases this component may open.
+#[derive(Clone)]
 pub struct SqliteAccess {
     databases: Databases,
     allowed: Arc<HashSet<String>>,
@@ -209,7 +212,9 @@ impl SqliteAccess {
     }
 }
 
-/// A connection a guest opened (the `connection` resource).
+/// A connection a guest opened (the `connection` resource). A clone is the
+/// same connection (an `async` call holds one while it runs).
+#[derive(Clone)]
 pub struct Connection {
     conn: Arc<Mutex<rusqlite::Connection>>,
     _counted: Arc<()>,

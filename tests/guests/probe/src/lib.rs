@@ -45,6 +45,7 @@ async fn probe(req: Request) -> impl IntoResponse {
         },
         "fetch" => fetch(&req).await,
         "redis" => redis_execute(&req, &args).await,
+        "sqlite" => sqlite(req, args[0]).await,
         "big" => {
             let n: usize = args[0].parse().unwrap();
             Response::builder().status(200).body("x".repeat(n)).unwrap()
@@ -201,6 +202,63 @@ async fn redis_execute(req: &Request, args: &[&str]) -> Response<String> {
         }
         Err(e) => json(500, serde_json::json!({ "error": format!("{e:?}") })),
     }
+}
+
+/// `POST /probe/sqlite/<label>` (`spin:sqlite/sqlite@3.1.0`, the rows as a
+/// stream): the statements of the body, a JSON list of `{"sql", "params"}`,
+/// on one connection, in the format of the WASIp2 probe's `/sqlite3`
+/// (tests/guests/probe-p2), so that tests compare the two answers.
+async fn sqlite(req: Request, label: &str) -> Response<String> {
+    use spin_sdk::sqlite::{Connection, Value};
+    let Ok(body) = req.into_body().bytes().await else { return json(400, serde_json::json!({ "error": "body" })) };
+    let Ok(statements) = serde_json::from_slice::<Vec<serde_json::Value>>(&body) else {
+        return json(400, serde_json::json!({ "error": "body: not a JSON list" }));
+    };
+    let parameter = |p: &serde_json::Value| -> Option<Value> {
+        let Some((kind, value)) = p.as_object().and_then(|o| o.iter().next()) else { return p.is_null().then_some(Value::Null) };
+        Some(match kind.as_str() {
+            "integer" => Value::Integer(value.as_i64()?),
+            "real" => Value::Real(value.as_f64()?),
+            "text" => Value::Text(value.as_str()?.to_string()),
+            "blob" => Value::Blob(serde_json::from_value(value.clone()).ok()?),
+            _ => return None,
+        })
+    };
+    let shown = |v: &Value| match v {
+        Value::Integer(i) => serde_json::json!({ "integer": i }),
+        Value::Real(r) => serde_json::json!({ "real": r }),
+        Value::Text(t) => serde_json::json!({ "text": t }),
+        Value::Blob(b) => serde_json::json!({ "blob": b }),
+        Value::Null => serde_json::Value::Null,
+    };
+    let conn = match Connection::open(label).await {
+        Ok(conn) => conn,
+        Err(e) => return json(403, serde_json::json!({ "error": format!("{e:?}") })),
+    };
+    let mut answers = Vec::new();
+    for (i, statement) in statements.iter().enumerate() {
+        let params: Option<Vec<Value>> = statement["params"].as_array().map_or(Some(Vec::new()), |ps| ps.iter().map(parameter).collect());
+        let (Some(sql), Some(params)) = (statement["sql"].as_str(), params) else {
+            return json(400, serde_json::json!({ "error": format!("statement {i}") }));
+        };
+        let result = match conn.execute(sql, params).await {
+            Ok(result) => result,
+            Err(e) => return json(500, serde_json::json!({ "error": format!("statement {i}: {e:?}") })),
+        };
+        let columns = result.columns().to_vec();
+        let rows = match result.collect().await {
+            Ok(rows) => rows,
+            Err(e) => return json(500, serde_json::json!({ "error": format!("statement {i}: {e:?}") })),
+        };
+        let rows: Vec<Vec<serde_json::Value>> = rows.iter().map(|row| row.values.iter().map(shown).collect()).collect();
+        answers.push(serde_json::json!({
+            "columns": columns,
+            "rows": rows,
+            "changes": conn.changes().await,
+            "last_insert_rowid": conn.last_insert_rowid().await,
+        }));
+    }
+    json(200, serde_json::Value::Array(answers))
 }
 
 fn percent_decode(s: &str) -> String {
