@@ -7,7 +7,8 @@ include!(concat!(env!("OUT_DIR"), "/spin_wit.rs"));
 
 /// What components may import besides WASI: key-value (Spin's and
 /// `wasi:keyvalue`), variables, outbound Redis and MQTT, SQLite
-/// (`spin:sqlite@3.1.0`, spin-sdk 7's), and MySQL (linked so that apps
+/// (`spin:sqlite@3.1.0`) and PostgreSQL (`spin:postgres@4.2.0`), spin-sdk
+/// 7's, and MySQL (linked so that apps
 /// importing it start; it has no backend here).
 pub mod imports {
     bindgen_with_spin_wit!(
@@ -23,6 +24,7 @@ pub mod imports {
                 import spin:mqtt/mqtt@3.0.0;
                 import spin:mysql/mysql@3.0.0;
                 import spin:sqlite/sqlite@3.1.0;
+                import spin:postgres/postgres@4.2.0;
             }
         ",
         world: "wharf:host/imports",
@@ -42,6 +44,8 @@ pub mod imports {
             "spin:mqtt/mqtt.connection": crate::capabilities::outbound_mqtt::Connection,
             "spin:mysql/mysql.connection": crate::capabilities::unsupported::MysqlConnection,
             "spin:sqlite/sqlite.connection": crate::capabilities::sqlite::Connection,
+            "spin:postgres/postgres.connection": crate::capabilities::outbound_pg::Connection,
+            "spin:postgres/postgres.connection-builder": crate::capabilities::outbound_pg::ConnectionBuilder,
         },
     );
 }

@@ -176,3 +176,63 @@ fn addresses_outside_the_grant_and_wrong_passwords_are_refused() {
     let reply = run(&ungranted, 2, &pg.address(PASSWORD), json!([]));
     assert_eq!(reply.body, format!("Error::ConnectionFailed(\"address postgres://127.0.0.1:{} is not permitted\")", pg.port));
 }
+
+/// `spin:postgres/postgres@4.2.0`, what spin-sdk 7 (WASIp3) components
+/// import: the rows of `query-async` as a stream with the types of 4.0.0
+/// (ranges and intervals through their own conversions), `execute-async`,
+/// a connection builder whose CA root must be a certificate, and the same
+/// grant as every version.
+#[test]
+fn wasip3_components_query_through_version_4_2_with_streamed_rows() {
+    let pg = Postgres::start(PASSWORD);
+    let (dir, host) = start_probe(&[format!("postgres://127.0.0.1:{}", pg.port)]);
+    let run = |script: Value| request("POST", &host.url("/probe/pg"), &[], Some(script.to_string().as_bytes()));
+    let address = pg.address(PASSWORD);
+    let reply = run(json!({
+        "address": address,
+        "statements": [
+            {"sql": "CREATE TABLE t (i int4, s text, r int4range, iv interval)", "execute": true},
+            {"sql": "INSERT INTO t VALUES ($1, $2, $3, $4), (8, NULL, NULL, NULL)", "execute": true,
+             "params": [{"int32": 7}, {"str": "héllo"}, {"range_int32": [[1, "inclusive"], [40, "exclusive"]]}, {"interval": [1500000, 2, 14]}]},
+            {"sql": "SELECT * FROM t WHERE i >= $1 ORDER BY i", "params": [{"int32": 7}]},
+            {"sql": "SELECT * FROM missing"},
+        ],
+    }));
+    let answers = lines(&reply);
+    assert_eq!(&answers[..2], ["Ok(0)", "Ok(2)"]);
+    for expected in [
+        "name: \"i\", data-type: DbDataType::Int32",
+        "name: \"r\", data-type: DbDataType::RangeInt32",
+        "DbValue::Int32(7), DbValue::Str(\"héllo\"), DbValue::RangeInt32((Some((1, RangeBoundKind::Inclusive)), Some((40, RangeBoundKind::Exclusive))))",
+        "DbValue::Interval(Interval { micros: 1500000, days: 2, months: 14 })",
+        "[DbValue::Int32(8), DbValue::DbNull, DbValue::DbNull, DbValue::DbNull]",
+        ", Ok(()))",
+    ] {
+        assert!(answers[2].contains(expected), "{expected} in {}", answers[2]);
+    }
+    assert!(answers[3].starts_with("Err(PgError(Error::QueryFailed(QueryError::DbError(DbError {") && answers[3].contains("42P01"), "{}", answers[3]);
+
+    // A CA root that is no certificate is refused when given; a real one is
+    // taken (the server here has no TLS, so `sslmode=prefer` goes without).
+    let bad_root = run(json!({"address": address, "ca_root": "not a certificate", "statements": []}));
+    assert!(bad_root.status == 500 && bad_root.body.contains("BadParameter(\"CA root"), "{bad_root:?}");
+    let key = dir.path().join("ca.key");
+    let certificate = dir.path().join("ca.pem");
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", "/CN=test-ca"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&certificate)
+        .output()
+        .expect("openssl (scripts/test installs it)");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let pem = std::fs::read_to_string(&certificate).unwrap();
+    let with_root = run(json!({"address": address, "ca_root": pem, "statements": [{"sql": "SELECT count(*)::int4 AS n FROM t"}]}));
+    assert!(lines(&with_root)[0].contains("DbValue::Int32(2)"), "{with_root:?}");
+
+    // Another port than the one granted is refused before any connection.
+    let elsewhere = address.replace(&format!("port={}", pg.port), "port=1");
+    let refused = run(json!({"address": elsewhere, "statements": []}));
+    assert!(refused.status == 500 && refused.body.contains("ConnectionFailed(\"address postgres://127.0.0.1:1 is not permitted\")"), "{refused:?}");
+}

@@ -101,10 +101,19 @@ impl ProbeApp {
 /// The WASIp2 probe guest alone on `/...`, granted `allowed` outbound
 /// hosts, started with a state dir of its own.
 pub fn start_probe_p2(allowed: &[String]) -> (tempfile::TempDir, Host) {
+    start_guest("guest-probe-p2", allowed)
+}
+
+/// The WASIp3 probe (tests/guests/probe) alone on `/...`, allowed `allowed`.
+pub fn start_probe(allowed: &[String]) -> (tempfile::TempDir, Host) {
+    start_guest("guest-probe", allowed)
+}
+
+fn start_guest(guest: &str, allowed: &[String]) -> (tempfile::TempDir, Host) {
     let (dir, manifest) = manifest_dir(&format!(
-        "spin_manifest_version = 2\n[application]\nname = \"probe-p2\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"probe\"\n\
+        "spin_manifest_version = 2\n[application]\nname = \"probe\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"probe\"\n\
          [component.probe]\nsource = {:?}\nallowed_outbound_hosts = {:?}\n",
-        wasm("guest-probe-p2"),
+        wasm(guest),
         allowed
     ));
     let host = Host::start(&manifest, HostConfig::default().arg("--state-dir").arg(dir.path().display().to_string()));

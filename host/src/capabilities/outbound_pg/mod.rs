@@ -1,7 +1,10 @@
 //! Outbound PostgreSQL: `spin:postgres/postgres@4.0.0` ([`v4`]), `@3.0.0`
 //! ([`v3`]) and `fermyon:spin/postgres@2.0.0` ([`v2`]), all synchronous in
-//! WIT (WASIp2 guests). The calls are those of 4.0.0, whose types are the
-//! model here; the older versions convert to and from them as Spin does.
+//! WIT (WASIp2 guests), and `@4.2.0` ([`p3`], WASIp3 guests: a connection
+//! builder with CA roots of the guest's own, and async twins whose
+//! `query-async` streams the rows). The calls are those of 4.0.0, whose
+//! types are the model here; the other versions convert to and from them
+//! as Spin does.
 //!
 //! As Spin's factor-outbound-pg, so apps behave the same on both hosts:
 //! - `open` parses the connection string (`key=value` or `postgres://` URL)
@@ -29,6 +32,7 @@ use std::time::Duration;
 use tokio_postgres::config::Host;
 use tokio_postgres::types::ToSql;
 
+mod p3;
 mod types;
 mod v2;
 mod v3;
@@ -52,18 +56,19 @@ pub struct PgPools {
 }
 
 impl PgPools {
-    /// The pool for `address`, made on first use; the most recently used
-    /// pool goes first.
-    fn pool(&self, address: &str, config: tokio_postgres::Config) -> Result<Pool, Error> {
+    /// The pool for `address` with TLS trusting `ca_roots` (PEM) besides the
+    /// system's roots, made on first use; the most recently used pool goes
+    /// first.
+    fn pool(&self, address: &str, ca_roots: &[String], config: tokio_postgres::Config) -> Result<Pool, Error> {
+        let key = std::iter::once(address).chain(ca_roots.iter().map(String::as_str)).collect::<Vec<_>>().join("\n");
         let mut pools = self.pools.lock().expect("not poisoned");
-        if let Some(at) = pools.iter().position(|(known, _)| known == address) {
+        if let Some(at) = pools.iter().position(|(known, _)| *known == key) {
             let entry = pools.remove(at);
             let pool = entry.1.clone();
             pools.insert(0, entry);
             return Ok(pool);
         }
-        let tls = <rustls::ClientConfig as rustls_platform_verifier::ConfigVerifierExt>::with_platform_verifier()
-            .map_err(|e| Error::Other(format!("TLS roots: {e}")))?;
+        let tls = tls_config(ca_roots)?;
         // deadpool's `Clean` reset runs inside a transaction the guest left
         // open, so the next instance would write into it: roll back first.
         // (A statement made with SQL PREPARE survives; tokio-postgres keeps
@@ -82,9 +87,50 @@ impl PgPools {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| Error::Other(e.to_string()))?;
-        pools.insert(0, (address.to_string(), pool.clone()));
+        pools.insert(0, (key, pool.clone()));
         pools.truncate(MAX_POOLS);
         Ok(pool)
+    }
+}
+
+/// TLS verified against the system's roots and `ca_roots`, PEM
+/// certificates a guest gave (`connection-builder.set-ca-root`).
+fn tls_config(ca_roots: &[String]) -> Result<rustls::ClientConfig, Error> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    if ca_roots.is_empty() {
+        return <rustls::ClientConfig as rustls_platform_verifier::ConfigVerifierExt>::with_platform_verifier()
+            .map_err(|e| Error::Other(format!("TLS roots: {e}")));
+    }
+    let mut extra = Vec::new();
+    for pem in ca_roots {
+        for certificate in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            extra.push(certificate.map_err(|e| Error::BadParameter(format!("CA root: {e}")))?);
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
+        .map_err(|e| Error::Other(format!("TLS roots: {e}")))?;
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Other(format!("TLS: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Ok(config)
+}
+
+/// Checks that `pem` holds at least one certificate and nothing else that
+/// fails to parse, when the guest gives it (`set-ca-root`), so a bad root
+/// is an error there rather than at `build`.
+pub fn check_ca_root(pem: &str) -> Result<(), Error> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let certificates = CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<Vec<_>, _>>();
+    match certificates {
+        Ok(certificates) if !certificates.is_empty() => Ok(()),
+        Ok(_) => Err(Error::BadParameter("CA root: no PEM certificate".into())),
+        Err(e) => Err(Error::BadParameter(format!("CA root: {e}"))),
     }
 }
 
@@ -132,8 +178,13 @@ impl PgAccess {
 
     /// A session on `address`, if the component may reach it.
     pub async fn open(&self, address: &str) -> Result<Connection, Error> {
+        self.open_trusting(address, &[]).await
+    }
+
+    /// A session on `address` whose TLS also trusts `ca_roots` (PEM).
+    pub async fn open_trusting(&self, address: &str, ca_roots: &[String]) -> Result<Connection, Error> {
         let config = self.check(address)?;
-        let pool = self.pools.pool(address, config)?;
+        let pool = self.pools.pool(address, ca_roots, config)?;
         // deadpool bounds each step (wait, recycle, create) but not their sum.
         let session = tokio::time::timeout(OPEN_TIMEOUT, pool.get())
             .await
@@ -144,6 +195,18 @@ impl PgAccess {
                 Err(Error::ConnectionFailed("too many connections".into()))
             }
             Err(e) => Err(Error::ConnectionFailed(error_chain(&e))),
+        }
+    }
+}
+
+impl crate::state::InstanceState {
+    /// Opens `address` (trusting `ca_roots` besides the system's roots) for
+    /// the guest and keeps the connection in its table: `open` of every
+    /// version, which converts the error to its own.
+    async fn open_postgres(&mut self, address: &str, ca_roots: &[String]) -> wasmtime::Result<Result<wasmtime::component::Resource<Connection>, Error>> {
+        match self.postgres.clone().open_trusting(address, ca_roots).await {
+            Ok(connection) => Ok(Ok(self.table.push(connection)?)),
+            Err(e) => Ok(Err(e)),
         }
     }
 }
@@ -195,7 +258,15 @@ fn query_failed(e: tokio_postgres::Error) -> Error {
     }))
 }
 
+/// A connection being configured (`connection-builder`, 4.1.0 on).
+pub struct ConnectionBuilder {
+    pub address: String,
+    /// PEM certificates trusted besides the system's roots.
+    pub ca_roots: Vec<String>,
+}
+
 /// An open session (the `connection` resource of every version).
+#[derive(Clone)]
 pub struct Connection {
     session: Arc<Object>,
 }

@@ -85,10 +85,7 @@ impl From<model::Error> for types::Error {
 
 impl wit::HostConnection for InstanceState {
     async fn open(&mut self, address: String) -> Outcome<Resource<Connection>> {
-        match self.postgres.clone().open(&address).await {
-            Ok(connection) => Ok(Ok(self.table.push(connection)?)),
-            Err(e) => Ok(Err(e.into())),
-        }
+        Ok(self.open_postgres(&address, &[]).await?.map_err(Into::into))
     }
 
     async fn query(&mut self, self_: Resource<Connection>, statement: String, params: Vec<types::ParameterValue>) -> Outcome<types::RowSet> {

@@ -10,10 +10,7 @@ type Outcome<R> = wasmtime::Result<Result<R, wit::Error>>;
 
 impl wit::HostConnection for InstanceState {
     async fn open(&mut self, address: String) -> Outcome<Resource<Connection>> {
-        match self.postgres.clone().open(&address).await {
-            Ok(connection) => Ok(Ok(self.table.push(connection)?)),
-            Err(e) => Ok(Err(e)),
-        }
+        Ok(self.open_postgres(&address, &[]).await?)
     }
 
     async fn query(&mut self, self_: Resource<Connection>, statement: String, params: Vec<wit::ParameterValue>) -> Outcome<wit::RowSet> {

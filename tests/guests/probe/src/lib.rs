@@ -46,6 +46,7 @@ async fn probe(req: Request) -> impl IntoResponse {
         "fetch" => fetch(&req).await,
         "redis" => redis_execute(&req, &args).await,
         "sqlite" => sqlite(req, args[0]).await,
+        "pg" => postgres(req).await,
         "big" => {
             let n: usize = args[0].parse().unwrap();
             Response::builder().status(200).body("x".repeat(n)).unwrap()
@@ -259,6 +260,69 @@ async fn sqlite(req: Request, label: &str) -> Response<String> {
         }));
     }
     json(200, serde_json::Value::Array(answers))
+}
+
+/// `POST /probe/pg` (`spin:postgres/postgres@4.2.0`): the body is
+/// `{"address", "ca_root"?, "statements": [{"sql", "params"?, "execute"?}]}`,
+/// run in order on one connection (made by a `connection-builder` when
+/// `ca_root` is given); the answer has one line per statement, the `Debug`
+/// text of what `execute-async` returned or of the columns and the rows
+/// `query-async` streamed with the outcome of its future. Parameters are
+/// `{"int32": 1}`, `{"int64": 1}`, `{"str": "t"}`,
+/// `{"range_int32": [[1, "inclusive"], null]}`, `{"interval": [micros, days, months]}`
+/// or `null`.
+async fn postgres(req: Request) -> Response<String> {
+    use spin_sdk::pg::{Certificate, Connection, Interval, OpenOptions, ParameterValue, RangeBoundKind};
+    let text = |status: u16, body: String| Response::builder().status(status).body(body).unwrap();
+    let Ok(body) = req.into_body().bytes().await else { return text(400, "body".into()) };
+    let Ok(script) = serde_json::from_slice::<serde_json::Value>(&body) else { return text(400, "body: not JSON".into()) };
+    let address = script["address"].as_str().unwrap_or_default();
+    let connection = match script["ca_root"].as_str() {
+        Some(pem) => Connection::open_with_options(address, OpenOptions { ca_root: Some(Certificate::Text(pem.to_string())) }).await,
+        None => Connection::open(address).await,
+    };
+    let connection = match connection {
+        Ok(connection) => connection,
+        Err(e) => return text(500, format!("{e:?}")),
+    };
+    let bound = |b: &serde_json::Value| -> Option<(i32, RangeBoundKind)> {
+        let kind = if b[1] == "exclusive" { RangeBoundKind::Exclusive } else { RangeBoundKind::Inclusive };
+        Some((i32::try_from(b[0].as_i64()?).ok()?, kind))
+    };
+    let parameter = |p: &serde_json::Value| -> Option<ParameterValue> {
+        let Some((tag, value)) = p.as_object().and_then(|o| o.iter().next()) else { return p.is_null().then_some(ParameterValue::DbNull) };
+        Some(match tag.as_str() {
+            "int32" => ParameterValue::Int32(i32::try_from(value.as_i64()?).ok()?),
+            "int64" => ParameterValue::Int64(value.as_i64()?),
+            "str" => ParameterValue::Str(value.as_str()?.to_string()),
+            "range_int32" => ParameterValue::RangeInt32((bound(&value[0]), bound(&value[1]))),
+            "interval" => ParameterValue::Interval(Interval {
+                micros: value[0].as_i64()?,
+                days: i32::try_from(value[1].as_i64()?).ok()?,
+                months: i32::try_from(value[2].as_i64()?).ok()?,
+            }),
+            _ => return None,
+        })
+    };
+    let mut lines = Vec::new();
+    for statement in script["statements"].as_array().cloned().unwrap_or_default() {
+        let params: Option<Vec<ParameterValue>> =
+            statement["params"].as_array().map_or(Some(Vec::new()), |ps| ps.iter().map(parameter).collect());
+        let (Some(sql), Some(params)) = (statement["sql"].as_str(), params) else { return text(400, format!("statement {statement}")) };
+        if statement["execute"].as_bool().unwrap_or(false) {
+            lines.push(format!("{:?}", connection.execute(sql, params).await));
+            continue;
+        }
+        match connection.query(sql, params).await {
+            Ok(result) => {
+                let (columns, rows, outcome) = result.into_inner();
+                let rows = rows.collect().await;
+                lines.push(format!("Ok({columns:?}, {rows:?}, {:?})", outcome.await));
+            }
+            Err(e) => lines.push(format!("Err({e:?})")),
+        }
+    }
+    text(200, lines.join("\n"))
 }
 
 fn percent_decode(s: &str) -> String {
