@@ -236,3 +236,18 @@ fn wasip3_components_query_through_version_4_2_with_streamed_rows() {
     let refused = run(json!({"address": elsewhere, "statements": []}));
     assert!(refused.status == 500 && refused.body.contains("ConnectionFailed(\"address postgres://127.0.0.1:1 is not permitted\")"), "{refused:?}");
 }
+
+/// A component holds at most 64 sessions at once over all its connection
+/// strings (one per `application_name` here, each a pool of its own); the
+/// next `open` waits for one to come back, then fails.
+#[test]
+fn a_component_holds_a_bounded_number_of_sessions_over_all_its_connection_strings() {
+    let pg = Postgres::start(PASSWORD);
+    let (_dir, host) = start_probe(&[format!("postgres://127.0.0.1:{}", pg.port)]);
+    let script = json!({"address": pg.address(PASSWORD), "open": 65}).to_string();
+    let reply = request("POST", &host.url("/probe/pg"), &[], Some(script.as_bytes()));
+    assert_eq!(reply.body, "64 opened; then PgError(Error::ConnectionFailed(\"too many connections\"))", "{reply:?}");
+    // They all went back when the request ended.
+    let script = json!({"address": pg.address(PASSWORD), "open": 3}).to_string();
+    assert_eq!(request("POST", &host.url("/probe/pg"), &[], Some(script.as_bytes())).body, "3 opened");
+}

@@ -40,6 +40,11 @@ mod v4;
 
 /// Sessions one component may hold per connection string, as Spin allows.
 const MAX_SESSIONS_PER_ADDRESS: usize = 64;
+/// Sessions one component may hold at once over all its connection strings
+/// (and CA roots): without it, a guest naming many strings for one server
+/// (another user, database or option each) would hold 64 sessions per
+/// string on it.
+const MAX_SESSIONS_PER_COMPONENT: usize = 64;
 /// Connection strings whose pools a component keeps; past it the least
 /// recently used pool is let go (its sessions close once returned).
 const MAX_POOLS: usize = 16;
@@ -50,9 +55,16 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_RESULT_BYTES: usize = 128 << 20;
 
 /// One component's pools, shared by its instances.
-#[derive(Default)]
 pub struct PgPools {
     pools: std::sync::Mutex<Vec<(String, Pool)>>,
+    /// One permit per session the component holds, whatever its pool.
+    sessions: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for PgPools {
+    fn default() -> Self {
+        Self { pools: Default::default(), sessions: Arc::new(tokio::sync::Semaphore::new(MAX_SESSIONS_PER_COMPONENT)) }
+    }
 }
 
 impl PgPools {
@@ -185,12 +197,22 @@ impl PgAccess {
     pub async fn open_trusting(&self, address: &str, ca_roots: &[String]) -> Result<Connection, Error> {
         let config = self.check(address)?;
         let pool = self.pools.pool(address, ca_roots, config)?;
-        // deadpool bounds each step (wait, recycle, create) but not their sum.
-        let session = tokio::time::timeout(OPEN_TIMEOUT, pool.get())
-            .await
-            .map_err(|_| Error::ConnectionFailed(format!("no session within {OPEN_TIMEOUT:?}")))?;
+        // deadpool bounds each step (wait, recycle, create) but not their
+        // sum; nor does it know of the component's other pools.
+        let opened = tokio::time::timeout(OPEN_TIMEOUT, async {
+            let permit = self.pools.sessions.clone().acquire_owned().await.expect("the semaphore is never closed");
+            (permit, pool.get().await)
+        })
+        .await;
+        let Ok((permit, session)) = opened else {
+            return Err(Error::ConnectionFailed(if self.pools.sessions.available_permits() == 0 {
+                "too many connections".into()
+            } else {
+                format!("no session within {OPEN_TIMEOUT:?}")
+            }));
+        };
         match session {
-            Ok(session) => Ok(Connection { session: Arc::new(session) }),
+            Ok(session) => Ok(Connection { session: Arc::new(session), _permit: Arc::new(permit) }),
             Err(PoolError::Timeout(_)) if pool.status().available == 0 && pool.status().size >= MAX_SESSIONS_PER_ADDRESS => {
                 Err(Error::ConnectionFailed("too many connections".into()))
             }
@@ -269,6 +291,8 @@ pub struct ConnectionBuilder {
 #[derive(Clone)]
 pub struct Connection {
     session: Arc<Object>,
+    /// The component's count of sessions, given back with the last clone.
+    _permit: Arc<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// A statement's parameters as the driver takes them.

@@ -270,13 +270,26 @@ async fn sqlite(req: Request, label: &str) -> Response<String> {
 /// `query-async` streamed with the outcome of its future. Parameters are
 /// `{"int32": 1}`, `{"int64": 1}`, `{"str": "t"}`,
 /// `{"range_int32": [[1, "inclusive"], null]}`, `{"interval": [micros, days, months]}`
-/// or `null`.
+/// or `null`. With `"open": N` instead of statements, it holds N connections
+/// at once, each with a connection string of its own.
 async fn postgres(req: Request) -> Response<String> {
     use spin_sdk::pg::{Certificate, Connection, Interval, OpenOptions, ParameterValue, RangeBoundKind};
     let text = |status: u16, body: String| Response::builder().status(status).body(body).unwrap();
     let Ok(body) = req.into_body().bytes().await else { return text(400, "body".into()) };
     let Ok(script) = serde_json::from_slice::<serde_json::Value>(&body) else { return text(400, "body: not JSON".into()) };
     let address = script["address"].as_str().unwrap_or_default();
+    if let Some(count) = script["open"].as_u64() {
+        // Holds `count` connections at once, each with a connection string
+        // of its own; answers how many opened and the first error.
+        let mut held = Vec::new();
+        for i in 0..count {
+            match Connection::open(format!("{address} application_name=probe{i}")).await {
+                Ok(connection) => held.push(connection),
+                Err(e) => return text(200, format!("{} opened; then {e:?}", held.len())),
+            }
+        }
+        return text(200, format!("{} opened", held.len()));
+    }
     let connection = match script["ca_root"].as_str() {
         Some(pem) => Connection::open_with_options(address, OpenOptions { ca_root: Some(Certificate::Text(pem.to_string())) }).await,
         None => Connection::open(address).await,
