@@ -8,9 +8,52 @@
 use std::path::Path;
 
 /// The cgroup memory limit of this process, if it has one (cgroup v2, then
-/// v1); `None` outside a container or when unlimited.
+/// v1); `None` when nothing limits it.
 pub fn cgroup_memory_limit() -> Option<u64> {
-    limit_in(Path::new("/sys/fs/cgroup/memory.max")).or_else(|| limit_in(Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes")))
+    let membership = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    limit_of(Path::new("/sys/fs/cgroup"), &membership)
+}
+
+/// The tightest memory limit from this process's cgroup (as
+/// `/proc/self/cgroup` names it) up to the root of the hierarchy mounted at
+/// `mount`: a limit on a parent (a pod, a systemd slice) binds its children
+/// too. In a container with a cgroup namespace the cgroup is the mount's
+/// root; a service on a host is deeper; and where a container sees the
+/// host's path but only its own cgroup is mounted, the path is missing and
+/// the walk up reaches the mount's root, which is that cgroup.
+fn limit_of(mount: &Path, membership: &str) -> Option<u64> {
+    // v2: the one line `0::/path`.
+    if let Some(path) = membership.lines().find_map(|line| line.strip_prefix("0::")) {
+        if let Some(limit) = tightest(mount, path, "memory.max") {
+            return Some(limit);
+        }
+    }
+    // v1: `N:controllers:/path`, the memory controller's hierarchy.
+    let path = membership.lines().find_map(|line| {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        controllers.split(',').any(|c| c == "memory").then_some(path)
+    })?;
+    tightest(&mount.join("memory"), path, "memory.limit_in_bytes")
+}
+
+/// The smallest limit in `file` of the directory `path` under `mount` and of
+/// each of its parents up to `mount`.
+fn tightest(mount: &Path, path: &str, file: &str) -> Option<u64> {
+    // The kernel writes no `..` there; refuse one rather than read above the mount.
+    if path.split('/').any(|part| part == "..") {
+        return None;
+    }
+    let mut dir = mount.join(path.trim_start_matches('/'));
+    let mut tightest: Option<u64> = None;
+    loop {
+        if let Some(limit) = limit_in(&dir.join(file)) {
+            tightest = Some(tightest.map_or(limit, |t| t.min(limit)));
+        }
+        if dir == mount || !dir.pop() {
+            return tightest;
+        }
+    }
 }
 
 fn limit_in(file: &Path) -> Option<u64> {
@@ -43,6 +86,36 @@ mod tests {
         assert_eq!(instances_that_fit(Some(16 * MIB), 32 << 20, 256), 1);
         assert_eq!(instances_that_fit(None, 32 << 20, 256), 256);
         assert_eq!(instances_that_fit(Some(u64::MAX >> 4), 1, 256), 256);
+    }
+
+    fn write(root: &Path, file: &str, text: &str) {
+        let path = root.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn the_tightest_limit_on_the_way_up_from_the_process_cgroup_counts() {
+        const MIB: u64 = 1 << 20;
+        // cgroup v2, a service on a host: its own limit, and a tighter one on its slice.
+        let host = tempfile::tempdir().unwrap();
+        write(host.path(), "system.slice/wharf.service/memory.max", &format!("{}\n", 512 * MIB));
+        write(host.path(), "system.slice/memory.max", &format!("{}\n", 256 * MIB));
+        write(host.path(), "user.slice/memory.max", &format!("{}\n", MIB));
+        assert_eq!(limit_of(host.path(), "0::/system.slice/wharf.service\n"), Some(256 * MIB));
+        assert_eq!(limit_of(host.path(), "0::/init.scope\n"), None, "no limit on its way up");
+        // A container with its own cgroup namespace: the mount's root.
+        let pod = tempfile::tempdir().unwrap();
+        write(pod.path(), "memory.max", &format!("{}\n", 128 * MIB));
+        assert_eq!(limit_of(pod.path(), "0::/\n"), Some(128 * MIB));
+        // cgroup v1 where the container sees the host's path but only its
+        // own cgroup is mounted: the walk up finds the mount's root.
+        let v1 = tempfile::tempdir().unwrap();
+        write(v1.path(), "memory/memory.limit_in_bytes", &format!("{}\n", 64 * MIB));
+        let membership = "12:cpu,cpuacct:/docker/abc\n4:memory:/docker/abc\n1:name=systemd:/docker/abc\n";
+        assert_eq!(limit_of(v1.path(), membership), Some(64 * MIB));
+        assert_eq!(limit_of(v1.path(), "4:memory:/../../etc\n"), None, "never read above the mount");
+        assert_eq!(limit_of(v1.path(), ""), None);
     }
 
     #[test]
