@@ -5,6 +5,7 @@
 use super::Parameters;
 use super::model::{DbDataType, DbValue, Interval, ParameterValue, RangeBoundKind};
 use bytes::{BufMut, BytesMut};
+use fallible_iterator::FallibleIterator;
 use postgres_protocol::types as wire;
 use rust_decimal::Decimal;
 use std::error::Error as StdError;
@@ -151,14 +152,41 @@ fn value(row: &Row, i: usize) -> Result<DbValue, tokio_postgres::Error> {
         Type::INT4_RANGE => get(row, i, |r: Range<i32>| DbValue::RangeInt32(r.bounds(|v| v))),
         Type::INT8_RANGE => get(row, i, |r: Range<i64>| DbValue::RangeInt64(r.bounds(|v| v))),
         Type::NUM_RANGE => get(row, i, |r: Range<Decimal>| DbValue::RangeDecimal(r.bounds(decimal_text))),
-        Type::INT4_ARRAY => get(row, i, DbValue::ArrayInt32),
-        Type::INT8_ARRAY => get(row, i, DbValue::ArrayInt64),
+        Type::INT4_ARRAY => get(row, i, |Array(v)| DbValue::ArrayInt32(v)),
+        Type::INT8_ARRAY => get(row, i, |Array(v)| DbValue::ArrayInt64(v)),
         Type::NUMERIC_ARRAY => {
-            get(row, i, |v: Vec<Option<Decimal>>| DbValue::ArrayDecimal(v.into_iter().map(|d| d.map(decimal_text)).collect()))
+            get(row, i, |Array::<Decimal>(v)| DbValue::ArrayDecimal(v.into_iter().map(|d| d.map(decimal_text)).collect()))
         }
-        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::BPCHAR_ARRAY => get(row, i, DbValue::ArrayStr),
+        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::BPCHAR_ARRAY => get(row, i, |Array(v)| DbValue::ArrayStr(v)),
         Type::INTERVAL => get(row, i, |PgInterval(interval)| DbValue::Interval(interval)),
         _ => get(row, i, |Raw(bytes)| DbValue::Unsupported(bytes)),
+    }
+}
+
+/// A one-dimensional array column, read without reserving memory for the
+/// element count its header claims: postgres-types' `Vec` does, and a
+/// server (any address a guest may reach) can claim 2^31 elements, an
+/// allocation that fails and aborts the whole host. Here the vector grows
+/// only with elements actually present in the value.
+struct Array<T>(Vec<Option<T>>);
+
+impl<'a, T: FromSql<'a>> FromSql<'a> for Array<T> {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
+        let Kind::Array(member) = ty.kind() else { return Err(format!("{ty} is not an array type").into()) };
+        let array = wire::array_from_sql(raw)?;
+        if array.dimensions().count()? > 1 {
+            return Err("array contains too many dimensions".into());
+        }
+        let mut values = Vec::new();
+        let mut elements = array.values();
+        while let Some(element) = elements.next()? {
+            values.push(<Option<T>>::from_sql_nullable(member, element)?);
+        }
+        Ok(Array(values))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        matches!(ty.kind(), Kind::Array(member) if T::accepts(member))
     }
 }
 
@@ -314,5 +342,40 @@ impl<'a, T: FromSql<'a>> FromSql<'a> for Range<T> {
 
     fn accepts(ty: &Type) -> bool {
         element_type(ty).is_some_and(T::accepts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A one-dimensional array value's header claiming `elements`, then `values`.
+    fn array_value(element_type: u32, elements: i32, values: &[Option<&[u8]>]) -> Vec<u8> {
+        let mut raw = Vec::new();
+        for word in [1, 0, element_type as i32, elements, 1] {
+            raw.extend_from_slice(&word.to_be_bytes());
+        }
+        for value in values {
+            match value {
+                Some(bytes) => {
+                    raw.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+                    raw.extend_from_slice(bytes);
+                }
+                None => raw.extend_from_slice(&(-1i32).to_be_bytes()),
+            }
+        }
+        raw
+    }
+
+    #[test]
+    fn an_array_claiming_more_elements_than_it_holds_is_an_error_not_an_abort() {
+        let text = Type::TEXT.oid();
+        let honest = array_value(text, 2, &[Some(b"a"), None]);
+        let Array(values) = Array::<String>::from_sql(&Type::TEXT_ARRAY, &honest).unwrap();
+        assert_eq!(values, [Some("a".to_string()), None]);
+        // 2^31 - 1 strings would be 48 GiB reserved up front by postgres-types.
+        let hostile = array_value(text, i32::MAX, &[Some(b"a")]);
+        assert!(Array::<String>::from_sql(&Type::TEXT_ARRAY, &hostile).is_err());
+        assert!(Array::<i32>::from_sql(&Type::INT4_ARRAY, &array_value(Type::INT4.oid(), i32::MAX, &[])).is_err());
     }
 }
