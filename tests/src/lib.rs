@@ -735,15 +735,19 @@ pub struct SpinUp {
 
 impl SpinUp {
     /// Runs `command` (`spin up ... --listen 127.0.0.1:<port>`, described by
-    /// `what` in failures) and waits until it listens.
+    /// `what` in failures) and waits until its HTTP trigger answers.
     pub fn start(mut command: Command, port: u16, what: &str) -> SpinUp {
         use std::os::unix::process::CommandExt;
         let child = command.process_group(0).spawn().unwrap_or_else(|e| panic!("{what}: {e}"));
         let mut spin = SpinUp { child, port };
         let deadline = std::time::Instant::now() + Duration::from_secs(180);
-        // A connect that connected to itself (simultaneous open on a port
-        // nobody listens on yet) says nothing about Spin.
-        let listening = || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok());
+        // An HTTP answer, not a TCP connect: a connect also succeeds while
+        // something else holds the port for a moment (CI once saw a request
+        // refused right after a connect had succeeded), and a connect to a
+        // port nobody listens on yet can connect to itself.
+        let health = format!("http://127.0.0.1:{port}/.well-known/spin/health");
+        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(2)).build();
+        let listening = || agent.get(&health).call().is_ok();
         while !listening() {
             if let Ok(Some(status)) = spin.child.try_wait() {
                 panic!("{what} exited ({status}) before listening");
