@@ -177,6 +177,27 @@ fn addresses_outside_the_grant_and_wrong_passwords_are_refused() {
     assert_eq!(reply.body, format!("Error::ConnectionFailed(\"address postgres://127.0.0.1:{} is not permitted\")", pg.port));
 }
 
+/// A row is one message of the protocol, which the driver reads whole
+/// before wharf's 128 MiB result cap could look at it: a query answering a
+/// 400 MB row ends its session at the message's header instead, so the
+/// host's memory does not grow by it, and the next instance gets a fresh
+/// session.
+#[test]
+fn a_row_over_the_limit_ends_its_session_before_the_host_reads_it() {
+    let pg = Postgres::start(PASSWORD);
+    let (_dir, host) = granted(&pg);
+    let address = pg.address(PASSWORD);
+    assert!(lines(&run(&host, 4, &address, json!([{"sql": "SELECT 1::int4"}])))[0].contains("Int32(1)"));
+    let before = host.peak_memory_bytes();
+    let reply = run(&host, 4, &address, json!([{"sql": "SELECT repeat('x', 400000000)"}]));
+    let answer = lines(&reply);
+    assert!(answer[0].starts_with("Err("), "{answer:?}");
+    let grown = host.peak_memory_bytes().saturating_sub(before);
+    assert!(grown < 100 << 20, "the host's peak memory grew by {} MiB", grown >> 20);
+    assert!(host.logs().contains("the server started a message of 400000"), "{}", host.logs());
+    assert!(lines(&run(&host, 4, &address, json!([{"sql": "SELECT 2::int4"}])))[0].contains("Int32(2)"));
+}
+
 /// `spin:postgres/postgres@4.2.0`, what spin-sdk 7 (WASIp3) components
 /// import: the rows of `query-async` as a stream with the types of 4.0.0
 /// (ranges and intervals through their own conversions), `execute-async`,

@@ -406,6 +406,15 @@ impl Host {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
+    /// The most memory the host process has held so far (VmHWM): what a
+    /// test of a memory bound compares before and after.
+    pub fn peak_memory_bytes(&self) -> u64 {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let kib = status.lines().find_map(|line| line.strip_prefix("VmHWM:")).expect("VmHWM in /proc/<pid>/status");
+        kib.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap() * 1024
+    }
+
     pub fn logs(&self) -> String {
         let mut text = String::new();
         if let Ok(mut f) = std::fs::File::open(&self.log) {

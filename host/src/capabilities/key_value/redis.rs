@@ -1,16 +1,14 @@
 //! Key-value on Redis (`type = "redis"`, for stores shared by several hosts).
 //!
 //! Compare-and-swap is a Lua script, so the compare and the write are one
-//! atomic step on the server for every host using the store. One multiplexed
-//! connection is made on first use and dropped after a connection-level
-//! failure, so the next command reconnects: a host starts and serves its
-//! other routes while Redis is down, and commands fail fast meanwhile.
+//! atomic step on the server for every host using the store. The connection
+//! is the capabilities' shared one ([`SharedConnection`]): made on first use
+//! and again after it fails, so a host starts and serves its other routes
+//! while Redis is down, and commands fail fast meanwhile.
 
-use super::{Backend, BackendError, BackendResult, KeyPage};
+use super::{Backend, BackendResult, KeyPage};
+use crate::capabilities::redis_connection::SharedConnection;
 use async_trait::async_trait;
-use redis::aio::MultiplexedConnection;
-use std::time::Duration;
-use tokio::sync::Mutex;
 
 const CAS_SCRIPT: &str = r"
 local current = redis.call('GET', KEYS[1])
@@ -24,48 +22,17 @@ return 1
 ";
 
 pub struct RedisBackend {
-    client: redis::Client,
-    connection: Mutex<Option<MultiplexedConnection>>,
+    connection: SharedConnection,
     cas: redis::Script,
 }
 
 impl RedisBackend {
     pub fn new(url: &str) -> anyhow::Result<Self> {
-        Ok(Self { client: redis::Client::open(url)?, connection: Mutex::new(None), cas: redis::Script::new(CAS_SCRIPT) })
-    }
-
-    async fn connection(&self) -> BackendResult<MultiplexedConnection> {
-        let mut slot = self.connection.lock().await;
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
-        }
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Duration::from_secs(2))
-            .set_response_timeout(Duration::from_secs(5));
-        let connection = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(|e| BackendError(format!("redis key-value store unavailable: {e}")))?;
-        *slot = Some(connection.clone());
-        Ok(connection)
-    }
-
-    /// Forgets the connection after a failure of the connection itself, so
-    /// the next command makes a new one.
-    async fn check<R>(&self, result: redis::RedisResult<R>) -> BackendResult<R> {
-        if let Err(e) = &result {
-            if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_unrecoverable_error() {
-                *self.connection.lock().await = None;
-            }
-        }
-        Ok(result?)
+        Ok(Self { connection: SharedConnection::new(url)?, cas: redis::Script::new(CAS_SCRIPT) })
     }
 
     async fn query<R: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> BackendResult<R> {
-        let mut conn = self.connection().await?;
-        let result = cmd.query_async(&mut conn).await;
-        self.check(result).await
+        Ok(self.connection.run(|mut connection| async move { cmd.query_async(&mut connection).await }).await?)
     }
 }
 
@@ -99,13 +66,13 @@ impl Backend for RedisBackend {
     }
 
     async fn compare_and_swap(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> BackendResult<bool> {
-        let mut conn = self.connection().await?;
         let mut invocation = self.cas.key(key);
         match expected {
             None => invocation.arg("absent").arg(""),
             Some(old) => invocation.arg("present").arg(old),
         };
-        let swapped: i64 = self.check(invocation.arg(new).invoke_async(&mut conn).await).await?;
+        invocation.arg(new);
+        let swapped: i64 = self.connection.run(|mut connection| async move { invocation.invoke_async(&mut connection).await }).await?;
         Ok(swapped == 1)
     }
 
@@ -119,6 +86,7 @@ mod tests {
     use super::super::conformance::{self, CounterEncoding};
     use super::*;
     use std::sync::Arc;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn conformance_on_a_real_redis() {

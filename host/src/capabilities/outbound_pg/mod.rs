@@ -37,6 +37,7 @@ mod types;
 mod v2;
 mod v3;
 mod v4;
+mod wire;
 
 /// Sessions one component may hold per connection string, as Spin allows.
 const MAX_SESSIONS_PER_ADDRESS: usize = 64;
@@ -86,9 +87,9 @@ impl PgPools {
         // (A statement made with SQL PREPARE survives; tokio-postgres keeps
         // statements of its own on the session, so DEALLOCATE ALL is out.)
         let reset = format!("ROLLBACK; {}", RecyclingMethod::Clean.query().unwrap_or_default());
-        let manager = Manager::from_config(
+        let manager = Manager::from_connect(
             config,
-            tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+            wire::LimitedConnect { tls: tokio_postgres_rustls::MakeRustlsConnect::new(tls) },
             ManagerConfig { recycling_method: RecyclingMethod::Custom(reset) },
         );
         let pool = Pool::builder(manager)

@@ -2,18 +2,15 @@
 //! `fermyon:spin/redis@2.0.0` for WASIp2 guests ([`p2`]), over one policy and
 //! one pool.
 //!
-//! Connections are multiplexed and shared per address across all instances
-//! (a `ConnectionManager` reconnects by itself after Redis comes back). The
-//! address must match the component's `allowed_outbound_hosts`
+//! Connections are multiplexed and shared per address across all instances,
+//! made again after Redis comes back, with each reply's size capped
+//! ([`SharedConnection`]). The address must match the component's `allowed_outbound_hosts`
 //! (`redis://host:port`), otherwise `open` answers `invalid-address`.
 
 
 use crate::allowed_hosts::AllowedHosts;
-use redis::aio::ConnectionManager;
-use std::collections::HashMap;
+use crate::capabilities::redis_connection::SharedConnection;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::OnceCell;
 
 mod p2;
 mod p3;
@@ -110,45 +107,34 @@ fn refusal(command: &str, arguments: &[Argument]) -> Option<String> {
     blocks.then(|| format!("{command} blocks the connection, which other instances share, and is not allowed"))
 }
 
-/// How long making a connection may take before `open` fails.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// The most addresses (hosts, or one host with other credentials or
+/// databases) a pool keeps connections to, as for PostgreSQL; past it the
+/// least recently used is let go (its connection closes once the instances
+/// using it are done), so guests cannot make the host hold connections
+/// without end.
+const MAX_ADDRESSES: usize = 16;
 
 /// Connections shared by every instance of the app, by address.
 #[derive(Default)]
 pub struct RedisPool {
-    /// The lock is held only to find an address's cell; connecting happens
-    /// in the cell, so one slow address holds up only its own callers.
-    managers: std::sync::Mutex<HashMap<String, Arc<OnceCell<ConnectionManager>>>>,
+    /// Most recently used first. The lock is held only to find an
+    /// address's connection; connecting happens in it, so one slow address
+    /// holds up only its own callers.
+    connections: std::sync::Mutex<Vec<(String, Arc<SharedConnection>)>>,
 }
 
 impl RedisPool {
-    /// A connection to `address`, made on first use and shared afterwards. A
-    /// connect that fails or times out leaves nothing behind, and the next
-    /// call tries again.
-    pub async fn connection(&self, address: &str) -> Result<ConnectionManager, Error> {
-        let cell = self.managers.lock().expect("not poisoned").entry(address.to_string()).or_default().clone();
-        cell.get_or_try_init(|| connect(address)).await.cloned()
-    }
-}
-
-async fn connect(address: &str) -> Result<ConnectionManager, Error> {
-    let client = redis::Client::open(address).map_err(|_| Error::InvalidAddress)?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Duration::from_secs(2))
-        .set_response_timeout(Duration::from_secs(5))
-        // No retries inside a (re)connect: redis-rs waits 1-2 s before the
-        // first retry and up to 60-120 s before the second (backon's 1 s
-        // minimum delay times its factor of 100), and every command on the
-        // connection waits for that. With Redis down, `publish` and `PING`
-        // then hung past the request deadline (504) instead of failing.
-        // Now a command fails at once and the next one reconnects.
-        .set_number_of_retries(0);
-    // The connection timeout above covers the TCP connect; this one also
-    // covers name resolution and the handshake.
-    match tokio::time::timeout(CONNECT_TIMEOUT, ConnectionManager::new_with_config(client, config)).await {
-        Ok(Ok(manager)) => Ok(manager),
-        Ok(Err(e)) => Err(Error::Other(format!("cannot connect to {}: {e}", redact(address)))),
-        Err(_) => Err(Error::Other(format!("cannot connect to {}: no answer within {CONNECT_TIMEOUT:?}", redact(address)))),
+    /// The shared connection to `address`; it connects on first use.
+    fn connection(&self, address: &str) -> Result<Arc<SharedConnection>, Error> {
+        let mut connections = self.connections.lock().expect("not poisoned");
+        let entry = match connections.iter().position(|(known, _)| known == address) {
+            Some(at) => connections.remove(at),
+            None => (address.to_string(), Arc::new(SharedConnection::new(address).map_err(|_| Error::InvalidAddress)?)),
+        };
+        let connection = entry.1.clone();
+        connections.insert(0, entry);
+        connections.truncate(MAX_ADDRESSES);
+        Ok(connection)
     }
 }
 
@@ -186,16 +172,20 @@ impl RedisAccess {
         }
     }
 
-    /// A connection to `address` if the component may reach it.
+    /// A connection to `address` if the component may reach it. It is made
+    /// here if there is none yet, so that `open` fails when Redis cannot be
+    /// reached.
     pub async fn open(&self, address: &str) -> Result<Connection, Error> {
         self.check(address)?;
-        Ok(Connection { manager: self.pool.connection(address).await? })
+        let shared = self.pool.connection(address)?;
+        shared.ready().await.map_err(|e| Error::Other(format!("cannot connect to {}: {e}", redact(address))))?;
+        Ok(Connection { shared })
     }
 }
 
 /// An open connection (the `connection` resource).
 pub struct Connection {
-    manager: ConnectionManager,
+    shared: Arc<SharedConnection>,
 }
 
 fn other(e: redis::RedisError) -> Error {
@@ -207,11 +197,11 @@ fn other(e: redis::RedisError) -> Error {
 }
 
 impl Connection {
-    /// Runs one command. The multiplexed manager is cloned, so the caller
+    /// Runs one command. The shared connection is cloned, so the caller
     /// need not hold the instance's state while Redis answers.
     fn query<R: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> impl Future<Output = Result<R, Error>> + use<R> {
-        let mut manager = self.manager.clone();
-        async move { cmd.query_async(&mut manager).await.map_err(other) }
+        let shared = self.shared.clone();
+        async move { shared.run(|mut connection| async move { cmd.query_async(&mut connection).await }).await.map_err(other) }
     }
 
     pub fn publish(&self, channel: String, payload: Vec<u8>) -> impl Future<Output = Result<(), Error>> + use<> {
