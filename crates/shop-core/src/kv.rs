@@ -43,8 +43,35 @@ pub trait Kv {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// The values of `keys`, in their order (None where absent). Stores with
+    /// batch reads answer in one call; the default reads one by one.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let mut values = Vec::with_capacity(keys.len());
+        for key in keys {
+            values.push(self.get(key).await?);
+        }
+        Ok(values)
+    }
+    /// Writes every entry. Not atomic, as separate writes are not: a failure
+    /// may leave some written. Stores with batch writes take one call.
+    async fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        for (key, value) in entries {
+            self.set(key, value).await?;
+        }
+        Ok(())
+    }
     /// Atomically adds `delta` (a missing key counts as 0) and returns the new value.
     async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError>;
+    /// The counters at `keys`, in their order (0 where absent), as
+    /// `increment(key, 0)` reads each; stores with batch reads answer in one
+    /// call.
+    async fn get_counters(&self, keys: &[String]) -> Result<Vec<i64>, StoreError> {
+        let mut counters = Vec::with_capacity(keys.len());
+        for key in keys {
+            counters.push(self.increment(key, 0).await?);
+        }
+        Ok(counters)
+    }
     /// Reads the current value (None when absent) for a later `cas_swap`.
     async fn cas_read(&self, key: &str) -> Result<(Option<Vec<u8>>, Self::CasToken), StoreError>;
     /// Writes `value` only if the key is unchanged since the `cas_read` that
@@ -86,6 +113,23 @@ pub async fn get_json<T: DeserializeOwned>(kv: &impl Kv, key: &str) -> Result<Op
 
 pub async fn set_json(kv: &impl Kv, key: &str, value: &impl Serialize) -> Result<(), StoreError> {
     kv.set(key, &encode(value)).await
+}
+
+/// The records at `keys`, in their order, read in one batch.
+pub async fn get_many_json<T: DeserializeOwned>(kv: &impl Kv, keys: &[String]) -> Result<Vec<Option<T>>, StoreError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let values = kv.get_many(keys).await?;
+    if values.len() != keys.len() {
+        return Err(StoreError::new(format!("the store answered {} values for {} keys", values.len(), keys.len())));
+    }
+    keys.iter().zip(values).map(|(key, value)| value.map(|bytes| decode(key, &bytes)).transpose()).collect()
+}
+
+/// `(key, record)` pairs encoded for [`Kv::set_many`].
+pub fn json_entries(entries: impl IntoIterator<Item = (String, impl Serialize)>) -> Vec<(String, Vec<u8>)> {
+    entries.into_iter().map(|(key, value)| (key, encode(&value))).collect()
 }
 
 /// Reads the record at `key`, lets `change` decide, and writes the decision

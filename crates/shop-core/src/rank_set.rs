@@ -71,15 +71,27 @@ impl<'a, K: Kv> RankSet<'a, K> {
     }
 
     async fn change(&self, position: u64, member: bool) -> Result<bool, StoreError> {
+        let mask = read_counter(self.kv, &self.mask_key_of(position)).await?;
+        self.change_from(position, member, mask).await
+    }
+
+    /// The key of the bitmask holding `position`'s bit.
+    pub fn mask_key_of(&self, position: u64) -> String {
+        self.mask_key(bucket_of(position))
+    }
+
+    /// Adds (`member`) or removes `position`, given `mask`, the value of
+    /// [`Self::mask_key_of`] read by the caller (with other reads in one
+    /// batch, say) since any change of this position's bit: false, and
+    /// nothing written, when the bit already says so.
+    pub async fn change_from(&self, position: u64, member: bool, mask: i64) -> Result<bool, StoreError> {
         let bucket = bucket_of(position);
         let bit = (position - 1) % POSITIONS_PER_BUCKET;
-        let mask_key = self.mask_key(bucket);
-        let is_member = read_counter(self.kv, &mask_key).await? >> bit & 1 == 1;
-        if is_member == member {
+        if (mask >> bit & 1 == 1) == member {
             return Ok(false);
         }
         let delta = if member { 1 } else { -1 };
-        self.kv.increment(&mask_key, delta << bit).await?;
+        self.kv.increment(&self.mask_key(bucket), delta << bit).await?;
         let octave = octave_of(bucket);
         let size = 1_u64 << octave;
         let mut index = bucket - size + 1;

@@ -135,6 +135,10 @@ impl MemoryKv {
     }
 }
 
+fn decode_counter(key: &str, bytes: &[u8]) -> Result<i64, StoreError> {
+    Ok(i64::from_le_bytes(bytes.try_into().map_err(|_| StoreError::new(format!("{key} is not a counter")))?))
+}
+
 impl Kv for MemoryKv {
     type CasToken = MemoryCasToken;
 
@@ -155,13 +159,39 @@ impl Kv for MemoryKv {
         Ok(())
     }
 
+    /// One operation, as a store with batch reads answers it.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.begin().await?;
+        let state = self.state.borrow();
+        Ok(keys.iter().map(|key| state.entries.get(key).map(|(_, value)| value.clone())).collect())
+    }
+
+    /// One operation, as a store with batch reads answers it.
+    async fn get_counters(&self, keys: &[String]) -> Result<Vec<i64>, StoreError> {
+        self.begin().await?;
+        let state = self.state.borrow();
+        keys.iter()
+            .map(|key| match state.entries.get(key) {
+                None => Ok(0),
+                Some((_, bytes)) => decode_counter(key, bytes),
+            })
+            .collect()
+    }
+
+    /// One operation, as a store with batch writes takes it.
+    async fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        self.begin().await?;
+        for (key, value) in entries {
+            self.write(key, value.clone());
+        }
+        Ok(())
+    }
+
     async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
         self.begin().await?;
         let current = match self.state.borrow().entries.get(key) {
             None => 0,
-            Some((_, bytes)) => i64::from_le_bytes(
-                bytes.as_slice().try_into().map_err(|_| StoreError::new(format!("{key} is not a counter")))?,
-            ),
+            Some((_, bytes)) => decode_counter(key, bytes)?,
         };
         let next = current
             .checked_add(delta)

@@ -6,8 +6,8 @@
 //!
 //! Every import here is one Spin 3.6 provides (checked against its factors
 //! at tag v3.6.3); none is 4.x only:
-//! - [`SpinKv`]: `wasi:keyvalue/store` and `wasi:keyvalue/atomics`
-//!   (`@0.2.0-draft2`);
+//! - [`SpinKv`]: `wasi:keyvalue/store`, `wasi:keyvalue/atomics` and
+//!   `wasi:keyvalue/batch` (`@0.2.0-draft2`);
 //! - [`RedisConnection`], for the events (`shop_wiring::RedisPublisher`)
 //!   and the key-value store over Redis (`key_value = "redis"`):
 //!   `fermyon:spin/redis@2.0.0`;
@@ -28,7 +28,7 @@ use shop_core::http::{ApiError, ApiRequest, ApiResponse, Method};
 use shop_core::kv::{Kv, StoreError};
 use shop_core::ports::{Clock, Random, Sleeper};
 use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
-use spin_sdk::wit::wasi::keyvalue::{atomics, store};
+use spin_sdk::wit::wasi::keyvalue::{atomics, batch, store};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -60,6 +60,7 @@ pub struct SpinKv {
 
 impl Kv for SpinKv {
     shop_wiring::keyvalue_atomics_methods!(atomics, bucket, WasiSleeper);
+    shop_wiring::keyvalue_batch_methods!(batch, bucket, WasiSleeper);
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         while_locked(&WasiSleeper, async || self.bucket.get(key).map_err(store_error)).await

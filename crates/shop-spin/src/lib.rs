@@ -5,9 +5,10 @@
 //! `shop-wiring`. (The crate keeps its first name, `shop-spin`: the WASIp3
 //! build is the main one, and renaming it would touch every component.)
 //!
-//! - [`SpinKv`]: `spin:key-value` for plain reads and writes, and
-//!   `wasi:keyvalue/atomics` for increment and compare-and-swap on the same
-//!   store (hosts back both interfaces with one store per label).
+//! - [`SpinKv`]: `spin:key-value` for plain reads and writes,
+//!   `wasi:keyvalue/atomics` for increment and compare-and-swap, and
+//!   `wasi:keyvalue/batch` for reads and writes of many keys in one call, on
+//!   the same store (hosts back these interfaces with one store per label).
 //! - [`RedisConnection`]: outbound Redis, for the events
 //!   (`shop_wiring::RedisPublisher`) and the key-value store over Redis
 //!   (`key_value = "redis"`).
@@ -20,7 +21,7 @@
 use shop_core::http::{ApiRequest, ApiResponse, Method};
 use shop_core::kv::{Kv, StoreError};
 use shop_core::ports::{Clock, Random, Sleeper};
-use spin_sdk::experimental::wasi::keyvalue::{atomics, store as wasi_kv};
+use spin_sdk::experimental::wasi::keyvalue::{atomics, batch, store as wasi_kv};
 use spin_sdk::http::body::IncomingBodyExt;
 use spin_sdk::http::{Request, Response};
 
@@ -82,6 +83,7 @@ impl SpinKv {
 
 impl Kv for SpinKv {
     shop_wiring::keyvalue_atomics_methods!(atomics, bucket, WasiSleeper);
+    shop_wiring::keyvalue_batch_methods!(batch, bucket, WasiSleeper);
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         while_locked(&WasiSleeper, async || self.store.get(key).await.map_err(store_error)).await

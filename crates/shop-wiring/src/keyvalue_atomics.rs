@@ -125,6 +125,52 @@ macro_rules! keyvalue_atomics_methods {
     };
 }
 
+/// What a batch read answered, `(key, value)` pairs in any order and
+/// missing keys perhaps left out (Spin's SQLite store answers only the keys
+/// it holds), as the values of `keys` in their order.
+pub fn in_key_order(keys: &[String], answered: Vec<(String, Option<Vec<u8>>)>) -> Vec<Option<Vec<u8>>> {
+    let answered: std::collections::HashMap<String, Option<Vec<u8>>> = answered.into_iter().collect();
+    keys.iter().map(|key| answered.get(key).cloned().flatten()).collect()
+}
+
+/// Expands, inside `impl Kv for ...`, to `get_many`, `get_counters` and
+/// `set_many` over `wasi:keyvalue/batch` (bindings module `$batch`) on the
+/// bucket in field `$bucket`, pausing with `$sleeper` while the database is
+/// locked ([`while_locked`]): one call where shop-core would make one per key.
+#[macro_export]
+macro_rules! keyvalue_batch_methods {
+    ($batch:ident, $bucket:ident, $sleeper:expr) => {
+        async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, $crate::__shop_core::kv::StoreError> {
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            let answered = $crate::keyvalue_atomics::while_locked(&$sleeper, async || {
+                $batch::get_many(&self.$bucket, keys).map_err($crate::keyvalue_atomics::store_error)
+            })
+            .await?;
+            Ok($crate::keyvalue_atomics::in_key_order(keys, answered))
+        }
+
+        async fn get_counters(&self, keys: &[String]) -> Result<Vec<i64>, $crate::__shop_core::kv::StoreError> {
+            let values = self.get_many(keys).await?;
+            keys.iter()
+                .zip(values)
+                .map(|(key, value)| value.map_or(Ok(0), |bytes| $crate::keyvalue_atomics::decode_counter(key, &bytes)))
+                .collect()
+        }
+
+        async fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), $crate::__shop_core::kv::StoreError> {
+            if entries.is_empty() {
+                return Ok(());
+            }
+            $crate::keyvalue_atomics::while_locked(&$sleeper, async || {
+                $batch::set_many(&self.$bucket, entries).map_err($crate::keyvalue_atomics::store_error)
+            })
+            .await
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +179,15 @@ mod tests {
 
     fn locked() -> StoreError {
         StoreError::new("Other(\"SqliteFailure(Error { code: DatabaseBusy, extended_code: 5 }, Some(\\\"database is locked\\\"))\")")
+    }
+
+    #[test]
+    fn a_batch_answer_is_put_in_the_order_of_the_keys_asked() {
+        let keys: Vec<String> = ["a", "b", "c", "a"].map(String::from).to_vec();
+        // Out of order, one key left out, one answered as absent.
+        let answered = vec![("c".to_string(), Some(b"3".to_vec())), ("a".to_string(), Some(b"1".to_vec())), ("b".to_string(), None)];
+        assert_eq!(in_key_order(&keys, answered), vec![Some(b"1".to_vec()), None, Some(b"3".to_vec()), Some(b"1".to_vec())]);
+        assert_eq!(in_key_order(&keys[..1], Vec::new()), vec![None]);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::index::{
-    PendingIndex, SEQUENCE_KEY, finish_pending, journal_append, order_key, order_number_key, placed_amount_key, position_key,
+    PendingIndex, SEQUENCE_KEY, finish_pending, journal_claim, journal_entry, order_key, order_number_key, placed_amount_key, position_key,
     user_position_key, user_sequence_key,
 };
 use super::model::{Order, OrderItem, OrderRecord, OrderStatus, StockStep};
@@ -15,7 +15,7 @@ use crate::auth::Caller;
 use crate::http::{ApiError, ApiRequest, ApiResponse};
 use crate::idempotency::{self, Claim};
 use crate::json::{Fields, parse_body};
-use crate::kv::{Kv, StoreError, create_json, read_counter, set_json};
+use crate::kv::{Kv, StoreError, create_json, json_entries, read_counter};
 use crate::money::{checked_sum, line_total};
 use crate::ports::{Clock, Publisher, Random, random_id};
 use crate::time::{compact_utc, rfc3339};
@@ -102,7 +102,7 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
     pub(super) async fn create_order(&self, request: &ApiRequest, caller: Caller) -> Result<ApiResponse, ApiError> {
         let new_order = NewOrder::parse(&request.body, caller)?;
         let Some(key) = request.header("idempotency-key") else {
-            return self.place(&random_id(&self.random, "ord_"), &new_order).await;
+            return self.place_new(&random_id(&self.random, "ord_"), &new_order).await;
         };
         if !(1..=255).contains(&key.len()) {
             return Err(ApiError::validation("Idempotency-Key", "the Idempotency-Key header must have 1 to 255 characters"));
@@ -148,6 +148,11 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
         if let Some(existing) = self.load(order_id).await? {
             return Ok(ApiResponse::json(201, &existing.order));
         }
+        self.place_new(order_id, new_order).await
+    }
+
+    /// Places the order with id `order_id`, which no earlier attempt used.
+    async fn place_new(&self, order_id: &str, new_order: &NewOrder) -> Result<ApiResponse, ApiError> {
         let priced = self.price(new_order).await?;
         self.count_placed_amount(&priced).await?;
         let receipt = self
@@ -247,10 +252,17 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
         let user_id = new_order.user_id;
         let position = self.kv.increment(SEQUENCE_KEY, 1).await? as u64;
         let user_position = self.kv.increment(&user_sequence_key(user_id), 1).await? as u64;
+        let claim = journal_claim(&self.kv).await?;
         let order_number = self.claim_order_number(order_id, now_ms).await?;
-        set_json(&self.kv, &position_key(position), &order_id).await?;
-        set_json(&self.kv, &user_position_key(user_id, user_position), &order_id).await?;
-        let claim = journal_append(&self.kv, order_id).await?;
+        // The list entries and the journal entry in one batch, all before
+        // the record's compare-and-swap, as one by one.
+        self.kv
+            .set_many(&json_entries([
+                (position_key(position), order_id.to_string()),
+                (user_position_key(user_id, user_position), order_id.to_string()),
+                journal_entry(claim, order_id),
+            ]))
+            .await?;
         let record = OrderRecord {
             order: Order {
                 id: order_id.to_string(),

@@ -52,7 +52,7 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{OrderRecord, OrderStatus};
 use crate::http::PageRequest;
-use crate::kv::{Change, Kv, StoreError, get_json, read_counter, set_json, update_json};
+use crate::kv::{Change, Kv, StoreError, get_json, get_many_json, read_counter, set_json, update_json};
 use crate::rank_set::RankSet;
 
 pub const SEQUENCE_KEY: &str = "orders:seq";
@@ -121,9 +121,21 @@ pub struct PendingIndex {
 /// Notes in the journal that `order_id` is about to be written; the entry
 /// number is the writer's claim.
 pub async fn journal_append(kv: &impl Kv, order_id: &str) -> Result<u64, StoreError> {
-    let entry = kv.increment(JOURNAL_SEQUENCE_KEY, 1).await? as u64;
+    let entry = journal_claim(kv).await?;
     set_json(kv, &journal_key(entry), &order_id).await?;
     Ok(entry)
+}
+
+/// A journal entry number, for a writer that stores the entry
+/// ([`journal_entry`]) with other writes in one batch, before its
+/// compare-and-swap as [`journal_append`] does.
+pub async fn journal_claim(kv: &impl Kv) -> Result<u64, StoreError> {
+    Ok(kv.increment(JOURNAL_SEQUENCE_KEY, 1).await? as u64)
+}
+
+/// The journal entry `entry` noting `order_id`, as `(key, order id)`.
+pub fn journal_entry(entry: u64, order_id: &str) -> (String, String) {
+    (journal_key(entry), order_id.to_string())
 }
 
 /// The index work `after` owes when a writer holding journal entry `claim`
@@ -307,11 +319,18 @@ impl<'a, K: Kv> Indexes<'a, K> {
     pub async fn apply(&self, record: &OrderRecord, from: Option<IndexedState>, to: IndexedState) -> Result<(), StoreError> {
         let old_sets = from.map(|state| Self::memberships(record, state)).unwrap_or_default();
         let new_sets = Self::memberships(record, to);
-        for (name, position) in old_sets.iter().filter(|set| !new_sets.contains(set)) {
-            self.set(name).remove(*position).await?;
-        }
-        for (name, position) in new_sets.iter().filter(|set| !old_sets.contains(set)) {
-            self.set(name).insert(*position).await?;
+        // Removals first, then insertions. No two touch one bitmask (sets
+        // differ by name), so the masks are read up front in one batch.
+        let changes: Vec<(RankSet<'a, K>, u64, bool)> = old_sets
+            .iter()
+            .filter(|set| !new_sets.contains(set))
+            .map(|(name, position)| (self.set(name), *position, false))
+            .chain(new_sets.iter().filter(|set| !old_sets.contains(set)).map(|(name, position)| (self.set(name), *position, true)))
+            .collect();
+        let mask_keys: Vec<String> = changes.iter().map(|(set, position, _)| set.mask_key_of(*position)).collect();
+        let masks = self.kv.get_counters(&mask_keys).await?;
+        for ((set, position, member), mask) in changes.iter().zip(masks) {
+            set.change_from(*position, *member, mask).await?;
         }
 
         let old_status = from.map(|state| state.status);
@@ -369,42 +388,47 @@ impl<'a, K: Kv> Indexes<'a, K> {
                 ((oldest..=newest).rev().collect(), len)
             }
         };
-        let mut records = Vec::with_capacity(positions.len());
-        for position in positions {
-            let (entry_key, record_position): (String, fn(&OrderRecord) -> u64) = match filter.user_id {
-                Some(user_id) => (user_position_key(user_id, position), |record| record.user_position),
-                None => (position_key(position), |record| record.position),
-            };
-            if let Some(record) = self.record_at(&entry_key).await? {
+        let entry_keys: Vec<String> = positions
+            .iter()
+            .map(|&position| match filter.user_id {
+                Some(user_id) => user_position_key(user_id, position),
+                None => position_key(position),
+            })
+            .collect();
+        let record_position: fn(&OrderRecord) -> u64 =
+            if filter.user_id.is_some() { |record| record.user_position } else { |record| record.position };
+        let records = self
+            .records_at(&entry_keys)
+            .await?
+            .into_iter()
+            .zip(positions)
+            .filter_map(|(record, position)| {
                 // Skipped: an entry left by a creation that failed half-way and
                 // was redone at another position, and an order whose status
                 // changed since the index was read.
-                let moved = record_position(&record) != position;
-                let other_status = filter.status.is_some_and(|status| status != record.order.status);
-                if !moved && !other_status {
-                    records.push(record);
-                }
-            }
-        }
+                record.filter(|record| {
+                    record_position(record) == position && filter.status.is_none_or(|status| status == record.order.status)
+                })
+            })
+            .collect();
         Ok((records, total))
     }
 
-    /// The order a list entry points to, if both exist.
-    async fn record_at(&self, entry_key: &str) -> Result<Option<OrderRecord>, StoreError> {
-        match get_json::<String>(self.kv, entry_key).await? {
-            Some(order_id) => get_json(self.kv, &order_key(&order_id)).await,
-            None => Ok(None),
-        }
+    /// The orders the list entries at `entry_keys` point to, where both
+    /// exist: two batch reads, the entries then the records.
+    async fn records_at(&self, entry_keys: &[String]) -> Result<Vec<Option<OrderRecord>>, StoreError> {
+        let order_ids: Vec<Option<String>> = get_many_json(self.kv, entry_keys).await?;
+        let record_keys: Vec<String> = order_ids.iter().flatten().map(|order_id| order_key(order_id)).collect();
+        let mut records = get_many_json::<OrderRecord>(self.kv, &record_keys).await?.into_iter();
+        Ok(order_ids.into_iter().map(|order_id| order_id.and_then(|_| records.next().flatten())).collect())
     }
 
     /// The oldest `take` open orders.
     pub async fn oldest_open(&self, take: usize) -> Result<Vec<OrderRecord>, StoreError> {
         let len = list_len(self.kv, SEQUENCE_KEY).await?;
-        let mut records = Vec::new();
-        for position in self.set("all:open").oldest_first(len, 0, take).await? {
-            records.extend(self.record_at(&position_key(position)).await?);
-        }
-        Ok(records)
+        let positions = self.set("all:open").oldest_first(len, 0, take).await?;
+        let entry_keys: Vec<String> = positions.into_iter().map(position_key).collect();
+        Ok(self.records_at(&entry_keys).await?.into_iter().flatten().collect())
     }
 
     /// Counts and revenue: 9 reads plus 2 per currency, whatever the number of orders.
@@ -461,8 +485,10 @@ pub async fn reindex(kv: &impl Kv, batch: u64) -> Result<ReindexReport, StoreErr
     let len = list_len(kv, SEQUENCE_KEY).await?;
     let last = len.min(rebuild.cursor.saturating_add(batch));
     let mut orders = 0;
-    for position in rebuild.cursor + 1..=last {
-        if let Some(record) = fresh.record_at(&position_key(position)).await?
+    let positions = rebuild.cursor + 1..=last;
+    let entry_keys: Vec<String> = positions.clone().map(position_key).collect();
+    for (record, position) in fresh.records_at(&entry_keys).await?.into_iter().zip(positions) {
+        if let Some(record) = record
             && record.position == position
         {
             fresh.apply(&record, None, IndexedState::of(&record)).await?;

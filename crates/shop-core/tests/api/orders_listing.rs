@@ -104,6 +104,16 @@ async fn listing_cost(shop: &Shop, query: &str) -> u64 {
 }
 
 #[test]
+fn a_page_reads_its_list_entries_and_its_orders_in_one_batch_each() {
+    run(async {
+        let (shop, _ids) = shop_with_orders(&[(1, 30)]).await;
+        // The live generation, the list's length, 20 entries, 20 orders.
+        assert_eq!(listing_cost(&shop, "page_size=20").await, 4);
+        assert_eq!(listing_cost(&shop, "user_id=1&page_size=20").await, 4);
+    });
+}
+
+#[test]
 fn listing_and_summary_cost_does_not_grow_with_the_number_of_orders() {
     run(async {
         let (shop, ids) = shop_with_orders(&[(1, 120), (2, 10)]).await;

@@ -45,6 +45,22 @@ pub trait Backend: Send + Sync {
     async fn get(&self, key: &str) -> BackendResult<Option<Vec<u8>>>;
     async fn set(&self, key: &str, value: &[u8]) -> BackendResult<()>;
     async fn delete(&self, key: &str) -> BackendResult<()>;
+    /// The values of `keys`, in their order; one round trip where the
+    /// backend can (`wasi:keyvalue/batch`).
+    async fn get_many(&self, keys: &[String]) -> BackendResult<Vec<Option<Vec<u8>>>> {
+        let mut values = Vec::with_capacity(keys.len());
+        for key in keys {
+            values.push(self.get(key).await?);
+        }
+        Ok(values)
+    }
+    /// Writes every entry; one round trip where the backend can.
+    async fn set_many(&self, entries: &[(String, Vec<u8>)]) -> BackendResult<()> {
+        for (key, value) in entries {
+            self.set(key, value).await?;
+        }
+        Ok(())
+    }
     async fn exists(&self, key: &str) -> BackendResult<bool>;
     /// One page of keys: `cursor` is `None` to start, else the `next` of the
     /// previous page; `limit` is a hint for the page size.
@@ -198,6 +214,14 @@ pub(crate) mod conformance {
         assert!(!backend.compare_and_swap("c", Some(b"y"), b"z").await.unwrap());
         assert!(backend.compare_and_swap("c", Some(b"x"), b"z").await.unwrap());
         assert_eq!(backend.get("c").await.unwrap().as_deref(), Some(&b"z"[..]));
+
+        // Batches: values in the order asked, absent keys as None.
+        backend.set_many(&[("b1".into(), b"one".to_vec()), ("b2".into(), b"two".to_vec())]).await.unwrap();
+        let asked = ["b2", "missing", "b1", "b2"].map(String::from);
+        assert_eq!(backend.get_many(&asked).await.unwrap(), vec![Some(b"two".to_vec()), None, Some(b"one".to_vec()), Some(b"two".to_vec())]);
+        assert_eq!(backend.get_many(&[]).await.unwrap(), Vec::<Option<Vec<u8>>>::new());
+        backend.delete("b1").await.unwrap();
+        backend.delete("b2").await.unwrap();
 
         for i in 0..25 {
             backend.set(&format!("k{i:02}"), b"v").await.unwrap();

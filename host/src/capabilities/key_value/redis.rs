@@ -46,6 +46,24 @@ impl Backend for RedisBackend {
         self.query(redis::cmd("SET").arg(key).arg(value)).await
     }
 
+    async fn get_many(&self, keys: &[String]) -> BackendResult<Vec<Option<Vec<u8>>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.query(redis::cmd("MGET").arg(keys)).await
+    }
+
+    async fn set_many(&self, entries: &[(String, Vec<u8>)]) -> BackendResult<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut mset = redis::cmd("MSET");
+        for (key, value) in entries {
+            mset.arg(key).arg(value);
+        }
+        self.query(&mset).await
+    }
+
     async fn delete(&self, key: &str) -> BackendResult<()> {
         self.query::<i64>(redis::cmd("DEL").arg(key)).await.map(drop)
     }

@@ -94,24 +94,14 @@ impl atomics::HostCas for InstanceState {
 impl batch::Host for InstanceState {
     async fn get_many(&mut self, bucket: Resource<OpenStore>, keys: Vec<String>) -> wasmtime::Result<Result<Vec<(String, Option<Vec<u8>>)>, wasi_kv::Error>> {
         let backend = self.backend_of(&bucket)?;
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            match backend.get(&key).await {
-                Ok(value) => out.push((key, value)),
-                Err(e) => return Ok(Err(wasi_err(e))),
-            }
-        }
-        Ok(Ok(out))
+        Ok(match backend.get_many(&keys).await {
+            Ok(values) => Ok(keys.into_iter().zip(values).collect()),
+            Err(e) => Err(wasi_err(e)),
+        })
     }
 
     async fn set_many(&mut self, bucket: Resource<OpenStore>, key_values: Vec<(String, Vec<u8>)>) -> wasmtime::Result<Result<(), wasi_kv::Error>> {
-        let backend = self.backend_of(&bucket)?;
-        for (key, value) in key_values {
-            if let Err(e) = backend.set(&key, &value).await {
-                return Ok(Err(wasi_err(e)));
-            }
-        }
-        Ok(Ok(()))
+        Ok(self.backend_of(&bucket)?.set_many(&key_values).await.map_err(wasi_err))
     }
 
     async fn delete_many(&mut self, bucket: Resource<OpenStore>, keys: Vec<String>) -> wasmtime::Result<Result<(), wasi_kv::Error>> {
