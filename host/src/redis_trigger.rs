@@ -15,12 +15,12 @@
 //! flight, each bounded by its deadline.
 
 use crate::app::{App, LoadedComponent};
+use crate::capabilities::redis_connection::SubscriberConnection;
 use crate::bindings::p2::redis_trigger::RedisTriggerPre as RedisTriggerP2Pre;
 use crate::bindings::redis_trigger::RedisTriggerPre as RedisTriggerP3Pre;
 use crate::state::InstanceState;
 use crate::metrics::Metrics;
 use anyhow::{Context, Result};
-use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,9 +82,9 @@ impl Drop for RedisTrigger {
 impl RedisTrigger {
     /// Subscribes every Redis trigger; each message's handler may run for
     /// `deadline` (the host's `--request-timeout`) before it is stopped, and
-    /// at most `max_in_flight` run at once over all addresses (the rest wait,
-    /// read from Redis into the subscription's queue in this process;
-    /// [`crate::memory_budget`] says how many fit).
+    /// at most `max_in_flight` run at once over all addresses
+    /// ([`crate::memory_budget`] says how many fit; the rest wait in Redis,
+    /// not in this process: see [`SubscriberConnection`]).
     /// When `shutdown` is cancelled the trigger stops reading messages.
     pub fn start(app: Arc<App>, metrics: Arc<Metrics>, deadline: Duration, max_in_flight: usize, shutdown: CancellationToken) -> Result<Self> {
         // address -> channel -> subscribers
@@ -95,7 +95,7 @@ impl RedisTrigger {
             let at = || format!("trigger.redis[{i}]");
             let address = trigger.address.clone().or_else(|| default_address.clone()).context("no address")?;
             let address = app.variables.render(&address).with_context(|| format!("{}.address", at()))?;
-            redis::Client::open(address.as_str()).with_context(|| format!("{}.address: not a Redis URL", at()))?;
+            SubscriberConnection::check_address(&address).with_context(|| format!("{}.address: not a Redis URL wharf can subscribe to", at()))?;
             let channel = app.variables.render(&trigger.channel).with_context(|| format!("{}.channel", at()))?;
             let handler = Handler::of(component).with_context(at)?;
             by_address
@@ -181,17 +181,13 @@ impl Subscription {
     async fn subscribe_once(&self, backoff: &mut Duration) -> Result<()> {
         let Self { app, metrics, address, channels, permits, handlers, deadline } = self;
         let deadline = *deadline;
-        let client = redis::Client::open(address.as_str())?;
-        let mut pubsub = client.get_async_pubsub().await?;
-        for channel in channels.keys() {
-            pubsub.subscribe(channel).await?;
-        }
-        tracing::info!(address = %crate::capabilities::outbound_redis::redact(address), channels = ?channels.keys().collect::<Vec<_>>(), "redis trigger subscribed");
+        let names: Vec<&str> = channels.keys().map(String::as_str).collect();
+        let mut subscription = SubscriberConnection::open(address, &names).await?;
+        tracing::info!(address = %crate::capabilities::outbound_redis::redact(address), channels = ?names, "redis trigger subscribed");
         *backoff = BACKOFF_START;
-        let mut messages = pubsub.on_message();
-        while let Some(message) = messages.next().await {
-            let channel = message.get_channel_name().to_string();
-            let payload: Vec<u8> = message.get_payload_bytes().to_vec();
+        // The next message is read only once a handler slot is free for each
+        // of its subscribers, so a busy trigger leaves the backlog in Redis.
+        while let Some((channel, payload)) = subscription.next_message().await? {
             let Some(subscribers) = channels.get(&channel) else { continue };
             for subscriber in subscribers {
                 let permit = permits.clone().acquire_owned().await?;

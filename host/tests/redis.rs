@@ -136,6 +136,45 @@ fn the_trigger_resubscribes_after_redis_restarts() {
     assert!(host.logs().contains("reconnecting"), "{}", host.logs());
 }
 
+/// While every handler slot is taken, the trigger reads no more messages:
+/// a flood published meanwhile waits in Redis (which drops a subscriber
+/// whose backlog passes its pub/sub output limit), not in the host's memory;
+/// the trigger subscribes again and later messages are handled.
+#[test]
+fn a_flood_while_every_handler_is_busy_stays_out_of_the_hosts_memory() {
+    let redis = Redis::start();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("client-output-buffer-limit").arg("pubsub 16mb 8mb 10").query(&mut redis.client()).unwrap();
+    let (dir, manifest) = sink_app(&redis);
+    let host = start(&redis, &manifest, dir.path());
+    wait_subscribed(&redis);
+    let replies = subscribe(&redis, "outbox");
+    // More sleepers than the trigger runs at once (256): every slot taken.
+    for _ in 0..300 {
+        publish(&redis, "inbox", "sleep:8000");
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let before = host.peak_memory_bytes();
+    // 150 MB of messages, 1 KiB each, pipelined.
+    let filler = "f".repeat(1024);
+    let mut connection = redis.client();
+    for _ in 0..150 {
+        let mut pipe = redis::pipe();
+        for _ in 0..1000 {
+            pipe.cmd("PUBLISH").arg("inbox").arg(&filler).ignore();
+        }
+        let _: () = pipe.query(&mut connection).unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let grown = host.peak_memory_bytes().saturating_sub(before);
+    assert!(grown < 64 << 20, "the host's peak memory grew by {} MiB during the flood", grown >> 20);
+    // Once the sleepers are done, the trigger reads (or subscribes) again.
+    eventually(Duration::from_secs(30), "a message after the flood to be handled", || {
+        publish(&redis, "inbox", "after");
+        std::iter::from_fn(|| replies.recv_timeout(Duration::from_millis(200)).ok()).any(|reply| reply == "after").then_some(())
+    });
+    drop(host);
+}
+
 #[test]
 fn sigterm_stops_reading_then_lets_a_handler_in_flight_finish() {
     let redis = Redis::start();

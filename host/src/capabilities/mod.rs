@@ -7,7 +7,7 @@ pub mod outbound_http;
 pub mod outbound_mqtt;
 pub mod outbound_pg;
 pub mod outbound_redis;
-mod redis_connection;
+pub(crate) mod redis_connection;
 pub mod sockets;
 pub mod sqlite;
 pub mod unsupported;

@@ -1,7 +1,8 @@
 //! The Redis connections wharf makes for guests (outbound Redis, key-value
 //! on Redis): one multiplexed connection per address, shared by every
 //! instance, made on first use and made again after it fails, with every
-//! reply's size capped.
+//! reply's size capped; and the Redis trigger's subscriber connections
+//! ([`SubscriberConnection`]).
 //!
 //! Why not redis-rs's own connections: they buffer a reply whole, however
 //! large, before anyone sees it. A guest granted a Redis can make a reply of
@@ -19,7 +20,9 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 
 mod reply_limit;
+mod subscriber;
 use reply_limit::ReplyLimit;
+pub use subscriber::SubscriberConnection;
 
 /// How long making a connection (name resolution, TCP, handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);

@@ -8,6 +8,7 @@
 //! never the payloads.
 
 use bytes::{Buf, BytesMut};
+use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -33,6 +34,9 @@ pub struct ReplyLimit<S> {
     /// of the reply being read (empty while it is being dropped).
     buffer: BytesMut,
     ready: usize,
+    /// The lengths of the whole replies in `buffer[..ready]`, in order (what
+    /// [`Self::read_reply`] hands out one at a time).
+    whole: VecDeque<usize>,
     /// The reply being read is over the limit and is being dropped.
     dropping: bool,
     scanner: Scanner,
@@ -45,7 +49,71 @@ impl<S> ReplyLimit<S> {
     }
 
     fn with_limit(inner: S, limit: usize) -> Self {
-        Self { inner, limit, buffer: BytesMut::new(), ready: 0, dropping: false, scanner: Scanner::default(), chunk: vec![0; READ_CHUNK].into() }
+        Self {
+            inner,
+            limit,
+            buffer: BytesMut::new(),
+            ready: 0,
+            whole: VecDeque::new(),
+            dropping: false,
+            scanner: Scanner::default(),
+            chunk: vec![0; READ_CHUNK].into(),
+        }
+    }
+
+    /// The next whole reply (or the error reply in place of one over the
+    /// limit); None at the end of the stream. Reads from the server only
+    /// when no whole reply is held, so a caller that stops asking stops
+    /// reading.
+    pub async fn read_reply(&mut self) -> io::Result<Option<BytesMut>>
+    where
+        S: AsyncRead + Unpin,
+    {
+        loop {
+            if let Some(length) = self.whole.pop_front() {
+                self.ready -= length;
+                return Ok(Some(self.buffer.split_to(length)));
+            }
+            if !self.read_more().await? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Reads once from the server and sorts what came; false at the end of
+    /// the stream.
+    async fn read_more(&mut self) -> io::Result<bool>
+    where
+        S: AsyncRead + Unpin,
+    {
+        let filled = tokio::io::AsyncReadExt::read(&mut self.inner, &mut self.chunk).await?;
+        self.sort_chunk(filled)?;
+        Ok(filled > 0)
+    }
+
+    /// Sorts the first `filled` bytes of the read chunk.
+    fn sort_chunk(&mut self, filled: usize) -> io::Result<()> {
+        let chunk = std::mem::take(&mut self.chunk);
+        let taken = self.take_in(&chunk[..filled]);
+        self.chunk = chunk;
+        taken
+    }
+
+    /// Hands `n` bytes of whole replies to the reader of the byte stream.
+    fn consume(&mut self, n: usize) {
+        self.buffer.advance(n);
+        self.ready -= n;
+        let mut left = n;
+        while left > 0 {
+            let front = self.whole.front_mut().expect("ready bytes belong to whole replies");
+            if *front <= left {
+                left -= *front;
+                self.whole.pop_front();
+            } else {
+                *front -= left;
+                left = 0;
+            }
+        }
     }
 
     /// Sorts freshly read bytes into whole replies, the unfinished one, or
@@ -67,6 +135,7 @@ impl<S> ReplyLimit<S> {
                     self.buffer.extend_from_slice(error.as_bytes());
                     self.dropping = false;
                 }
+                self.whole.push_back(self.buffer.len() - self.ready);
                 self.ready = self.buffer.len();
             }
             bytes = rest;
@@ -87,15 +156,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReplyLimit<S> {
                 // the client sees the connection end between replies.
                 return Poll::Ready(Ok(()));
             }
-            let chunk = std::mem::take(&mut this.chunk);
-            let taken = this.take_in(&chunk[..filled]);
-            this.chunk = chunk;
-            taken?;
+            this.sort_chunk(filled)?;
         }
         let n = this.ready.min(out.remaining());
         out.put_slice(&this.buffer[..n]);
-        this.buffer.advance(n);
-        this.ready -= n;
+        this.consume(n);
         Poll::Ready(Ok(()))
     }
 }
@@ -337,6 +402,23 @@ mod tests {
         let at_limit = format!("${}\r\n{}\r\n", 64 - 7, "z".repeat(64 - 7));
         assert_eq!(at_limit.len(), 64);
         assert_eq!(pass(at_limit.as_bytes(), 1, 64).await.unwrap(), at_limit.as_bytes());
+    }
+
+    #[tokio::test]
+    async fn replies_come_one_at_a_time_the_oversized_one_as_an_error() {
+        let (mut server, client) = tokio::io::duplex(64 << 10);
+        let mut limited = ReplyLimit::with_limit(client, 64);
+        let big = format!("*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$100\r\n{}\r\n", "x".repeat(100));
+        let input = [b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n".as_slice(), big.as_bytes(), b"+last\r\n"].concat();
+        tokio::spawn(async move {
+            for piece in input.chunks(7) {
+                server.write_all(piece).await.unwrap();
+            }
+        });
+        assert_eq!(&limited.read_reply().await.unwrap().unwrap()[..], b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n");
+        assert!(limited.read_reply().await.unwrap().unwrap().starts_with(b"-ERR the reply is larger than 64 bytes"));
+        assert_eq!(&limited.read_reply().await.unwrap().unwrap()[..], b"+last\r\n");
+        assert_eq!(limited.read_reply().await.unwrap(), None);
     }
 
     #[tokio::test]
