@@ -117,6 +117,41 @@ impl<C: RedisCommands> Kv for RedisKv<C> {
         }
     }
 
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let arguments: Vec<&[u8]> = keys.iter().map(|key| key.as_bytes()).collect();
+        let replies = self.connection.execute("MGET", &arguments).await?;
+        if replies.len() != keys.len() {
+            return Err(unexpected("MGET", replies));
+        }
+        replies
+            .into_iter()
+            .map(|reply| match reply {
+                RedisReply::Nil => Ok(None),
+                RedisReply::Binary(value) => Ok(Some(value)),
+                other => Err(unexpected("MGET", other)),
+            })
+            .collect()
+    }
+
+    async fn get_counters(&self, keys: &[String]) -> Result<Vec<i64>, StoreError> {
+        let values = self.get_many(keys).await?;
+        keys.iter().zip(values).map(|(key, value)| value.map_or(Ok(0), |bytes| crate::keyvalue_atomics::decode_counter(key, &bytes))).collect()
+    }
+
+    async fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let arguments: Vec<&[u8]> = entries.iter().flat_map(|(key, value)| [key.as_bytes(), value.as_slice()]).collect();
+        match self.one_reply("MSET", &arguments).await? {
+            RedisReply::Status(status) if status == "OK" => Ok(()),
+            other => Err(unexpected("MSET", other)),
+        }
+    }
+
     async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
         match self.one_reply("INCRBY", &[key.as_bytes(), delta.to_string().as_bytes()]).await? {
             RedisReply::Int64(value) => Ok(value),
@@ -176,10 +211,31 @@ impl<S: Kv, R: Kv> Kv for SelectedKv<S, R> {
         }
     }
 
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        match self {
+            SelectedKv::Spin(kv) => kv.get_many(keys).await,
+            SelectedKv::Redis(kv) => kv.get_many(keys).await,
+        }
+    }
+
+    async fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        match self {
+            SelectedKv::Spin(kv) => kv.set_many(entries).await,
+            SelectedKv::Redis(kv) => kv.set_many(entries).await,
+        }
+    }
+
     async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
         match self {
             SelectedKv::Spin(kv) => kv.increment(key, delta).await,
             SelectedKv::Redis(kv) => kv.increment(key, delta).await,
+        }
+    }
+
+    async fn get_counters(&self, keys: &[String]) -> Result<Vec<i64>, StoreError> {
+        match self {
+            SelectedKv::Spin(kv) => kv.get_counters(keys).await,
+            SelectedKv::Redis(kv) => kv.get_counters(keys).await,
         }
     }
 
@@ -218,6 +274,23 @@ pub enum StoreChoice {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::executor::block_on;
+    use shop_core::testing::MemoryKv;
+
+    /// A wrapper that left these to the trait's defaults would make one
+    /// store call per key.
+    #[test]
+    fn the_selected_store_answers_batches_itself() {
+        block_on(async {
+            let memory = MemoryKv::new();
+            let kv: SelectedKv<MemoryKv, MemoryKv> = SelectedKv::Spin(memory.clone());
+            kv.set_many(&[("a".into(), b"1".to_vec()), ("n".into(), 7i64.to_le_bytes().to_vec())]).await.unwrap();
+            memory.reset_op_count();
+            assert_eq!(kv.get_many(&["a".into(), "x".into()]).await.unwrap(), vec![Some(b"1".to_vec()), None]);
+            assert_eq!(kv.get_counters(&["n".into(), "x".into()]).await.unwrap(), vec![7, 0]);
+            assert_eq!(memory.op_count(), 2, "one store call per batch");
+        });
+    }
 
     #[test]
     fn the_variable_names_spin_or_redis_and_nothing_else() {
