@@ -125,6 +125,12 @@ macro_rules! keyvalue_atomics_methods {
     };
 }
 
+/// The counters a batch read of `keys` answered (`values`, in key order),
+/// each in either encoding ([`decode_counter`]); 0 where absent.
+pub fn decode_counters(keys: &[String], values: Vec<Option<Vec<u8>>>) -> Result<Vec<i64>, StoreError> {
+    keys.iter().zip(values).map(|(key, value)| value.map_or(Ok(0), |bytes| decode_counter(key, &bytes))).collect()
+}
+
 /// What a batch read answered, `(key, value)` pairs in any order and
 /// missing keys perhaps left out (Spin's SQLite store answers only the keys
 /// it holds), as the values of `keys` in their order.
@@ -152,11 +158,7 @@ macro_rules! keyvalue_batch_methods {
         }
 
         async fn get_counters(&self, keys: &[String]) -> Result<Vec<i64>, $crate::__shop_core::kv::StoreError> {
-            let values = self.get_many(keys).await?;
-            keys.iter()
-                .zip(values)
-                .map(|(key, value)| value.map_or(Ok(0), |bytes| $crate::keyvalue_atomics::decode_counter(key, &bytes)))
-                .collect()
+            $crate::keyvalue_atomics::decode_counters(keys, self.get_many(keys).await?)
         }
 
         async fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), $crate::__shop_core::kv::StoreError> {

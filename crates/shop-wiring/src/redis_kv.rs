@@ -137,8 +137,7 @@ impl<C: RedisCommands> Kv for RedisKv<C> {
     }
 
     async fn get_counters(&self, keys: &[String]) -> Result<Vec<i64>, StoreError> {
-        let values = self.get_many(keys).await?;
-        keys.iter().zip(values).map(|(key, value)| value.map_or(Ok(0), |bytes| crate::keyvalue_atomics::decode_counter(key, &bytes))).collect()
+        crate::keyvalue_atomics::decode_counters(keys, self.get_many(keys).await?)
     }
 
     async fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
