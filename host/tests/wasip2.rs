@@ -234,6 +234,30 @@ fn a_runaway_wasip2_guest_gets_504_at_its_deadline() {
     assert_eq!(get(&host.url("/variable/missing")).status, 500, "the next request is served");
 }
 
+#[test]
+fn a_trapping_wasip2_guest_fails_only_its_own_request() {
+    let (dir, manifest) = manifest_dir(&format!(
+        "spin_manifest_version = 2\n[application]\nname = \"trap\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"probe\"\n\
+         [component.probe]\nsource = {:?}\n",
+        wasm("guest-probe-p2")
+    ));
+    let metrics_port = free_port();
+    let config = HostConfig::default()
+        .arg("--state-dir")
+        .arg(dir.path().display().to_string())
+        .arg("--metrics-listen")
+        .arg(format!("127.0.0.1:{metrics_port}"));
+    let host = Host::start(&manifest, config);
+    let r = get(&host.url("/trap"));
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "component_failed");
+    assert_eq!(get(&host.url("/config/missing")).status, 404, "the next request is served");
+    assert!(host.logs().contains("probe-p2 was asked to trap"), "the panic message is logged");
+    let metrics = get(&format!("http://127.0.0.1:{metrics_port}/metrics")).body;
+    assert!(metrics.contains("wharf_traps_total 1\n"), "{metrics}");
+    assert!(metrics.contains("wharf_instances_created_total 2\n"), "one instance per request: {metrics}");
+}
+
 /// MySQL and LLM have no backend in wharf: apps importing them start, and
 /// each call answers Spin's own error, grants checked first.
 #[test]

@@ -8,7 +8,8 @@
 //! deadline, 500 trap.
 
 mod body;
-pub mod instances;
+mod p2;
+mod p3;
 pub mod routing;
 
 use crate::app::App;
@@ -21,7 +22,7 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use instances::{ComponentHandler, InstanceLimitReached, InstancePolicy};
+use p3::{ComponentHandler, InstanceLimitReached};
 use routing::{RoutePattern, Router};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,6 +34,16 @@ use tokio::sync::Semaphore;
 use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError, ProxyHandler, ProxyPre};
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
+
+/// How instances of a WASIp3 component serve requests (WASIp2 components
+/// always get a fresh instance per request, see [`p2`]).
+#[derive(Debug, Clone, Copy)]
+pub struct InstancePolicy {
+    pub max_reuse: usize,
+    pub max_concurrent: usize,
+    pub request_timeout: Duration,
+    pub idle_timeout: Duration,
+}
 
 pub const HEALTH_ROUTE: &str = "/.well-known/spin/health";
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -104,7 +115,7 @@ enum CallError {
 pub struct HttpTrigger {
     app: Arc<App>,
     router: Router<RouteTarget>,
-    handlers: HashMap<String, ProxyHandler<ComponentHandler>>,
+    handlers: HashMap<String, Handler>,
     options: HttpOptions,
     metrics: Arc<Metrics>,
     /// The authority of requests without a `Host` header: the listen address.
@@ -137,17 +148,9 @@ impl HttpTrigger {
             if handlers.contains_key(&trigger.component) {
                 continue;
             }
-            let (proxy_pre, policy) = handler_world(component, options.policy).with_context(|| format!("trigger.http[{i}]"))?;
-            let handler = ComponentHandler {
-                component: component.clone(),
-                proxy_pre,
-                engine: app.engine.clone(),
-                policy,
-                instance_permits: permits.clone(),
-                metrics: metrics.clone(),
-                stopped: stopped.clone(),
-            };
-            handlers.insert(trigger.component.clone(), ProxyHandler::new(handler));
+            let handler = Handler::of(component, &app.engine, &options.policy, &permits, &metrics, &stopped)
+                .with_context(|| format!("trigger.http[{i}]"))?;
+            handlers.insert(trigger.component.clone(), handler);
         }
         if handlers.is_empty() && !app.manifest.trigger.http.is_empty() {
             bail!("no HTTP trigger's component is loaded");
@@ -342,43 +345,64 @@ impl HttpTrigger {
     /// Hands a request to a component's handler, bounded by the request deadline.
     async fn call(&self, component: &str, req: Request<WasiBody>) -> Result<Response<WasiBody>, CallError> {
         let handler = self.handlers.get(component).ok_or_else(|| CallError::NoSuchComponent(component.to_string()))?;
-        match tokio::time::timeout(self.options.policy.request_timeout, handler.handle((), req)).await {
-            Err(_elapsed) => Err(CallError::Deadline),
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => Err(classify(e)),
-        }
+        let handled = async {
+            match handler {
+                Handler::P3(handler) => handler.handle((), req).await.map_err(classify),
+                Handler::P2(handler) => handler.handle(req).await,
+            }
+        };
+        tokio::time::timeout(self.options.policy.request_timeout, handled).await.unwrap_or(Err(CallError::Deadline))
     }
 }
 
-/// Which HTTP world `component` exports, and the instance policy it gets.
-/// WASIp3 handlers are reused as `policy` says. A WASIp2 handler
-/// (`wasi:http/incoming-handler@0.2.x`) gets a fresh instance per request,
-/// as Spin gives it: such guests are written expecting one request per
-/// instance, and nothing in the 0.2 world lets them serve two at once.
-fn handler_world(
-    component: &crate::app::LoadedComponent,
-    mut policy: InstancePolicy,
-) -> Result<(ProxyPre<crate::state::InstanceState>, InstancePolicy)> {
-    if let Ok(pre) = ServicePre::new(component.pre.clone()) {
-        // wasmtime 48 hangs an instance whose concurrent requests make
-        // synchronous imported calls that wait on I/O (wasi:keyvalue on
-        // Redis, seen under load). Such components take one request at a
-        // time per instance; reuse in turn stays as configured.
-        if component.sync_calls_wait && policy.max_concurrent > 1 {
-            tracing::info!(component = %component.id, "synchronous wasi:keyvalue calls on a store that waits: one request at a time per instance");
-            policy.max_concurrent = 1;
+/// A component's HTTP handler, by the world it exports.
+enum Handler {
+    P3(ProxyHandler<ComponentHandler>),
+    P2(p2::Handler),
+}
+
+impl Handler {
+    /// The handler of the HTTP world `component` exports: WASIp3 handlers
+    /// are reused as `policy` says, WASIp2 ones get a fresh instance per
+    /// request (see [`p2`]).
+    fn of(
+        component: &Arc<crate::app::LoadedComponent>,
+        engine: &wasmtime::Engine,
+        policy: &InstancePolicy,
+        instance_permits: &Arc<Semaphore>,
+        metrics: &Arc<Metrics>,
+        stopped: &Arc<AtomicBool>,
+    ) -> Result<Self> {
+        if let Ok(pre) = ServicePre::new(component.pre.clone()) {
+            let mut policy = *policy;
+            // wasmtime 48 hangs an instance whose concurrent requests make
+            // synchronous imported calls that wait on I/O (wasi:keyvalue on
+            // Redis, seen under load). Such components take one request at a
+            // time per instance; reuse in turn stays as configured.
+            if component.sync_calls_wait && policy.max_concurrent > 1 {
+                tracing::info!(component = %component.id, "synchronous wasi:keyvalue calls on a store that waits: one request at a time per instance");
+                policy.max_concurrent = 1;
+            }
+            return Ok(Self::P3(ProxyHandler::new(ComponentHandler {
+                component: component.clone(),
+                proxy_pre: ProxyPre::P3(pre),
+                engine: engine.clone(),
+                policy,
+                instance_permits: instance_permits.clone(),
+                metrics: metrics.clone(),
+                stopped: stopped.clone(),
+            })));
         }
-        return Ok((ProxyPre::P3(pre), policy));
+        if let Some(handler) = p2::Handler::of(component, engine.clone(), instance_permits.clone(), metrics.clone(), policy.request_timeout) {
+            return Ok(Self::P2(handler));
+        }
+        let exports: Vec<String> = component.exports().collect();
+        bail!(
+            "component `{}` exports {}; an HTTP trigger needs wasi:http/handler@0.3.0 (spin-sdk 7) or wasi:http/incoming-handler@0.2.x (Spin 2.x/3.x SDKs)",
+            component.id,
+            if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
+        )
     }
-    if let Ok(pre) = wasmtime_wasi_http::p2::bindings::ProxyPre::new(component.pre.clone()) {
-        return Ok((ProxyPre::P2(pre), InstancePolicy { max_reuse: 1, max_concurrent: 1, ..policy }));
-    }
-    let exports: Vec<String> = component.exports().collect();
-    bail!(
-        "component `{}` exports {}; an HTTP trigger needs wasi:http/handler@0.3.0 (spin-sdk 7) or wasi:http/incoming-handler@0.2.x (Spin 2.x/3.x SDKs)",
-        component.id,
-        if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
-    )
 }
 
 fn classify(e: wasmtime::Error) -> CallError {

@@ -107,6 +107,7 @@ fn probe(req: Request) -> anyhow::Result<impl IntoResponse> {
             answer(200, format!("{:?}", spin_sdk::mysql::Connection::open(&address).map(drop)))
         }
         (Method::Post, ["llm", model]) => answer(200, format!("{:?}", spin_sdk::llm::infer(spin_sdk::llm::InferencingModel::Other(model), "hello"))),
+        (Method::Get, ["trap"]) => panic!("probe-p2 was asked to trap"),
         (Method::Get, ["spin"]) => loop {
             std::hint::black_box(());
         },

@@ -1,5 +1,5 @@
-//! Instance policy for WASIp3 handlers, as Spin 4.1 and `wasmtime serve`
-//! have it: one instance serves up to `max_reuse` requests in turn and
+//! WASIp3 handlers (`wasi:http/handler@0.3.0`) and their instance policy, as
+//! Spin 4.1 and `wasmtime serve` have it: one instance serves up to `max_reuse` requests in turn and
 //! `max_concurrent` at once; `1`/`1` is strict isolation, a fresh instance per
 //! request. Built on wasmtime-wasi-http's `ProxyHandler`, which queues
 //! requests to workers (one worker = one store and instance).
@@ -12,6 +12,7 @@
 //! tick, so it cannot hold the host). Under strict isolation there is never
 //! anyone else on the instance. A retired instance is never reused.
 
+use super::InstancePolicy;
 use crate::app::LoadedComponent;
 use crate::metrics::Metrics;
 use crate::state::InstanceState;
@@ -26,14 +27,6 @@ use wasmtime::{Engine, Store, StoreContextMut};
 use wasmtime_wasi_http::handler::{
     HandlerState, Instance, ProxyPre, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
 };
-
-#[derive(Debug, Clone, Copy)]
-pub struct InstancePolicy {
-    pub max_reuse: usize,
-    pub max_concurrent: usize,
-    pub request_timeout: Duration,
-    pub idle_timeout: Duration,
-}
 
 /// Returned when every instance slot is taken; the trigger answers 503.
 #[derive(Debug)]

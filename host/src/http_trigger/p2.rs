@@ -1,0 +1,120 @@
+//! WASIp2 handlers (`wasi:http/incoming-handler@0.2.x`, Spin 2.x/3.x SDKs):
+//! a fresh instance per request, as Spin gives them, since such guests are
+//! written expecting one request per instance and nothing in the 0.2 world
+//! lets them serve two at once.
+//!
+//! An instance that serves exactly one request needs none of the queueing,
+//! reuse and concurrency bookkeeping `ProxyHandler` does for WASIp3 (see
+//! [`super::p3`]), so the handler is called directly: each request makes a
+//! store and instance, hands `handle` the request and a response outparam,
+//! and runs the call in a task of its own that owns the store. The response
+//! head comes back through the outparam; the task goes on while the guest
+//! writes the body, until `handle` returns or the request's deadline
+//! passes, and then drops the store, which stops whatever still runs (a guest
+//! in a loop yields at every epoch tick). A trap harms only its own request.
+
+use super::CallError;
+use crate::app::LoadedComponent;
+use crate::metrics::Metrics;
+use crate::state::InstanceState;
+use http::{Request, Response};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi_http::WasiBody;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
+
+pub struct Handler {
+    component: Arc<LoadedComponent>,
+    pre: ProxyPre<InstanceState>,
+    engine: Engine,
+    /// Shared by all components: instances alive at once.
+    instance_permits: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+    request_timeout: Duration,
+}
+
+/// How a call to `handle` ended.
+enum Ended {
+    Returned,
+    Deadline,
+    Trapped(wasmtime::Error),
+}
+
+impl Handler {
+    /// `None` when the component does not export the WASIp2 HTTP handler.
+    pub fn of(
+        component: &Arc<LoadedComponent>,
+        engine: Engine,
+        instance_permits: Arc<Semaphore>,
+        metrics: Arc<Metrics>,
+        request_timeout: Duration,
+    ) -> Option<Self> {
+        let pre = ProxyPre::new(component.pre.clone()).ok()?;
+        Some(Self { component: component.clone(), pre, engine, instance_permits, metrics, request_timeout })
+    }
+
+    pub async fn handle(&self, request: Request<WasiBody>) -> Result<Response<WasiBody>, CallError> {
+        let permit = self.instance_permits.clone().try_acquire_owned().map_err(|_| CallError::InstanceLimit)?;
+        let mut store = self.component.new_store(&self.engine).map_err(|e| CallError::Failed(format!("{e:?}")))?;
+        let proxy = self.pre.instantiate_async(&mut store).await.map_err(|e| {
+            if e.is::<wasmtime::PoolConcurrencyLimitError>() {
+                CallError::InstanceLimit
+            } else {
+                CallError::Failed(format!("instantiation failed: {e:?}"))
+            }
+        })?;
+        Metrics::inc(&self.metrics.instances_created);
+        let (response_tx, response_rx) = oneshot::channel();
+        let mut view = store.data_mut().http_view();
+        let request = view.new_incoming_request(Scheme::Http, request).map_err(|e| CallError::Failed(format!("{e:?}")))?;
+        let outparam = view.new_response_outparam(response_tx).map_err(|e| CallError::Failed(format!("{e:?}")))?;
+        let call = Call { store, proxy, component: self.component.id.clone(), metrics: self.metrics.clone(), _permit: permit };
+        let ended = tokio::spawn(call.run(request, outparam, self.request_timeout));
+        match response_rx.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => Err(CallError::Failed(format!("the component answered with the error {code:?}"))),
+            // The outparam went with the store: the call is over without a response.
+            Err(_) => Err(match ended.await {
+                Ok(Ended::Returned) => CallError::Failed("the component returned without setting a response".into()),
+                Ok(Ended::Deadline) => CallError::Deadline,
+                Ok(Ended::Trapped(e)) => CallError::Failed(format!("{e:?}")),
+                Err(e) => CallError::Failed(format!("the request's task failed: {e}")),
+            }),
+        }
+    }
+}
+
+/// One request's instance, owned by the task that runs its call.
+struct Call {
+    store: Store<InstanceState>,
+    proxy: Proxy,
+    component: Arc<str>,
+    metrics: Arc<Metrics>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Call {
+    async fn run(
+        mut self,
+        request: wasmtime::component::Resource<wasmtime_wasi_http::p2::types::HostIncomingRequest>,
+        outparam: wasmtime::component::Resource<wasmtime_wasi_http::p2::types::HostResponseOutparam>,
+        deadline: Duration,
+    ) -> Ended {
+        let handle = self.proxy.wasi_http_incoming_handler().call_handle(&mut self.store, request, outparam);
+        match tokio::time::timeout(deadline, handle).await {
+            Ok(Ok(())) => Ended::Returned,
+            Ok(Err(e)) => {
+                Metrics::inc(&self.metrics.traps);
+                tracing::warn!(component = %self.component, "instance dropped after a trap: {e:?}");
+                Ended::Trapped(e)
+            }
+            Err(_elapsed) => {
+                tracing::warn!(component = %self.component, "instance dropped: its request passed its deadline");
+                Ended::Deadline
+            }
+        }
+    }
+}
