@@ -140,6 +140,7 @@ pub fn new_linker(engine: &Engine) -> Result<Linker<InstanceState>> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     crate::bindings::imports::Imports::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut linker, |s| s)?;
     crate::bindings::p2::Imports::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut linker, |s| s)?;
+    crate::capabilities::wasi_2023_10_18::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 

@@ -120,3 +120,55 @@ pub mod p2 {
         );
     }
 }
+
+/// The `0.2.0-rc-2023-10-18` release candidate of WASI HTTP and I/O, which
+/// Spin 2.x apps (spin-sdk 2.x) export and import. Its resources are the
+/// host types of WASI 0.2 themselves, so its functions
+/// (`capabilities::wasi_2023_10_18`) forward to wasmtime's 0.2
+/// implementations, and a stream or body is the same object in both.
+pub mod wasi_2023_10_18 {
+    bindgen_with_wasi_2023_10_18_wit!(
+        inline: "
+            package wharf:http-2023-10-18;
+            world http {
+                import wasi:http/outgoing-handler@0.2.0-rc-2023-10-18;
+                export wasi:http/incoming-handler@0.2.0-rc-2023-10-18;
+            }
+        ",
+        world: "wharf:http-2023-10-18/http",
+        imports: {
+            "wasi:io/poll.poll-list": async | trappable,
+            "wasi:io/poll.poll-one": async | trappable,
+            "wasi:io/streams.[method]input-stream.blocking-read": async | trappable,
+            "wasi:io/streams.[method]input-stream.blocking-skip": async | trappable,
+            "wasi:io/streams.[method]output-stream.blocking-write-and-flush": async | trappable,
+            "wasi:io/streams.[method]output-stream.blocking-flush": async | trappable,
+            "wasi:io/streams.[method]output-stream.blocking-write-zeroes-and-flush": async | trappable,
+            "wasi:io/streams.[method]output-stream.blocking-splice": async | trappable,
+            "wasi:io/streams.[method]output-stream.forward": async | trappable,
+            "wasi:io/streams.[drop]input-stream": async | trappable,
+            "wasi:io/streams.[drop]output-stream": async | trappable,
+            default: trappable,
+        },
+        exports: { default: async },
+        with: {
+            "wasi:io/poll.pollable": wasmtime_wasi::p2::DynPollable,
+            "wasi:io/streams.input-stream": wasmtime_wasi::p2::DynInputStream,
+            "wasi:io/streams.output-stream": wasmtime_wasi::p2::DynOutputStream,
+            "wasi:io/streams.error": wasmtime_wasi::p2::IoError,
+            "wasi:http/types.fields": wasmtime_wasi_http::FieldMap,
+            "wasi:http/types.incoming-request": wasmtime_wasi_http::p2::types::HostIncomingRequest,
+            "wasi:http/types.outgoing-request": wasmtime_wasi_http::p2::types::HostOutgoingRequest,
+            "wasi:http/types.response-outparam": wasmtime_wasi_http::p2::types::HostResponseOutparam,
+            "wasi:http/types.incoming-response": wasmtime_wasi_http::p2::types::HostIncomingResponse,
+            "wasi:http/types.incoming-body": wasmtime_wasi_http::p2::body::HostIncomingBody,
+            "wasi:http/types.future-trailers": wasmtime_wasi_http::p2::body::HostFutureTrailers,
+            "wasi:http/types.outgoing-response": wasmtime_wasi_http::p2::types::HostOutgoingResponse,
+            "wasi:http/types.outgoing-body": wasmtime_wasi_http::p2::body::HostOutgoingBody,
+            "wasi:http/types.future-incoming-response": wasmtime_wasi_http::p2::types::HostFutureIncomingResponse,
+        },
+        trappable_error_type: {
+            "wasi:io/streams.stream-error" => wasmtime_wasi::p2::StreamError,
+        },
+    );
+}

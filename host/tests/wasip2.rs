@@ -219,13 +219,18 @@ fn a_redis_trigger_on_a_component_with_no_inbound_redis_export_is_refused_naming
     assert!(logs.contains("fermyon:spin/inbound-redis"), "{logs}");
 }
 
-#[test]
-fn a_runaway_wasip2_guest_gets_504_at_its_deadline() {
-    let (dir, manifest) = manifest_dir(&format!(
-        "spin_manifest_version = 2\n[application]\nname = \"runaway\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"probe\"\n\
+/// The WASIp2 probe alone on `/...`.
+fn probe_p2_app() -> (tempfile::TempDir, std::path::PathBuf) {
+    manifest_dir(&format!(
+        "spin_manifest_version = 2\n[application]\nname = \"probe\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"probe\"\n\
          [component.probe]\nsource = {:?}\n",
         wasm("guest-probe-p2")
-    ));
+    ))
+}
+
+#[test]
+fn a_runaway_wasip2_guest_gets_504_at_its_deadline() {
+    let (dir, manifest) = probe_p2_app();
     let config = HostConfig::default().arg("--state-dir").arg(dir.path().display().to_string()).arg("--request-timeout").arg("1");
     let host = Host::start(&manifest, config);
     let r = get(&host.url("/spin"));
@@ -236,11 +241,7 @@ fn a_runaway_wasip2_guest_gets_504_at_its_deadline() {
 
 #[test]
 fn a_trapping_wasip2_guest_fails_only_its_own_request() {
-    let (dir, manifest) = manifest_dir(&format!(
-        "spin_manifest_version = 2\n[application]\nname = \"trap\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"probe\"\n\
-         [component.probe]\nsource = {:?}\n",
-        wasm("guest-probe-p2")
-    ));
+    let (dir, manifest) = probe_p2_app();
     let metrics_port = free_port();
     let config = HostConfig::default()
         .arg("--state-dir")

@@ -2,10 +2,11 @@
 //! end-to-end tests: free loopback ports, a real `redis-server` started per
 //! test, the `wharf` host as a child process, and a small HTTP client.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use serde_json::{Value, json};
@@ -31,6 +32,31 @@ fn built_wasm(target: &str, crate_name: &str) -> PathBuf {
     let path = workspace_root().join("target").join(target).join("wasm").join(format!("{}.wasm", crate_name.replace('-', "_")));
     assert!(path.exists(), "{} is missing: run scripts/build-components first", path.display());
     path
+}
+
+/// A tiny HTTP server answering `upstream` to every request; records request heads.
+pub fn http_upstream() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            record.lock().unwrap().push(head);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\nconnection: close\r\n\r\nupstream");
+        }
+    });
+    (port, seen)
 }
 
 /// A loopback port nobody listens on right now, and never handed out before

@@ -12,3 +12,4 @@ pub mod sockets;
 pub mod sqlite;
 pub mod unsupported;
 pub mod variables;
+pub mod wasi_2023_10_18;

@@ -398,7 +398,7 @@ impl Handler {
         }
         let exports: Vec<String> = component.exports().collect();
         bail!(
-            "component `{}` exports {}; an HTTP trigger needs wasi:http/handler@0.3.0 (spin-sdk 7) or wasi:http/incoming-handler@0.2.x (Spin 2.x/3.x SDKs)",
+            "component `{}` exports {}; an HTTP trigger needs wasi:http/handler@0.3.0 (spin-sdk 7), wasi:http/incoming-handler@0.2.x (Spin 3.x SDKs) or its 0.2.0-rc-2023-10-18 release candidate (Spin 2.x SDKs)",
             component.id,
             if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
         )

@@ -1,5 +1,6 @@
-//! WASIp2 handlers (`wasi:http/incoming-handler@0.2.x`, Spin 2.x/3.x SDKs):
-//! a fresh instance per request, as Spin gives them, since such guests are
+//! WASIp2 handlers (`wasi:http/incoming-handler@0.2.x`, Spin 3.x SDKs, and
+//! its `0.2.0-rc-2023-10-18` release candidate, Spin 2.x SDKs): a fresh
+//! instance per request, as Spin gives them, since such guests are
 //! written expecting one request per instance and nothing in the 0.2 world
 //! lets them serve two at once.
 //!
@@ -24,16 +25,61 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi_http::WasiBody;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime::component::Resource;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
+use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
+use crate::bindings::wasi_2023_10_18::{Http as Rc2023_10_18, HttpPre as Rc2023_10_18Pre};
 
 pub struct Handler {
     component: Arc<LoadedComponent>,
-    pre: ProxyPre<InstanceState>,
+    pre: WorldPre,
     engine: Engine,
     /// Shared by all components: instances alive at once.
     instance_permits: Arc<Semaphore>,
     metrics: Arc<Metrics>,
     request_timeout: Duration,
+}
+
+/// The version of the handler the component exports. The two take the same
+/// request and outparam resources (see `capabilities::wasi_2023_10_18`).
+enum WorldPre {
+    V0_2(ProxyPre<InstanceState>),
+    Rc2023_10_18(Rc2023_10_18Pre<InstanceState>),
+}
+
+enum World {
+    V0_2(Proxy),
+    Rc2023_10_18(Rc2023_10_18),
+}
+
+impl WorldPre {
+    fn of(component: &LoadedComponent) -> Option<Self> {
+        if let Ok(pre) = ProxyPre::new(component.pre.clone()) {
+            return Some(Self::V0_2(pre));
+        }
+        Rc2023_10_18Pre::new(component.pre.clone()).ok().map(Self::Rc2023_10_18)
+    }
+
+    async fn instantiate(&self, store: &mut Store<InstanceState>) -> wasmtime::Result<World> {
+        Ok(match self {
+            Self::V0_2(pre) => World::V0_2(pre.instantiate_async(store).await?),
+            Self::Rc2023_10_18(pre) => World::Rc2023_10_18(pre.instantiate_async(store).await?),
+        })
+    }
+}
+
+impl World {
+    async fn handle(
+        &self,
+        store: &mut Store<InstanceState>,
+        request: Resource<HostIncomingRequest>,
+        outparam: Resource<HostResponseOutparam>,
+    ) -> wasmtime::Result<()> {
+        match self {
+            Self::V0_2(proxy) => proxy.wasi_http_incoming_handler().call_handle(store, request, outparam).await,
+            Self::Rc2023_10_18(http) => http.wasi_http_incoming_handler().call_handle(store, request, outparam).await,
+        }
+    }
 }
 
 /// How a call to `handle` ended.
@@ -44,7 +90,7 @@ enum Ended {
 }
 
 impl Handler {
-    /// `None` when the component does not export the WASIp2 HTTP handler.
+    /// `None` when the component exports no version of the WASIp2 HTTP handler.
     pub fn of(
         component: &Arc<LoadedComponent>,
         engine: Engine,
@@ -52,14 +98,14 @@ impl Handler {
         metrics: Arc<Metrics>,
         request_timeout: Duration,
     ) -> Option<Self> {
-        let pre = ProxyPre::new(component.pre.clone()).ok()?;
+        let pre = WorldPre::of(component)?;
         Some(Self { component: component.clone(), pre, engine, instance_permits, metrics, request_timeout })
     }
 
     pub async fn handle(&self, request: Request<WasiBody>) -> Result<Response<WasiBody>, CallError> {
         let permit = self.instance_permits.clone().try_acquire_owned().map_err(|_| CallError::InstanceLimit)?;
         let mut store = self.component.new_store(&self.engine).map_err(|e| CallError::Failed(format!("{e:?}")))?;
-        let proxy = self.pre.instantiate_async(&mut store).await.map_err(|e| {
+        let world = self.pre.instantiate(&mut store).await.map_err(|e| {
             if e.is::<wasmtime::PoolConcurrencyLimitError>() {
                 CallError::InstanceLimit
             } else {
@@ -71,7 +117,7 @@ impl Handler {
         let mut view = store.data_mut().http_view();
         let request = view.new_incoming_request(Scheme::Http, request).map_err(|e| CallError::Failed(format!("{e:?}")))?;
         let outparam = view.new_response_outparam(response_tx).map_err(|e| CallError::Failed(format!("{e:?}")))?;
-        let call = Call { store, proxy, component: self.component.id.clone(), metrics: self.metrics.clone(), _permit: permit };
+        let call = Call { store, world, component: self.component.id.clone(), metrics: self.metrics.clone(), _permit: permit };
         let ended = tokio::spawn(call.run(request, outparam, self.request_timeout));
         match response_rx.await {
             Ok(Ok(response)) => Ok(response),
@@ -90,7 +136,7 @@ impl Handler {
 /// One request's instance, owned by the task that runs its call.
 struct Call {
     store: Store<InstanceState>,
-    proxy: Proxy,
+    world: World,
     component: Arc<str>,
     metrics: Arc<Metrics>,
     _permit: OwnedSemaphorePermit,
@@ -99,11 +145,11 @@ struct Call {
 impl Call {
     async fn run(
         mut self,
-        request: wasmtime::component::Resource<wasmtime_wasi_http::p2::types::HostIncomingRequest>,
-        outparam: wasmtime::component::Resource<wasmtime_wasi_http::p2::types::HostResponseOutparam>,
+        request: Resource<HostIncomingRequest>,
+        outparam: Resource<HostResponseOutparam>,
         deadline: Duration,
     ) -> Ended {
-        let handle = self.proxy.wasi_http_incoming_handler().call_handle(&mut self.store, request, outparam);
+        let handle = self.world.handle(&mut self.store, request, outparam);
         match tokio::time::timeout(deadline, handle).await {
             Ok(Ok(())) => Ended::Returned,
             Ok(Err(e)) => {
