@@ -172,6 +172,35 @@ impl Backend for SqliteBackend {
         self.with(|c| c.prepare_cached(SET)?.execute(params![self.store, key, value]).map(drop))
     }
 
+    /// Under one lock and one read transaction, so the values are of one
+    /// moment, as `MGET`'s are.
+    async fn get_many(&self, keys: &[String]) -> BackendResult<Vec<Option<Vec<u8>>>> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let values = {
+                let mut select = tx.prepare_cached("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")?;
+                keys.iter().map(|key| select.query_row([&self.store, key], |r| r.get(0)).optional()).collect::<rusqlite::Result<_>>()?
+            };
+            tx.commit()?;
+            Ok(values)
+        })
+    }
+
+    /// In one transaction: one commit instead of one per entry, and all or
+    /// nothing.
+    async fn set_many(&self, entries: &[(String, Vec<u8>)]) -> BackendResult<()> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            {
+                let mut set = tx.prepare_cached(SET)?;
+                for (key, value) in entries {
+                    set.execute(params![self.store, key, value])?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
     async fn delete(&self, key: &str) -> BackendResult<()> {
         self.with(|c| {
             c.prepare_cached("DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2")?
