@@ -6,8 +6,9 @@
 //! - `inventory:product_ids`: sorted list of product ids (at most [`catalog::MAX_PRODUCTS`]).
 //! - `inventory:reservation:{reservation_id}`: the reservation and its status (compare-and-swap).
 //! - `inventory:reservation_seq` / `inventory:reservation_at:{n}`: reservations in the order made,
-//!   walked by the expiry sweep from `inventory:sweep_cursor`.
-//! - `inventory:stats:reservations:{created|committed|released|expired}`: counters for `/metrics`.
+//!   walked by the expiry sweep from `inventory:sweep_cursor`; the sequence
+//!   is also `/metrics`' count of reservations created.
+//! - `inventory:stats:reservations:{committed|released|expired}`: counters for `/metrics`.
 //!
 //! Decisions:
 //! - `PUT /inventory/products/{id}` (admin) answers 201 when it created the
@@ -37,7 +38,7 @@ pub use reservations::{Reservation, ReservationStatus, SweepReport};
 use serde_json::{Value, json};
 
 use self::catalog::{PRODUCT_IDS_KEY, ProductUpdate, load_product, put_product};
-use self::reservations::{Ending, OUTCOMES, end, move_all, record, stat_key, sweep, take_all};
+use self::reservations::{ENDINGS, Ending, SEQUENCE_KEY, end, move_all, record, stat_key, sweep, take_all};
 use crate::http::{ApiError, ApiRequest, ApiResponse, Method, PageRequest, Query, allow, respond};
 use crate::json::{Fields, is_identifier, parse_body};
 use crate::kv::{Kv, StoreError, get_json, read_counter};
@@ -237,8 +238,8 @@ impl<K: Kv, C: Clock, R: Random> InventoryService<K, C, R> {
 
     /// Reservation counters for `/metrics`.
     pub async fn metrics(&self) -> Result<Vec<MetricFamily>, StoreError> {
-        let mut samples = Vec::new();
-        for outcome in OUTCOMES {
+        let mut samples = vec![(vec![("event", "created".to_string())], read_counter(&self.kv, SEQUENCE_KEY).await?)];
+        for outcome in ENDINGS {
             samples.push((vec![("event", outcome.to_string())], read_counter(&self.kv, &stat_key(outcome)).await?));
         }
         Ok(vec![MetricFamily::new(
