@@ -174,8 +174,21 @@ fn seconds(name: &str, value: f64) -> Result<Duration> {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Log lines waiting for the writer thread; past this, new lines are
+/// dropped. Guest lines are cut at 16 KiB, so the queue holds at most
+/// 64 MiB.
+const LOG_QUEUE_LINES: usize = 4096;
+
 fn main() {
+    // The log goes out through a thread of its own. Written in place, a
+    // stdout nobody reads (a container runtime's log pipe that stalls) would
+    // block the runtime thread that logs, and every request on it, with no
+    // 504 at the deadline (host/tests/limits.rs); queued, lines past the
+    // queue's bound are dropped instead.
+    let (log_writer, log_flushed_on_drop) =
+        tracing_appender::non_blocking::NonBlockingBuilder::default().buffered_lines_limit(LOG_QUEUE_LINES).lossy(true).finish(std::io::stdout());
     tracing_subscriber::fmt()
+        .with_writer(log_writer)
         // tokio-postgres logs every NOTICE a server sends at info, and a
         // guest can make the server send any number of them (RAISE NOTICE).
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tokio_postgres=warn".into()))
@@ -188,6 +201,8 @@ fn main() {
         Command::Build { from } => build(&from),
         Command::Registry(command) => runtime().and_then(|rt| rt.block_on(registry(command))),
     };
+    // `exit` runs no destructors: write out what is queued first.
+    drop(log_flushed_on_drop);
     if let Err(e) = result {
         eprintln!("Error: {e:#}");
         std::process::exit(1);

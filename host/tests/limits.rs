@@ -144,3 +144,19 @@ fn under_reuse_a_runaway_stalls_only_the_requests_on_its_own_instance() {
     });
     assert_eq!(after.json()["seen"], 1, "a retired instance is never reused");
 }
+
+/// A log reader that stops reading (a container runtime's log pipe that
+/// stalls) must not stop the server. Every request logs a line; a pipe
+/// holds 64 KiB, so written in place, the log would block the runtime
+/// thread that writes it, and with it the requests on that thread, long
+/// before the last request here.
+#[test]
+fn a_stdout_nobody_reads_does_not_stop_the_server() {
+    let app = probe_app(&[]);
+    let host = Host::start(&app.manifest, app.config().stdout_unread());
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(10)).build();
+    for i in 0..3000 {
+        let answer = agent.get(&host.url("/hello")).call();
+        assert!(matches!(&answer, Ok(r) if r.status() == 200), "request {i} with stdout unread: {answer:?}");
+    }
+}

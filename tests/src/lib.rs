@@ -352,6 +352,9 @@ pub struct Host {
     pub port: u16,
     log: PathBuf,
     _dir: Option<tempfile::TempDir>,
+    /// The read end of stdout under [`HostConfig::stdout_unread`], held
+    /// open and never read.
+    _unread_stdout: Option<std::process::ChildStdout>,
 }
 
 #[derive(Default, Clone)]
@@ -359,9 +362,18 @@ pub struct HostConfig {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub port: Option<u16>,
+    /// stdout goes to a pipe nobody reads (stderr still to the log).
+    pub stdout_unread: bool,
 }
 
 impl HostConfig {
+    /// The host's stdout is a pipe that is never read, as a stalled
+    /// container log reader leaves it.
+    pub fn stdout_unread(mut self) -> Self {
+        self.stdout_unread = true;
+        self
+    }
+
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
         self
@@ -415,13 +427,14 @@ impl Host {
             .env("WHARF_CACHE_DIR", workspace_root().join("target/wharf-cache"))
             .env_remove("SPIN_HTTP_LISTEN_ADDR")
             .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
+            .stdout(if config.stdout_unread { Stdio::piped() } else { Stdio::from(log_file.try_clone().unwrap()) })
             .stderr(log_file);
         for (k, v) in &config.env {
             command.env(k, v);
         }
-        let child = command.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e} (build it with cargo build --release -p wharf)", wharf_binary().display()));
-        Self { child: Some(child), port, log, _dir: Some(dir) }
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e} (build it with cargo build --release -p wharf)", wharf_binary().display()));
+        let unread_stdout = child.stdout.take();
+        Self { child: Some(child), port, log, _dir: Some(dir), _unread_stdout: unread_stdout }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -441,12 +454,28 @@ impl Host {
         kib.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap() * 1024
     }
 
+    /// The log so far. wharf writes its log from a thread of its own, so a
+    /// line logged just before a response may reach the file just after
+    /// it: this reads until the file has stopped growing for 50 ms (at most
+    /// 5 s).
     pub fn logs(&self) -> String {
-        let mut text = String::new();
-        if let Ok(mut f) = std::fs::File::open(&self.log) {
-            let _ = f.read_to_string(&mut text);
+        let read = || {
+            let mut text = String::new();
+            if let Ok(mut f) = std::fs::File::open(&self.log) {
+                let _ = f.read_to_string(&mut text);
+            }
+            text
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut text = read();
+        loop {
+            std::thread::sleep(Duration::from_millis(50));
+            let again = read();
+            if again.len() == text.len() || Instant::now() > deadline {
+                return again;
+            }
+            text = again;
         }
-        text
     }
 
     /// Waits for the process to exit by itself and returns its exit code.
