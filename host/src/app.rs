@@ -80,11 +80,14 @@ pub struct LoadedComponent {
 }
 
 impl LoadedComponent {
-    /// The names the component exports, for errors that must say what a
-    /// component offers when it offers nothing a trigger runs.
-    pub fn exports(&self) -> impl Iterator<Item = String> {
+    /// The names the component exports, comma-separated (or `nothing`), for
+    /// errors that must say what a component offers when it offers nothing a
+    /// trigger runs.
+    pub fn exports(&self) -> String {
         let component = self.pre.component();
-        component.component_type().exports(component.engine()).map(|(name, _)| name.to_string()).collect::<Vec<_>>().into_iter()
+        let component_type = component.component_type();
+        let names: Vec<&str> = component_type.exports(component.engine()).map(|(name, _)| name).collect();
+        if names.is_empty() { "nothing".to_string() } else { names.join(", ") }
     }
 
     /// A fresh store for one instance of this component.

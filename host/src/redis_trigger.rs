@@ -54,11 +54,10 @@ impl Handler {
         if let Ok(pre) = RedisTriggerP2Pre::new(component.pre.clone()) {
             return Ok(Self::P2(pre));
         }
-        let exports: Vec<String> = component.exports().collect();
         anyhow::bail!(
             "component `{}` exports no inbound-Redis interface that wharf runs (spin:redis/inbound-redis@3.0.0 or fermyon:spin/inbound-redis); it exports: {}",
             component.id,
-            if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
+            component.exports()
         )
     }
 }

@@ -396,11 +396,10 @@ impl Handler {
         if let Some(handler) = p2::Handler::of(component, engine.clone(), instance_permits.clone(), metrics.clone(), policy.request_timeout) {
             return Ok(Self::P2(handler));
         }
-        let exports: Vec<String> = component.exports().collect();
         bail!(
             "component `{}` exports {}; an HTTP trigger needs wasi:http/handler@0.3.0 (spin-sdk 7), wasi:http/incoming-handler@0.2.x (Spin 3.x SDKs) or its 0.2.0-rc-2023-10-18 release candidate (Spin 2.x SDKs)",
             component.id,
-            if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
+            component.exports()
         )
     }
 }
