@@ -19,6 +19,8 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// slot is recycled.
 const KEEP_RESIDENT: usize = 4 << 20;
 const STACK_KEEP_RESIDENT: usize = 128 << 10;
+/// Fiber stacks in the pool per instance slot (see `total_stacks`).
+const STACKS_PER_INSTANCE: u32 = 4;
 /// Slots whose remaining pages are decommitted together, in one TLB flush.
 const DECOMMIT_BATCH: usize = 32;
 
@@ -45,7 +47,12 @@ pub fn new_engine(options: &EngineOptions) -> Result<Engine> {
         .total_core_instances(instances * 16)
         .total_memories(instances * 4)
         .total_tables(instances * 8)
-        .total_stacks(instances)
+        // A WASIp3 instance runs each of its tasks that waits (the handler,
+        // a task still writing the body, a subtask) on a fiber stack of its
+        // own: with one stack per slot, a busy HTTP component took every
+        // stack and the Redis trigger's next delivery failed with free slots
+        // left.
+        .total_stacks(instances * STACKS_PER_INSTANCE)
         .max_memory_size(options.max_instance_memory)
         // Recycling a slot is what a fresh instance per request costs. Reset
         // the pages a guest touched with memset (only those, where the kernel

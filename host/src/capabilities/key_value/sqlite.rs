@@ -14,7 +14,15 @@
 //!
 //! One connection per label behind a mutex serialises this process's
 //! statements. Statements take microseconds, so they run inline rather than
-//! on a blocking-thread pool, whose hand-off would cost more than the query.
+//! on a blocking-thread pool, whose hand-off would cost more than the query;
+//! but only while nothing makes them wait. Inline, a call takes the mutex
+//! only if it is free and gives up at once on the file's lock (busy timeout
+//! 0). A call that would wait (another call of this label running, another
+//! connection or process writing the file) runs with the busy timeout under
+//! `block_in_place`, which hands the runtime thread's other tasks to a
+//! thread of their own first: a runtime thread blocked in a poll stalls
+//! every connection task on it, with no 504 at their deadlines. The guest
+//! still never suspends (see `waits_on_io`).
 //!
 //! Files of `wharf`'s earlier layout (table `key_value(key, value)`, counters
 //! as decimal text) are migrated at open, see [`migrate_wharf_layout`].
@@ -23,7 +31,7 @@ use super::{Backend, BackendError, BackendResult, KeyPage};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError, TryLockError};
 use std::time::Duration;
 
 /// Spin's table, as its `key-value-spin` crate creates it.
@@ -35,7 +43,8 @@ const SPIN_TABLE: &str = "CREATE TABLE IF NOT EXISTS spin_key_value (
     PRIMARY KEY (store, key)
 )";
 
-/// How long a statement waits for another connection's lock.
+/// How long a statement that cannot run inline waits for another
+/// connection's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct SqliteBackend {
@@ -54,6 +63,7 @@ impl SqliteBackend {
             std::fs::create_dir_all(dir)?;
         }
         let conn = Connection::open(path)?;
+        // Opening waits like any statement that cannot run inline.
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -66,31 +76,70 @@ impl SqliteBackend {
 
     fn init(mut conn: Connection, label: &str) -> anyhow::Result<Self> {
         let decimal_counters = migrate_wharf_layout(&mut conn, label)?;
+        // Inline calls must not wait for the file's lock (see `with`).
+        conn.busy_timeout(Duration::ZERO)?;
         Ok(Self { conn: Mutex::new(conn), store: label.to_string(), decimal_counters })
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<R>) -> BackendResult<R> {
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(f(&mut conn)?)
+    /// Runs `f` on the connection, inline when nothing makes it wait, else
+    /// again where waiting stalls no other task. A first run that found the
+    /// lock busy changed nothing: SQLite refuses the lock before a statement
+    /// or an `IMMEDIATE` transaction writes, and a dropped transaction rolls
+    /// back.
+    fn with<R>(&self, f: impl Fn(&mut Connection) -> rusqlite::Result<R>) -> BackendResult<R> {
+        let free = match self.conn.try_lock() {
+            Ok(conn) => Some(conn),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        if let Some(mut conn) = free {
+            match f(&mut conn) {
+                Err(error) if is_busy(&error) => {}
+                done => return Ok(done?),
+            }
+        }
+        Ok(wait_in_place(|| {
+            let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            let result = f(&mut conn);
+            conn.busy_timeout(Duration::ZERO)?;
+            result
+        })?)
     }
 
     /// The integer a counter's stored bytes hold: a decimal counter the
     /// migration recorded, while the key still holds exactly that value;
     /// else Spin's 8-byte little-endian form. Spin's `increment` panics on
     /// any other length; here it is an error.
-    fn counter(&self, tx: &Transaction, key: &str, value: &[u8]) -> BackendResult<i64> {
+    fn counter(&self, tx: &Transaction, key: &str, value: &[u8]) -> rusqlite::Result<BackendResult<i64>> {
         if self.decimal_counters {
             let migrated: Option<i64> = tx
                 .prepare_cached("SELECT counter FROM wharf_decimal_counters WHERE store = ?1 AND key = ?2 AND value = ?3")?
                 .query_row(params![self.store, key, value], |r| r.get(0))
                 .optional()?;
             if let Some(counter) = migrated {
-                return Ok(counter);
+                return Ok(Ok(counter));
             }
         }
-        <[u8; 8]>::try_from(value).map(i64::from_le_bytes).map_err(|_| {
+        Ok(<[u8; 8]>::try_from(value).map(i64::from_le_bytes).map_err(|_| {
             BackendError(format!("value of `{key}` is not a counter (an 8-byte little-endian integer; it has {} bytes)", value.len()))
-        })
+        }))
+    }
+}
+
+/// Whether SQLite refused a lock another connection holds.
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(error.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+}
+
+/// Runs `work`, which may block, on this thread; on a multi-threaded tokio
+/// runtime (wharf's) under `block_in_place`, so that the runtime moves this
+/// worker's other tasks to another thread first. Elsewhere (a unit test's
+/// current-thread runtime, no runtime) it just runs.
+fn wait_in_place<R>(work: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(work),
+        _ => work(),
     }
 }
 
@@ -235,25 +284,33 @@ impl Backend for SqliteBackend {
         Ok(KeyPage { keys, next })
     }
 
+    /// A value that is no counter, or a sum that would overflow, changes
+    /// nothing: the outer result is SQLite's, the inner the counter's.
     async fn increment(&self, key: &str, delta: i64) -> BackendResult<i64> {
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let current: Option<Vec<u8>> = tx
-            .prepare_cached("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")?
-            .query_row([&self.store, key], |r| r.get(0))
-            .optional()?;
-        let current = match current {
-            None => 0,
-            Some(bytes) => self.counter(&tx, key, &bytes)?,
-        };
-        // Spin adds without a check (and wraps in a release build).
-        let next = current.checked_add(delta).ok_or_else(|| BackendError(format!("increment of `{key}` overflows")))?;
-        tx.prepare_cached(SET)?.execute(params![self.store, key, next.to_le_bytes()])?;
-        if self.decimal_counters {
-            tx.prepare_cached("DELETE FROM wharf_decimal_counters WHERE store = ?1 AND key = ?2")?.execute([&self.store, key])?;
-        }
-        tx.commit()?;
-        Ok(next)
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let current: Option<Vec<u8>> = tx
+                .prepare_cached("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")?
+                .query_row([&self.store, key], |r| r.get(0))
+                .optional()?;
+            let current = match current {
+                None => 0,
+                Some(bytes) => match self.counter(&tx, key, &bytes)? {
+                    Ok(counter) => counter,
+                    Err(error) => return Ok(Err(error)),
+                },
+            };
+            // Spin adds without a check (and wraps in a release build).
+            let Some(next) = current.checked_add(delta) else {
+                return Ok(Err(BackendError(format!("increment of `{key}` overflows"))));
+            };
+            tx.prepare_cached(SET)?.execute(params![self.store, key, next.to_le_bytes()])?;
+            if self.decimal_counters {
+                tx.prepare_cached("DELETE FROM wharf_decimal_counters WHERE store = ?1 AND key = ?2")?.execute([&self.store, key])?;
+            }
+            tx.commit()?;
+            Ok(Ok(next))
+        })?
     }
 
     /// Unlike Spin 3.6.3, whose swap after an absent `current` is an upsert
@@ -279,7 +336,7 @@ impl Backend for SqliteBackend {
         self.with(|c| c.query_row("SELECT 1", [], |_| Ok(())))
     }
 
-    /// Statements run inline and never suspend the guest.
+    /// Statements run in place (see `with`) and never suspend the guest.
     fn waits_on_io(&self) -> bool {
         false
     }
@@ -301,6 +358,33 @@ mod tests {
         let dir = tempdir();
         let backend = Arc::new(SqliteBackend::open(&dir.join("kv.db"), "default").unwrap());
         conformance::check_atomic_under_contention(backend, CounterEncoding::LittleEndian).await;
+    }
+
+    /// While another connection holds the file's write lock, a call waits
+    /// for it (up to the busy timeout) and the runtime's other tasks go on.
+    /// Run inline, the call held the one worker thread in SQLite's busy
+    /// handler and nothing else ran until the timeout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_call_waiting_for_the_lock_stalls_no_other_task() {
+        let dir = tempdir();
+        let path = dir.join("kv.db");
+        let backend = Arc::new(SqliteBackend::open(&path, "default").unwrap());
+        let writer = Connection::open(&path).unwrap();
+        writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let waiting = tokio::spawn({
+            let backend = backend.clone();
+            async move { backend.set("k", b"v").await }
+        });
+        // Blocking calls on the test's own thread, which is not the worker,
+        // and whose clock does not depend on the worker.
+        std::thread::sleep(Duration::from_millis(200));
+        let (ran, other_ran) = std::sync::mpsc::channel();
+        tokio::spawn(async move { ran.send(()).unwrap() });
+        let other = other_ran.recv_timeout(Duration::from_secs(2));
+        writer.execute_batch("COMMIT").unwrap();
+        assert!(other.is_ok(), "no other task ran while a call waited for the lock");
+        waiting.await.unwrap().unwrap();
+        assert_eq!(backend.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
     }
 
     #[tokio::test]
