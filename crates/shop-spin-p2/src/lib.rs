@@ -31,6 +31,7 @@ use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam
 use spin_sdk::wit::wasi::keyvalue::{atomics, batch, store};
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use shop_wiring::keyvalue_atomics::{store_error, while_locked};
@@ -53,9 +54,11 @@ pub const STORE: &str = "default";
 /// concurrent one, a charge claimed once so it is made exactly once). Spin
 /// 3.x implements both on its SQLite store; on its Redis store every
 /// compare-and-swap fails (docs/real-spin.md), so with Redis the shop uses
-/// `key_value = "redis"` ([`RedisConnection`]) instead.
+/// `key_value = "redis"` ([`RedisConnection`]) instead. Clones share the
+/// opened bucket.
+#[derive(Clone)]
 pub struct SpinKv {
-    bucket: store::Bucket,
+    bucket: Rc<store::Bucket>,
 }
 
 impl Kv for SpinKv {
@@ -157,12 +160,12 @@ impl shop_wiring::Runtime for SpinP2 {
     type Random = WasiRandom;
     type Sleeper = WasiSleeper;
 
-    async fn variable(name: &str) -> Result<String, String> {
+    async fn read_variable(name: &str) -> Result<String, String> {
         spin_sdk::variables::get(name).map_err(|e| format!("variable `{name}`: {e:?}"))
     }
 
     async fn open_spin_kv() -> Result<SpinKv, StoreError> {
-        Ok(SpinKv { bucket: store::open(STORE).map_err(store_error)? })
+        Ok(SpinKv { bucket: Rc::new(store::open(STORE).map_err(store_error)?) })
     }
 
     async fn open_redis(url: &str) -> Result<RedisConnection, StoreError> {

@@ -24,6 +24,7 @@ use shop_core::ports::{Clock, Random, Sleeper};
 use spin_sdk::experimental::wasi::keyvalue::{atomics, batch, store as wasi_kv};
 use spin_sdk::http::body::IncomingBodyExt;
 use spin_sdk::http::{Request, Response};
+use std::rc::Rc;
 
 use shop_wiring::keyvalue_atomics::{store_error, while_locked};
 use shop_wiring::redis_kv::{RedisCommands, RedisReply};
@@ -48,7 +49,7 @@ impl shop_wiring::Runtime for SpinP3 {
     type Random = WasiRandom;
     type Sleeper = WasiSleeper;
 
-    async fn variable(name: &str) -> Result<String, String> {
+    async fn read_variable(name: &str) -> Result<String, String> {
         spin_sdk::variables::get(name).await.map_err(|e| format!("variable `{name}`: {e:?}"))
     }
 
@@ -68,16 +69,18 @@ impl shop_wiring::Runtime for SpinP3 {
 /// The key-value store every component of the shop uses.
 pub const STORE: &str = "default";
 
+/// The store through both interfaces; clones share the opened handles.
+#[derive(Clone)]
 pub struct SpinKv {
-    store: spin_sdk::key_value::Store,
-    bucket: wasi_kv::Bucket,
+    store: Rc<spin_sdk::key_value::Store>,
+    bucket: Rc<wasi_kv::Bucket>,
 }
 
 impl SpinKv {
     pub async fn open_default() -> Result<SpinKv, StoreError> {
         let store = spin_sdk::key_value::Store::open(STORE).await.map_err(store_error)?;
         let bucket = wasi_kv::open(STORE).map_err(store_error)?;
-        Ok(SpinKv { store, bucket })
+        Ok(SpinKv { store: Rc::new(store), bucket: Rc::new(bucket) })
     }
 }
 

@@ -22,6 +22,7 @@ use shop_core::payments::{Gateway, ProviderTransport};
 use shop_core::ports::{Clock, PublishError, Publisher, Random, Sleeper};
 
 pub mod config;
+pub mod instance;
 pub mod inventory_wit;
 pub mod keyvalue_atomics;
 pub mod payments_wit;
@@ -36,8 +37,9 @@ pub type ShopKv<R> = SelectedKv<<R as Runtime>::SpinKv, RedisKv<<R as Runtime>::
 /// What a component can import, as shop-core's ports: one implementation
 /// per Spin ABI (`shop_spin::SpinP3`, `shop_spin_p2::SpinP2`).
 pub trait Runtime {
-    /// Spin's key-value store (`wasi:keyvalue`, and `spin:key-value` on WASIp3).
-    type SpinKv: Kv;
+    /// Spin's key-value store (`wasi:keyvalue`, and `spin:key-value` on
+    /// WASIp3); a handle whose clones share the opened store.
+    type SpinKv: Kv + Clone + 'static;
     /// A connection of outbound Redis.
     type Redis: RedisCommands;
     /// A payment provider over outbound HTTP ([`Runtime::provider`]).
@@ -50,15 +52,24 @@ pub trait Runtime {
     type Random: Random + Default;
     type Sleeper: Sleeper + Default;
 
-    /// A variable of the component, or an error naming it.
-    async fn variable(name: &str) -> Result<String, String>;
-    /// Spin's key-value store `default`.
+    /// A variable of the component as the host has it, or an error naming it.
+    async fn read_variable(name: &str) -> Result<String, String>;
+    /// Spin's key-value store `default`, opened.
     async fn open_spin_kv() -> Result<Self::SpinKv, StoreError>;
     /// A connection to Redis at `url` (`redis://...`), through outbound Redis.
     async fn open_redis(url: &str) -> Result<Self::Redis, StoreError>;
     /// The payment provider at `base_url` (`scheme://host[:port]`, no
     /// trailing slash).
     fn provider(base_url: String) -> Self::Provider;
+
+    /// A variable of the component, read once per instance
+    /// ([`instance::variable`]), or an error naming it.
+    async fn variable(name: &str) -> Result<String, String>
+    where
+        Self: Sized,
+    {
+        instance::variable(name, async |name: &str| Self::read_variable(name).await).await
+    }
 
     /// The key-value store every component of the shop uses, as the
     /// `key_value` variable chooses ([`redis_kv::store_choice`]): Spin's
@@ -69,7 +80,7 @@ pub trait Runtime {
     {
         let choice = redis_kv::store_choice(Self::variable("key_value").await.ok().as_deref())?;
         let opened = match choice {
-            StoreChoice::Spin => Self::open_spin_kv().await.map(SelectedKv::Spin),
+            StoreChoice::Spin => instance::opened(Self::open_spin_kv).await.map(SelectedKv::Spin),
             StoreChoice::Redis => Self::open_redis(&Self::variable("redis_url").await?).await.map(|c| SelectedKv::Redis(RedisKv::new(c))),
         };
         opened.map_err(|e| e.message)
