@@ -163,6 +163,14 @@ for app in "${apps[@]}"; do
   python3 bench/keepalive-client.py "$callgrind_port" 100 "${post_order[@]}" "${auth[@]}"
   callgrind_count "$requests" "${post_order[@]}" "${auth[@]}"
   printf '%s\tpost\t%s\n' "$app" "$per_request" >> "$work/instructions.tsv"
+  # Each POST's count includes the payment worker's handling of its
+  # orders.created; a delivery that failed (as every one did while the pool
+  # had one fiber stack per slot) would leave that out unseen.
+  if grep -q "redis handler failed" "$work/server-$callgrind_port.log"; then
+    grep -m 3 "redis handler failed" "$work/server-$callgrind_port.log" >&2
+    echo "a Redis delivery failed under callgrind: the counts would not hold the payment worker's work" >&2
+    exit 1
+  fi
   stop_callgrind
   cat "$work/instructions.tsv"
 done

@@ -28,7 +28,7 @@ fn instantiate(c: &mut Criterion) {
         component_ids: vec![],
         component_env: vec![],
         process_env: HashMap::new(),
-        engine: EngineOptions { max_instance_memory: 128 << 20, max_instances: 64 },
+        engine: EngineOptions { max_instance_memory: 128 << 20, max_instances: 64, perf_map: false },
         cache_dir: Some(dir.path().join("cache")),
         outbound_timeouts: Timeouts { connect: Duration::from_secs(5), first_byte: Duration::from_secs(5) },
     };

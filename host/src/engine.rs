@@ -30,12 +30,17 @@ pub struct EngineOptions {
     pub max_instance_memory: usize,
     /// Component instances that may exist at once (pool slots).
     pub max_instances: u32,
+    /// Name compiled guest functions in `/tmp/perf-<pid>.map`, for `perf`.
+    pub perf_map: bool,
 }
 
 pub fn new_engine(options: &EngineOptions) -> Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model_async(true);
     config.epoch_interruption(true);
+    if options.perf_map {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     let mut pool = PoolingAllocationConfig::default();
     let instances = options.max_instances;
     pool.total_component_instances(instances)

@@ -139,6 +139,10 @@ struct UpArgs {
     /// Cap on each instance's linear memory, in bytes.
     #[arg(long = "max-instance-memory", env = "SPIN_MAX_INSTANCE_MEMORY", default_value_t = 128 * 1024 * 1024)]
     max_instance_memory: usize,
+    /// Write /tmp/perf-<pid>.map, which names the guests' compiled functions
+    /// in `perf` profiles.
+    #[arg(long = "perf-map")]
+    perf_map: bool,
     /// Address of the host's Prometheus metrics (off when not given).
     #[arg(long = "metrics-listen")]
     metrics_listen: Option<SocketAddr>,
@@ -246,7 +250,11 @@ async fn up(args: UpArgs) -> Result<()> {
         component_ids: args.component_id.clone(),
         component_env: args.env.clone(),
         process_env: std::env::vars().collect(),
-        engine: EngineOptions { max_instance_memory: args.max_instance_memory, max_instances: args.max_instances.saturating_mul(2) },
+        engine: EngineOptions {
+            max_instance_memory: args.max_instance_memory,
+            max_instances: args.max_instances.saturating_mul(2),
+            perf_map: args.perf_map,
+        },
         cache_dir: cache_dir.clone(),
         outbound_timeouts: Timeouts {
             connect: seconds("outbound-connect-timeout", args.outbound_connect_timeout)?,
