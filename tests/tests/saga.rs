@@ -46,6 +46,17 @@ fn an_approved_payment_makes_the_order_paid_with_the_records_on_redis_through_ou
     assert!(product.is_some_and(|json| json.contains("\"p1\"")), "the product's record is in Redis");
 }
 
+/// The whole saga with a single instance slot for HTTP (`--max-instances
+/// 1`, two pool slots; a fresh instance per request, so that no idle one
+/// keeps the slot) and the store on Redis, so that the order's synchronous
+/// key-value calls wait on I/O: with one fiber stack per pool slot, the
+/// `order` request held both and every `orders.created` delivery failed
+/// ("maximum concurrent limit of 2 for fibers reached").
+#[test]
+fn an_approved_payment_makes_the_order_paid_with_one_instance_slot() {
+    approved_payment(Options { strict_instances: true, ..Options::redis_kv() }.arg("--max-instances").arg("1"));
+}
+
 /// An order paid by the saga; returns the test's Redis.
 fn approved_payment(options: Options) -> Redis {
     let (redis, app) = App::start_with(options);

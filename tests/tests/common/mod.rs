@@ -74,6 +74,8 @@ pub struct Options {
     /// Run only these components (`--component-id`, as the operator passes a
     /// SpinApp's `components`); all when empty.
     pub component_ids: Vec<String>,
+    /// More arguments of `wharf up`.
+    pub args: Vec<String>,
 }
 
 impl Options {
@@ -89,6 +91,11 @@ impl Options {
 
     pub fn env(mut self, key: &str, value: &str) -> Options {
         self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn arg(mut self, arg: &str) -> Options {
+        self.args.push(arg.to_string());
         self
     }
 }
@@ -143,6 +150,9 @@ impl App {
         }
         for id in &options.component_ids {
             config = config.arg("--component-id").arg(id.clone());
+        }
+        for arg in &options.args {
+            config = config.arg(arg.clone());
         }
         let manifest = match &options.registry {
             Some((reference, _)) => PathBuf::from(reference),
