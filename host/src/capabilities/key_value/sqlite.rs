@@ -7,22 +7,23 @@
 //!
 //! Spin sets no pragma of its own (rusqlite's 5 s busy timeout, rollback
 //! journal). This backend turns on WAL, which the file keeps, so readers
-//! never wait for a writer, and sets the busy timeout itself, since several
-//! `wharf` processes, or Spin and `wharf`, may open one file. Writes that
-//! read first (increment) take the write lock up front (`BEGIN IMMEDIATE`),
-//! so they wait out another process instead of failing.
+//! never wait for a writer, and waits up to 5 s for another connection's
+//! lock itself (below), since several `wharf` processes, or Spin and
+//! `wharf`, may open one file. Writes that read first (increment) take the
+//! write lock up front (`BEGIN IMMEDIATE`), so they wait out another process
+//! instead of failing.
 //!
 //! One connection per label behind a mutex serialises this process's
 //! statements. Statements take microseconds, so they run inline rather than
 //! on a blocking-thread pool, whose hand-off would cost more than the query;
-//! but only while nothing makes them wait. Inline, a call takes the mutex
-//! only if it is free and gives up at once on the file's lock (busy timeout
-//! 0). A call that would wait (another call of this label running, another
-//! connection or process writing the file) runs with the busy timeout under
-//! `block_in_place`, which hands the runtime thread's other tasks to a
-//! thread of their own first: a runtime thread blocked in a poll stalls
-//! every connection task on it, with no 504 at their deadlines. The guest
-//! still never suspends (see `waits_on_io`).
+//! but a statement never waits inline. SQLite's busy timeout is 0: a
+//! statement that finds the file locked by another connection or process
+//! is tried again every millisecond, for up to 5 s, under `block_in_place`,
+//! which first hands the runtime thread's other tasks to a thread of their
+//! own (a runtime thread blocked in a poll stalls every connection task on
+//! it, with no 504 at their deadlines), and without the mutex, so that no
+//! other call of the label waits behind it. The guest still never suspends
+//! (see `waits_on_io`).
 //!
 //! Files of `wharf`'s earlier layout (table `key_value(key, value)`, counters
 //! as decimal text) are migrated at open, see [`migrate_wharf_layout`].
@@ -31,8 +32,8 @@ use super::{Backend, BackendError, BackendResult, KeyPage};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use std::path::Path;
-use std::sync::{Mutex, PoisonError, TryLockError};
-use std::time::Duration;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 /// Spin's table, as its `key-value-spin` crate creates it.
 const SPIN_TABLE: &str = "CREATE TABLE IF NOT EXISTS spin_key_value (
@@ -43,9 +44,10 @@ const SPIN_TABLE: &str = "CREATE TABLE IF NOT EXISTS spin_key_value (
     PRIMARY KEY (store, key)
 )";
 
-/// How long a statement that cannot run inline waits for another
-/// connection's lock.
+/// How long a statement waits for another connection's lock (see `with`),
+/// and how often it tries again meanwhile.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+const BUSY_RETRY: Duration = Duration::from_millis(1);
 
 pub struct SqliteBackend {
     conn: Mutex<Connection>,
@@ -76,34 +78,33 @@ impl SqliteBackend {
 
     fn init(mut conn: Connection, label: &str) -> anyhow::Result<Self> {
         let decimal_counters = migrate_wharf_layout(&mut conn, label)?;
-        // Inline calls must not wait for the file's lock (see `with`).
+        // Statements never wait inside SQLite for the file's lock, where
+        // they would hold the connection's mutex and a runtime thread
+        // (see `with`).
         conn.busy_timeout(Duration::ZERO)?;
         Ok(Self { conn: Mutex::new(conn), store: label.to_string(), decimal_counters })
     }
 
-    /// Runs `f` on the connection, inline when nothing makes it wait, else
-    /// again where waiting stalls no other task. A first run that found the
-    /// lock busy changed nothing: SQLite refuses the lock before a statement
-    /// or an `IMMEDIATE` transaction writes, and a dropped transaction rolls
-    /// back.
+    /// Runs `f` on the connection: inline, and when another connection
+    /// holds the file's lock, again every millisecond under
+    /// `block_in_place` until it runs or `BUSY_TIMEOUT` has passed. No call
+    /// holds the connection while it waits, so the mutex is only ever held
+    /// for a statement's microseconds. A run that found the lock busy
+    /// changed nothing: SQLite refuses the lock before a statement or an
+    /// `IMMEDIATE` transaction writes, and a dropped transaction rolls back.
     fn with<R>(&self, f: impl Fn(&mut Connection) -> rusqlite::Result<R>) -> BackendResult<R> {
-        let free = match self.conn.try_lock() {
-            Ok(conn) => Some(conn),
-            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
-            Err(TryLockError::WouldBlock) => None,
-        };
-        if let Some(mut conn) = free {
-            match f(&mut conn) {
-                Err(error) if is_busy(&error) => {}
-                done => return Ok(done?),
-            }
+        let run = || f(&mut self.conn.lock().unwrap_or_else(PoisonError::into_inner));
+        match run() {
+            Err(error) if is_busy(&error) => {}
+            done => return Ok(done?),
         }
-        Ok(wait_in_place(|| {
-            let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-            conn.busy_timeout(BUSY_TIMEOUT)?;
-            let result = f(&mut conn);
-            conn.busy_timeout(Duration::ZERO)?;
-            result
+        let deadline = Instant::now() + BUSY_TIMEOUT;
+        Ok(wait_in_place(|| loop {
+            std::thread::sleep(BUSY_RETRY);
+            match run() {
+                Err(error) if is_busy(&error) && Instant::now() < deadline => {}
+                done => return done,
+            }
         })?)
     }
 
