@@ -65,7 +65,8 @@ impl SqliteBackend {
             std::fs::create_dir_all(dir)?;
         }
         let conn = Connection::open(path)?;
-        // Opening waits like any statement that cannot run inline.
+        // Opening and the migration run once, at start, on no request's
+        // thread: they may wait in SQLite's busy handler.
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -363,8 +364,8 @@ mod tests {
 
     /// While another connection holds the file's write lock, a call waits
     /// for it (up to the busy timeout) and the runtime's other tasks go on.
-    /// Run inline, the call held the one worker thread in SQLite's busy
-    /// handler and nothing else ran until the timeout.
+    /// Waiting inline, the call held the one worker thread and nothing else
+    /// ran until the lock was free or the timeout passed.
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn a_call_waiting_for_the_lock_stalls_no_other_task() {
         let dir = tempdir();
