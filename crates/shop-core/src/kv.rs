@@ -62,15 +62,10 @@ pub trait Kv {
     }
     /// Atomically adds `delta` (a missing key counts as 0) and returns the new value.
     async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError>;
-    /// The counters at `keys`, in their order (0 where absent), as
-    /// `increment(key, 0)` reads each; stores with batch reads answer in one
-    /// call.
+    /// The counters at `keys`, in their order (0 where absent), read with
+    /// [`Kv::get_many`] (one call where the store has batch reads).
     async fn get_counters(&self, keys: &[String]) -> Result<Vec<i64>, StoreError> {
-        let mut counters = Vec::with_capacity(keys.len());
-        for key in keys {
-            counters.push(self.increment(key, 0).await?);
-        }
-        Ok(counters)
+        decode_counters(keys, self.get_many(keys).await?)
     }
     /// Reads the current value (None when absent) for a later `cas_swap`.
     async fn cas_read(&self, key: &str) -> Result<(Option<Vec<u8>>, Self::CasToken), StoreError>;
@@ -95,7 +90,30 @@ pub async fn read_counter(kv: &impl Kv, key: &str) -> Result<i64, StoreError> {
     kv.increment(key, 0).await
 }
 
-fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+/// A counter as a store keeps it: decimal text (Spin's Redis store, and the
+/// shop's own outbound Redis store) or an 8-byte little-endian integer
+/// (Spin's SQLite store, wharf's, which has the same layout, and
+/// [`crate::testing::MemoryKv`]). Text of ASCII digits is read as decimal
+/// first: an 8-byte integer made only of such bytes would be at least
+/// 0x3030303030303030 (about 3.5 × 10^18), far beyond any counter of the
+/// shop, while an 8-digit decimal counter is an ordinary one.
+pub fn decode_counter(key: &str, bytes: &[u8]) -> Result<i64, StoreError> {
+    let decimal = std::str::from_utf8(bytes).ok().and_then(|text| text.parse::<i64>().ok());
+    let little_endian = <[u8; 8]>::try_from(bytes).ok().map(i64::from_le_bytes);
+    decimal.or(little_endian).ok_or_else(|| StoreError::new(format!("counter `{key}` is not an integer")))
+}
+
+/// The counters a batch read of `keys` answered (`values`, in key order),
+/// each in either encoding ([`decode_counter`]); 0 where absent.
+pub fn decode_counters(keys: &[String], values: Vec<Option<Vec<u8>>>) -> Result<Vec<i64>, StoreError> {
+    if values.len() != keys.len() {
+        return Err(StoreError::new(format!("the store answered {} values for {} keys", values.len(), keys.len())));
+    }
+    keys.iter().zip(values).map(|(key, value)| value.map_or(Ok(0), |bytes| decode_counter(key, &bytes))).collect()
+}
+
+/// The record `bytes` read at `key`.
+pub fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes)
         .map_err(|error| StoreError::new(format!("corrupt record at {key}: {error}")))
 }
@@ -169,4 +187,27 @@ pub async fn create_json(kv: &impl Kv, key: &str, value: &impl Serialize) -> Res
     }
     // A lost swap means a concurrent writer created the key first.
     kv.cas_swap(token, &encode(value)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_read_the_same_in_either_encoding() {
+        for n in [0i64, 1, 7, 12_345_678, -3, 1 << 40, i64::MAX, i64::MIN] {
+            assert_eq!(decode_counter("c", n.to_string().as_bytes()), Ok(n), "decimal {n}");
+            assert_eq!(decode_counter("c", &n.to_le_bytes()), Ok(n), "little-endian {n}");
+        }
+        assert!(decode_counter("c", b"seven").is_err());
+        assert!(decode_counter("c", &[1, 2, 3]).is_err());
+    }
+
+    #[test]
+    fn a_batch_of_counters_is_zero_where_absent_and_refused_when_the_store_miscounts() {
+        let keys: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let values = vec![Some(b"12".to_vec()), None, Some(5i64.to_le_bytes().to_vec())];
+        assert_eq!(decode_counters(&keys, values), Ok(vec![12, 0, 5]));
+        assert!(decode_counters(&keys, vec![None]).is_err());
+    }
 }

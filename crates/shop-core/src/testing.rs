@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use crate::events::Event;
-use crate::kv::{Kv, StoreError};
+use crate::kv::{Kv, StoreError, decode_counter};
 use crate::payments::{Gateway, GatewayOutcome, ProviderTransport};
 use crate::ports::{Clock, PublishError, Publisher, Random, Sleeper};
 use crate::sandbox::Sandbox;
@@ -135,10 +135,6 @@ impl MemoryKv {
     }
 }
 
-fn decode_counter(key: &str, bytes: &[u8]) -> Result<i64, StoreError> {
-    Ok(i64::from_le_bytes(bytes.try_into().map_err(|_| StoreError::new(format!("{key} is not a counter")))?))
-}
-
 impl Kv for MemoryKv {
     type CasToken = MemoryCasToken;
 
@@ -164,18 +160,6 @@ impl Kv for MemoryKv {
         self.begin().await?;
         let state = self.state.borrow();
         Ok(keys.iter().map(|key| state.entries.get(key).map(|(_, value)| value.clone())).collect())
-    }
-
-    /// One operation, as a store with batch reads answers it.
-    async fn get_counters(&self, keys: &[String]) -> Result<Vec<i64>, StoreError> {
-        self.begin().await?;
-        let state = self.state.borrow();
-        keys.iter()
-            .map(|key| match state.entries.get(key) {
-                None => Ok(0),
-                Some((_, bytes)) => decode_counter(key, bytes),
-            })
-            .collect()
     }
 
     /// One operation, as a store with batch writes takes it.

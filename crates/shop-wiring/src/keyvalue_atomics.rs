@@ -42,19 +42,6 @@ pub async fn while_locked<T>(sleeper: &impl Sleeper, mut call: impl AsyncFnMut()
     call().await
 }
 
-/// A counter as the store keeps it: decimal text (Spin's Redis store, and
-/// the outbound Redis store of [`crate::redis_kv`]) or an 8-byte
-/// little-endian integer (Spin's SQLite store, and wharf's, which has the same
-/// layout). Text of ASCII digits is read as decimal first: an 8-byte integer
-/// made only of such bytes would be at least 0x3030303030303030 (about
-/// 3.5 × 10^18), far beyond any counter of the shop, while an 8-digit decimal
-/// counter is an ordinary one.
-pub fn decode_counter(key: &str, bytes: &[u8]) -> Result<i64, StoreError> {
-    let decimal = std::str::from_utf8(bytes).ok().and_then(|text| text.parse::<i64>().ok());
-    let little_endian = <[u8; 8]>::try_from(bytes).ok().map(i64::from_le_bytes);
-    decimal.or(little_endian).ok_or_else(|| StoreError::new(format!("counter `{key}` is not an integer")))
-}
-
 /// A compare-and-swap handle with the key and the value it saw. A swap that
 /// finds the database locked consumes its handle having written nothing; it
 /// is retried on a fresh handle if the value is still the one seen, which is
@@ -72,7 +59,7 @@ pub struct CasToken<C> {
 /// database is locked ([`while_locked`]).
 ///
 /// shop-core reads a counter as `increment(key, 0)`. This answers that with
-/// an async `get` decoded by [`decode_counter`], not with `increment`: on
+/// an async `get` decoded by [`shop_core::kv::decode_counter`], not with `increment`: on
 /// Spin's and wharf's SQLite stores an increment is a write transaction
 /// (about eight times the instructions of a read, measured in
 /// bench/orders-before-after.sh), and on WASIp3 the synchronous call would
@@ -86,7 +73,7 @@ macro_rules! keyvalue_atomics_methods {
             if delta == 0 {
                 return match self.get(key).await? {
                     None => Ok(0),
-                    Some(bytes) => $crate::keyvalue_atomics::decode_counter(key, &bytes),
+                    Some(bytes) => $crate::__shop_core::kv::decode_counter(key, &bytes),
                 };
             }
             $crate::keyvalue_atomics::while_locked(&$sleeper, async || {
@@ -125,12 +112,6 @@ macro_rules! keyvalue_atomics_methods {
     };
 }
 
-/// The counters a batch read of `keys` answered (`values`, in key order),
-/// each in either encoding ([`decode_counter`]); 0 where absent.
-pub fn decode_counters(keys: &[String], values: Vec<Option<Vec<u8>>>) -> Result<Vec<i64>, StoreError> {
-    keys.iter().zip(values).map(|(key, value)| value.map_or(Ok(0), |bytes| decode_counter(key, &bytes))).collect()
-}
-
 /// What a batch read answered, `(key, value)` pairs in any order and
 /// missing keys perhaps left out (Spin's SQLite store answers only the keys
 /// it holds), as the values of `keys` in their order.
@@ -139,7 +120,7 @@ pub fn in_key_order(keys: &[String], answered: Vec<(String, Option<Vec<u8>>)>) -
     keys.iter().map(|key| answered.get(key).cloned().flatten()).collect()
 }
 
-/// Expands, inside `impl Kv for ...`, to `get_many`, `get_counters` and
+/// Expands, inside `impl Kv for ...`, to `get_many` and
 /// `set_many` over `wasi:keyvalue/batch` (bindings module `$batch`) on the
 /// bucket in field `$bucket`, pausing with `$sleeper` while the database is
 /// locked ([`while_locked`]): one call where shop-core would make one per key.
@@ -155,10 +136,6 @@ macro_rules! keyvalue_batch_methods {
             })
             .await?;
             Ok($crate::keyvalue_atomics::in_key_order(keys, answered))
-        }
-
-        async fn get_counters(&self, keys: &[String]) -> Result<Vec<i64>, $crate::__shop_core::kv::StoreError> {
-            $crate::keyvalue_atomics::decode_counters(keys, self.get_many(keys).await?)
         }
 
         async fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), $crate::__shop_core::kv::StoreError> {
@@ -190,16 +167,6 @@ mod tests {
         let answered = vec![("c".to_string(), Some(b"3".to_vec())), ("a".to_string(), Some(b"1".to_vec())), ("b".to_string(), None)];
         assert_eq!(in_key_order(&keys, answered), vec![Some(b"1".to_vec()), None, Some(b"3".to_vec()), Some(b"1".to_vec())]);
         assert_eq!(in_key_order(&keys[..1], Vec::new()), vec![None]);
-    }
-
-    #[test]
-    fn counters_read_the_same_in_either_encoding() {
-        for n in [0i64, 1, 7, 12_345_678, -3, 1 << 40] {
-            assert_eq!(decode_counter("c", n.to_string().as_bytes()), Ok(n), "decimal {n}");
-            assert_eq!(decode_counter("c", &n.to_le_bytes()), Ok(n), "little-endian {n}");
-        }
-        assert!(decode_counter("c", b"seven").is_err());
-        assert!(decode_counter("c", &[1, 2, 3]).is_err());
     }
 
     #[test]

@@ -136,10 +136,6 @@ impl<C: RedisCommands> Kv for RedisKv<C> {
             .collect()
     }
 
-    async fn get_counters(&self, keys: &[String]) -> Result<Vec<i64>, StoreError> {
-        crate::keyvalue_atomics::decode_counters(keys, self.get_many(keys).await?)
-    }
-
     async fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
         if entries.is_empty() {
             return Ok(());
@@ -228,13 +224,6 @@ impl<S: Kv, R: Kv> Kv for SelectedKv<S, R> {
         match self {
             SelectedKv::Spin(kv) => kv.increment(key, delta).await,
             SelectedKv::Redis(kv) => kv.increment(key, delta).await,
-        }
-    }
-
-    async fn get_counters(&self, keys: &[String]) -> Result<Vec<i64>, StoreError> {
-        match self {
-            SelectedKv::Spin(kv) => kv.get_counters(keys).await,
-            SelectedKv::Redis(kv) => kv.get_counters(keys).await,
         }
     }
 

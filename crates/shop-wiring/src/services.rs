@@ -8,7 +8,8 @@ use shop_core::inventory::{InventoryConfig, InventoryService};
 use shop_core::kv::Kv;
 use shop_core::ops::{self, HealthCheck, OpsEndpoint, ServiceInfo};
 use shop_core::orders::{OrderService, OrdersConfig};
-use shop_core::payments::{PaymentService, PaymentsConfig, ProviderGateway};
+use shop_core::events::EventOutcome;
+use shop_core::payments::{PaymentService, PaymentWork, PaymentsConfig, ProviderGateway};
 use crate::payments_wit::{ProviderChoice, SelectedGateway, provider_choice};
 use shop_core::ports::Sleeper;
 use shop_core::sandbox::{InProcess, Sandbox, SandboxConfig};
@@ -95,8 +96,17 @@ pub async fn payment<R: Runtime>(request: ApiRequest) -> ApiResponse {
 /// The `payment-worker` component: charges on `orders.created`, refunds on
 /// `orders.cancelled`, through the same path as `POST /payments`.
 pub async fn payment_worker<R: Runtime>(message: &[u8]) -> Result<(), String> {
+    // The event first: many ask nothing of the worker (an order placed
+    // without a payment token, a cancellation without a refund), and each
+    // message gets a fresh instance, so those read no variable and open no
+    // store.
+    let work = match PaymentWork::of(message) {
+        Ok(PaymentWork::Nothing(reason)) => return event_outcome(Ok(EventOutcome::Ignored(reason))),
+        Ok(work) => work,
+        Err(e) => return event_outcome(Err(e)),
+    };
     let service = payment_service::<R>(PaymentsConfig::new(R::variable("admin_token").await?)).await?;
-    event_outcome(service.handle_event(message).await)
+    event_outcome(service.perform(work).await)
 }
 
 /// The sandbox as the `gateway-sandbox` component's `shop:payments/provider`

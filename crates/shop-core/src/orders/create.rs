@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::index::{
-    PendingIndex, SEQUENCE_KEY, finish_pending, journal_claim, journal_entry, order_key, order_number_key, placed_amount_key, position_key,
+    CREATOR_CLAIM, PendingIndex, SEQUENCE_KEY, finish_pending, order_key, order_number_key, placed_amount_key, position_key,
     user_position_key, user_sequence_key,
 };
 use super::model::{Order, OrderItem, OrderRecord, OrderStatus, StockStep};
@@ -238,8 +238,9 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
         Err(error.into())
     }
 
-    /// Writes the list entries, the journal entry, then the order owing its
-    /// index entries, then those.
+    /// Writes the list entries, then the order owing its index entries,
+    /// then those. The global list's entry is the creator's journal entry
+    /// (`index.rs`).
     async fn store_new_order(
         &self,
         order_id: &str,
@@ -252,15 +253,13 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
         let user_id = new_order.user_id;
         let position = self.kv.increment(SEQUENCE_KEY, 1).await? as u64;
         let user_position = self.kv.increment(&user_sequence_key(user_id), 1).await? as u64;
-        let claim = journal_claim(&self.kv).await?;
         let order_number = self.claim_order_number(order_id, now_ms).await?;
-        // The list entries and the journal entry in one batch, all before
-        // the record's compare-and-swap, as one by one.
+        // The list entries in one batch, both before the record's
+        // compare-and-swap, as one by one.
         self.kv
             .set_many(&json_entries([
                 (position_key(position), order_id.to_string()),
                 (user_position_key(user_id, user_position), order_id.to_string()),
-                journal_entry(claim, order_id),
             ]))
             .await?;
         let record = OrderRecord {
@@ -295,7 +294,7 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
             cancel_reason: None,
             created_ms: now_ms,
             updated_ms: now_ms,
-            index_pending: Some(PendingIndex { indexed: None, claim, claimed_ms: now_ms }),
+            index_pending: Some(PendingIndex { indexed: None, claim: CREATOR_CLAIM, claimed_ms: now_ms }),
         };
         if let Some(token) = &new_order.payment_token {
             hold_token(&self.kv, order_id, token).await?;
@@ -303,7 +302,7 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
         if !create_json(&self.kv, &order_key(order_id), &record).await? {
             return Err(StoreError::new(format!("order {order_id} already exists")));
         }
-        finish_pending(&self.kv, record.clone(), claim, now_ms).await?;
+        finish_pending(&self.kv, record.clone(), CREATOR_CLAIM, now_ms).await?;
         Ok(OrderRecord { index_pending: None, ..record })
     }
 

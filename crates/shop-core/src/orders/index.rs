@@ -25,11 +25,15 @@
 //!   walked oldest first by the reconcile.
 //!
 //!
-//! Index work to do (primary data; an operation log the reconcile replays):
+//! Index work to do (primary data; operation logs the reconcile replays):
 //! - `orders:journal:seq` (counter) and `orders:journal:{n}`: the id of the
 //!   order the `n`-th writer was about to change, written before its
 //!   compare-and-swap; `n` names that writer's claim (below).
-//! - `orders:journal:replayed`: how far [`replay_journal`] has walked.
+//! - An order's creator writes no journal entry: its entry in the global
+//!   list (`orders:at:{n}`, written before the order) serves as one, and it
+//!   holds [`CREATOR_CLAIM`], which no journal entry is.
+//! - `orders:journal:replayed` and `orders:created_replayed`: how far
+//!   [`replay_journal`] has walked the journal and the global list.
 //!
 //! An order write and its index update are made safe as one: the
 //! compare-and-swap that changes what the derived data say about an order
@@ -44,7 +48,7 @@
 //! claim leaves its own change to the holder, and the rank sets can check a
 //! bit before flipping it. A writer that dies leaves its claim behind; after
 //! [`CLAIM_LEASE_MS`] the next writer of the order, or the reconcile
-//! replaying the journal, takes it over and finishes the work exactly once
+//! replaying the logs, takes it over and finishes the work exactly once
 //! (unless the first writer was not dead but stalled for the whole lease:
 //! then both apply it).
 
@@ -52,12 +56,14 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{OrderRecord, OrderStatus};
 use crate::http::PageRequest;
-use crate::kv::{Change, Kv, StoreError, get_json, get_many_json, read_counter, set_json, update_json};
+use crate::kv::{Change, Kv, StoreError, decode, decode_counters, get_json, get_many_json, read_counter, set_json, update_json};
 use crate::rank_set::RankSet;
 
 pub const SEQUENCE_KEY: &str = "orders:seq";
-const JOURNAL_SEQUENCE_KEY: &str = "orders:journal:seq";
-const JOURNAL_REPLAYED_KEY: &str = "orders:journal:replayed";
+/// The claim of the writer creating an order. Journal entries count from
+/// 1, so no other writer holds it, and an order has one creator (its
+/// record is written only if absent).
+pub const CREATOR_CLAIM: u64 = 0;
 /// How long a claim on an order's index work holds before another writer
 /// may take it over: far longer than applying a change takes (a few dozen
 /// store operations), so only a writer that died loses its claim.
@@ -113,7 +119,8 @@ impl IndexedState {
 pub struct PendingIndex {
     /// What the derived data reflect now (None: nothing, a new order).
     pub indexed: Option<IndexedState>,
-    /// The journal entry of the writer bringing the derived data to the record.
+    /// The journal entry of the writer bringing the derived data to the
+    /// record ([`CREATOR_CLAIM`] for the order's creator).
     pub claim: u64,
     pub claimed_ms: u64,
 }
@@ -121,21 +128,9 @@ pub struct PendingIndex {
 /// Notes in the journal that `order_id` is about to be written; the entry
 /// number is the writer's claim.
 pub async fn journal_append(kv: &impl Kv, order_id: &str) -> Result<u64, StoreError> {
-    let entry = journal_claim(kv).await?;
+    let entry = kv.increment(JOURNAL.sequence_key, 1).await? as u64;
     set_json(kv, &journal_key(entry), &order_id).await?;
     Ok(entry)
-}
-
-/// A journal entry number, for a writer that stores the entry
-/// ([`journal_entry`]) with other writes in one batch, before its
-/// compare-and-swap as [`journal_append`] does.
-pub async fn journal_claim(kv: &impl Kv) -> Result<u64, StoreError> {
-    Ok(kv.increment(JOURNAL_SEQUENCE_KEY, 1).await? as u64)
-}
-
-/// The journal entry `entry` noting `order_id`, as `(key, order id)`.
-pub fn journal_entry(entry: u64, order_id: &str) -> (String, String) {
-    (journal_key(entry), order_id.to_string())
 }
 
 /// The index work `after` owes when a writer holding journal entry `claim`
@@ -206,18 +201,49 @@ pub struct JournalReplay {
     pub finished: u64,
 }
 
-/// Walks at most `limit` journal entries from where the last walk stopped:
-/// finishes the index work their writers left (once its claim has run
-/// out) and deletes them. Stops at an order whose claim is still fresh: its
-/// writer may be at work.
+/// A log naming, at entry `n` (from 1), an order a writer was about to
+/// write.
+struct WriterLog {
+    /// Counts the entries.
+    sequence_key: &'static str,
+    entry_key: fn(u64) -> String,
+    /// How far walks have got.
+    replayed_key: &'static str,
+    /// Whether a walked entry is deleted: journal entries serve nothing
+    /// else, list entries are the list.
+    delete_walked: bool,
+}
+
+/// Every writer's but creators'.
+const JOURNAL: WriterLog = WriterLog {
+    sequence_key: "orders:journal:seq",
+    entry_key: journal_key,
+    replayed_key: "orders:journal:replayed",
+    delete_walked: true,
+};
+
+/// Creators': the global list.
+const CREATIONS: WriterLog =
+    WriterLog { sequence_key: SEQUENCE_KEY, entry_key: position_key, replayed_key: "orders:created_replayed", delete_walked: false };
+
+/// Walks at most `limit` entries of the journal, then of the global list
+/// (creators'), from where the last walk stopped: finishes the index work
+/// their writers left (once its claim has run out). Each walk stops at an
+/// order whose claim is still fresh: its writer may be at work.
 pub async fn replay_journal(kv: &impl Kv, limit: u64, now_ms: u64) -> Result<JournalReplay, StoreError> {
-    let start: u64 = get_json(kv, JOURNAL_REPLAYED_KEY).await?.unwrap_or(0);
-    let end = list_len(kv, JOURNAL_SEQUENCE_KEY).await?.min(start.saturating_add(limit));
+    let changes = replay_log(kv, &JOURNAL, limit, now_ms).await?;
+    let creations = replay_log(kv, &CREATIONS, limit, now_ms).await?;
+    Ok(JournalReplay { entries: changes.entries + creations.entries, finished: changes.finished + creations.finished })
+}
+
+async fn replay_log(kv: &impl Kv, log: &WriterLog, limit: u64, now_ms: u64) -> Result<JournalReplay, StoreError> {
+    let start: u64 = get_json(kv, log.replayed_key).await?.unwrap_or(0);
+    let end = list_len(kv, log.sequence_key).await?.min(start.saturating_add(limit));
     let mut replay = JournalReplay::default();
     let mut walked = start;
     while walked < end {
         let entry = walked + 1;
-        if let Some(order_id) = get_json::<String>(kv, &journal_key(entry)).await? {
+        if let Some(order_id) = get_json::<String>(kv, &(log.entry_key)(entry)).await? {
             let record: Option<OrderRecord> = get_json(kv, &order_key(&order_id)).await?;
             if let Some(pending) = record.and_then(|record| record.index_pending) {
                 if now_ms.saturating_sub(pending.claimed_ms) < CLAIM_LEASE_MS {
@@ -225,13 +251,15 @@ pub async fn replay_journal(kv: &impl Kv, limit: u64, now_ms: u64) -> Result<Jou
                 }
                 replay.finished += u64::from(take_over_pending(kv, &order_id, now_ms).await?);
             }
-            kv.delete(&journal_key(entry)).await?;
+            if log.delete_walked {
+                kv.delete(&(log.entry_key)(entry)).await?;
+            }
         }
         walked = entry;
         replay.entries += 1;
     }
     // Concurrent walks only ever move the mark forward.
-    update_json(kv, JOURNAL_REPLAYED_KEY, |current: Option<u64>| {
+    update_json(kv, log.replayed_key, |current: Option<u64>| {
         Ok::<_, StoreError>(if current.unwrap_or(0) >= walked { Change::Keep(()) } else { Change::Write(walked, ()) })
     })
     .await?;
@@ -328,7 +356,14 @@ impl<'a, K: Kv> Indexes<'a, K> {
             .chain(new_sets.iter().filter(|set| !old_sets.contains(set)).map(|(name, position)| (self.set(name), *position, true)))
             .collect();
         let mask_keys: Vec<String> = changes.iter().map(|(set, position, _)| set.mask_key_of(*position)).collect();
-        let masks = self.kv.get_counters(&mask_keys).await?;
+        // A new order's currency is nearly always known already: the
+        // generation's currency list (which only grows) is read in the same
+        // batch, and written only when the currency is new.
+        let currencies_key = self.key("currencies");
+        let read_keys: Vec<String> = mask_keys.iter().cloned().chain(from.is_none().then(|| currencies_key.clone())).collect();
+        let mut values = self.kv.get_many(&read_keys).await?;
+        let currencies = if from.is_none() { values.pop().flatten() } else { None };
+        let masks = decode_counters(&mask_keys, values)?;
         for ((set, position, member), mask) in changes.iter().zip(masks) {
             set.change_from(*position, *member, mask).await?;
         }
@@ -350,13 +385,17 @@ impl<'a, K: Kv> Indexes<'a, K> {
             }
         }
         if from.is_none() {
-            self.note_currency(&record.order.currency).await?;
+            let known: Vec<String> = currencies.map(|bytes| decode(&currencies_key, &bytes)).transpose()?.unwrap_or_default();
+            if !known.contains(&record.order.currency) {
+                self.note_currency(&currencies_key, &record.order.currency).await?;
+            }
         }
         Ok(())
     }
 
-    async fn note_currency(&self, currency: &str) -> Result<(), StoreError> {
-        update_json(self.kv, &self.key("currencies"), |current: Option<Vec<String>>| {
+    /// Adds `currency` to the list at `currencies_key` (this generation's).
+    async fn note_currency(&self, currencies_key: &str, currency: &str) -> Result<(), StoreError> {
+        update_json(self.kv, currencies_key, |current: Option<Vec<String>>| {
             let mut currencies = current.unwrap_or_default();
             if currencies.iter().any(|known| known == currency) {
                 return Ok::<_, StoreError>(Change::Keep(()));

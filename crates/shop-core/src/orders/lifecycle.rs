@@ -56,8 +56,8 @@ pub struct ReconcileReport {
     /// Expired idempotency records and event markers deleted (at most `limit` looked at).
     pub idempotency_swept: u64,
     /// Orders whose index update a writer left unfinished (it died after
-    /// writing the order), finished from the journal (at most `limit`
-    /// entries looked at).
+    /// writing the order), finished from the journal and the list of orders
+    /// placed (at most `limit` entries of each looked at).
     pub indexes_finished: u64,
 }
 

@@ -37,8 +37,9 @@
 //!   `orders.created` again (the payment worker charges once per order), and
 //!   orders awaiting payment without a token for longer than
 //!   `payment_timeout_ms` (by then their reservation has expired) are cancelled.
-//!   It also replays the order journal ([`index`]): index updates whose
-//!   writer stopped right after writing the order are finished, once.
+//!   It also replays the order journal and the list of orders placed
+//!   ([`index`]): index updates whose writer stopped right after writing the
+//!   order are finished, once.
 
 mod create;
 mod index;

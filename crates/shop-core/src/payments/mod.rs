@@ -651,18 +651,19 @@ impl<K: Kv, G: Gateway, P: Publisher, C: Clock, R: Random, S: Sleeper> PaymentSe
     /// carries a payment token) and refunds on `orders.cancelled` (when a
     /// refund is required). Repeated events move money once.
     pub async fn handle_event(&self, payload: &[u8]) -> Result<EventOutcome, EventError> {
-        let event = Event::parse(payload)?;
-        match event.event_type.as_str() {
-            ORDERS_CREATED => self.on_order_created(event.data()?).await,
-            ORDERS_CANCELLED => self.on_order_cancelled(event.data()?).await,
-            other => Err(EventError::UnknownType(other.to_string())),
+        self.perform(PaymentWork::of(payload)?).await
+    }
+
+    /// Does what an event asked ([`PaymentWork::of`]).
+    pub async fn perform(&self, work: PaymentWork) -> Result<EventOutcome, EventError> {
+        match work {
+            PaymentWork::Charge(order) => self.on_order_created(order).await,
+            PaymentWork::Refund(payment_id) => self.on_order_cancelled(&payment_id).await,
+            PaymentWork::Nothing(reason) => Ok(EventOutcome::Ignored(reason)),
         }
     }
 
     async fn on_order_created(&self, order: OrderCreatedData) -> Result<EventOutcome, EventError> {
-        if !order.has_payment_token {
-            return Ok(EventOutcome::Ignored("the order has no payment token".to_string()));
-        }
         let Some(token) = self.kv.get(&token_key(&order.order_id)).await? else {
             // Charged (or the order cancelled) before: say again how it ended.
             self.announce_again(&order_charge_id(&order.order_id)).await?;
@@ -697,18 +698,12 @@ impl<K: Kv, G: Gateway, P: Publisher, C: Clock, R: Random, S: Sleeper> PaymentSe
         Ok(EventOutcome::Duplicate)
     }
 
-    async fn on_order_cancelled(&self, order: OrderCancelledData) -> Result<EventOutcome, EventError> {
-        if !order.refund_required {
-            return Ok(EventOutcome::Ignored("no refund required".to_string()));
-        }
-        let Some(payment_id) = order.payment_id else {
-            return Err(EventError::Rejected(format!("order {} needs a refund but names no payment", order.order_id)));
-        };
-        match self.refund(&payment_id, None).await {
+    async fn on_order_cancelled(&self, payment_id: &str) -> Result<EventOutcome, EventError> {
+        match self.refund(payment_id, None).await {
             Ok((_, true)) => Ok(EventOutcome::Applied),
             Ok((_, false)) => {
                 // Refunded before: say so again, in case that event was lost.
-                self.announce_again(&payment_id).await?;
+                self.announce_again(payment_id).await?;
                 Ok(EventOutcome::Duplicate)
             }
             Err(error) => Err(event_error(error)),
@@ -732,6 +727,44 @@ impl<K: Kv, G: Gateway, P: Publisher, C: Clock, R: Random, S: Sleeper> PaymentSe
                 vec![(vec![], attempts)],
             ),
         ])
+    }
+}
+
+/// What an event asks of the payment worker, read from the event alone, so
+/// that an event with nothing to do costs no store or configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentWork {
+    /// `orders.created` of an order holding a payment token: charge it.
+    Charge(OrderCreatedData),
+    /// `orders.cancelled` of an order whose payment needs a refund: the payment id.
+    Refund(String),
+    /// Understood, nothing to do; the reason, for the log.
+    Nothing(String),
+}
+
+impl PaymentWork {
+    pub fn of(payload: &[u8]) -> Result<PaymentWork, EventError> {
+        let event = Event::parse(payload)?;
+        match event.event_type.as_str() {
+            ORDERS_CREATED => {
+                let order: OrderCreatedData = event.data()?;
+                if !order.has_payment_token {
+                    return Ok(PaymentWork::Nothing("the order has no payment token".to_string()));
+                }
+                Ok(PaymentWork::Charge(order))
+            }
+            ORDERS_CANCELLED => {
+                let order: OrderCancelledData = event.data()?;
+                if !order.refund_required {
+                    return Ok(PaymentWork::Nothing("no refund required".to_string()));
+                }
+                match order.payment_id {
+                    Some(payment_id) => Ok(PaymentWork::Refund(payment_id)),
+                    None => Err(EventError::Rejected(format!("order {} needs a refund but names no payment", order.order_id))),
+                }
+            }
+            other => Err(EventError::UnknownType(other.to_string())),
+        }
     }
 }
 

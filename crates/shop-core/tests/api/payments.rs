@@ -8,7 +8,7 @@ use shop_core::events::{
 };
 use shop_core::http::{ApiRequest, ApiResponse, Method};
 use shop_core::orders::OrdersConfig;
-use shop_core::payments::{Gateway, PaymentService, PaymentsConfig, ProviderGateway, RetryPolicy, hold_token};
+use shop_core::payments::{Gateway, PaymentService, PaymentWork, PaymentsConfig, ProviderGateway, RetryPolicy, hold_token};
 use shop_core::sandbox::{Sandbox, SandboxConfig};
 use shop_core::testing::{
     FixedClock, GatewayStep, MemoryKv, RecordingPublisher, RecordingSleeper, SandboxGateway, ScriptedGateway, SeededRandom,
@@ -287,6 +287,18 @@ fn the_worker_refunds_a_cancelled_order_once() {
         let unnamed = rig.payments.handle_event(&order_cancelled("c2", None, true)).await;
         assert!(matches!(unnamed, Err(EventError::Rejected(_))));
     });
+}
+
+#[test]
+fn what_an_event_asks_of_the_worker_is_read_from_the_event_alone() {
+    // No service, no store: the payment component reads these before it
+    // opens anything (shop_wiring::services::payment_worker).
+    assert!(matches!(PaymentWork::of(&order_created("e1", "ord_1", None)), Ok(PaymentWork::Nothing(_))));
+    assert!(matches!(PaymentWork::of(&order_created("e1", "ord_1", Some("tok_a"))), Ok(PaymentWork::Charge(order)) if order.order_id == "ord_1"));
+    assert!(matches!(PaymentWork::of(&order_cancelled("c0", Some("pay_1"), false)), Ok(PaymentWork::Nothing(_))));
+    assert_eq!(PaymentWork::of(&order_cancelled("c1", Some("pay_1"), true)), Ok(PaymentWork::Refund("pay_1".to_string())));
+    assert!(matches!(PaymentWork::of(&order_cancelled("c2", None, true)), Err(EventError::Rejected(_))));
+    assert!(matches!(PaymentWork::of(b"{}"), Err(EventError::Malformed(_))));
 }
 
 #[test]
