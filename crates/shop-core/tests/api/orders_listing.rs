@@ -148,7 +148,7 @@ fn listing_and_summary_cost_does_not_grow_with_the_number_of_orders() {
 }
 
 #[test]
-fn the_summary_lists_each_currency_and_an_order_in_a_known_one_writes_no_currency_list() {
+fn an_order_in_a_known_currency_writes_no_currency_list() {
     run(async {
         let shop = Shop::empty();
         assert_eq!(shop.put_product("eur", 100, "EUR", 100).await.status, 201);
@@ -163,11 +163,8 @@ fn the_summary_lists_each_currency_and_an_order_in_a_known_one_writes_no_currenc
         let known_currency = order_cost().await;
         // The list is read in the index batch; only a new currency costs its
         // compare-and-swap (a read and a swap).
+        // (summary_counts_each_currency_separately checks what the list says.)
         assert_eq!(new_currency - known_currency, 2, "{new_currency} ops, then {known_currency}");
-        let summary = shop.orders.handle(as_admin(request(Method::Get, "/orders/summary", None))).await.json_body();
-        let currencies: Vec<&str> =
-            summary["revenue_by_currency"].as_array().unwrap().iter().map(|each| each["currency"].as_str().unwrap()).collect();
-        assert_eq!(currencies, ["EUR", "USD"], "{summary}");
     });
 }
 
