@@ -103,12 +103,18 @@ pub fn decode_counter(key: &str, bytes: &[u8]) -> Result<i64, StoreError> {
     decimal.or(little_endian).ok_or_else(|| StoreError::new(format!("counter `{key}` is not an integer")))
 }
 
-/// The counters a batch read of `keys` answered (`values`, in key order),
-/// each in either encoding ([`decode_counter`]); 0 where absent.
-pub fn decode_counters(keys: &[String], values: Vec<Option<Vec<u8>>>) -> Result<Vec<i64>, StoreError> {
+/// A batch read answered one value per key asked.
+fn answered_each(keys: &[String], values: &[Option<Vec<u8>>]) -> Result<(), StoreError> {
     if values.len() != keys.len() {
         return Err(StoreError::new(format!("the store answered {} values for {} keys", values.len(), keys.len())));
     }
+    Ok(())
+}
+
+/// The counters a batch read of `keys` answered (`values`, in key order),
+/// each in either encoding ([`decode_counter`]); 0 where absent.
+pub fn decode_counters(keys: &[String], values: Vec<Option<Vec<u8>>>) -> Result<Vec<i64>, StoreError> {
+    answered_each(keys, &values)?;
     keys.iter().zip(values).map(|(key, value)| value.map_or(Ok(0), |bytes| decode_counter(key, &bytes))).collect()
 }
 
@@ -139,9 +145,7 @@ pub async fn get_many_json<T: DeserializeOwned>(kv: &impl Kv, keys: &[String]) -
         return Ok(Vec::new());
     }
     let values = kv.get_many(keys).await?;
-    if values.len() != keys.len() {
-        return Err(StoreError::new(format!("the store answered {} values for {} keys", values.len(), keys.len())));
-    }
+    answered_each(keys, &values)?;
     keys.iter().zip(values).map(|(key, value)| value.map(|bytes| decode(key, &bytes)).transpose()).collect()
 }
 
