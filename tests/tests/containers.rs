@@ -383,7 +383,7 @@ fn the_operators_pods_for_the_wharf_overlay_play_the_saga_the_cronjob_and_a_roll
     assert_eq!(shop.wait_status(paid["id"].as_str().unwrap(), "paid")["total_amount"], 500);
     let declined = shop.place_simple("p1", 1, Some("tok_decline"));
     shop.wait_status(declined["id"].as_str().unwrap(), "cancelled");
-    assert_eq!(shop.stock("p1"), (998, 0));
+    shop.wait_stock("p1", (998, 0));
 
     // The reconcile CronJob's own command, in its own pod, against the live
     // Service (http://shop) with the admin token from shop-secrets.

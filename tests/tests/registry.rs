@@ -138,7 +138,7 @@ fn the_two_spinapps_of_deploy_base_run_the_saga_from_one_artifact() {
     assert_eq!(shop.wait_status(paid["id"].as_str().unwrap(), "paid")["total_amount"], 500);
     let declined = shop.place_simple("p1", 1, Some("tok_decline"));
     shop.wait_status(declined["id"].as_str().unwrap(), "cancelled");
-    assert_eq!(shop.stock("p1"), (3, 0));
+    shop.wait_stock("p1", (3, 0));
 }
 
 #[test]

@@ -248,6 +248,13 @@ pub trait Shop {
         (product["available"].as_i64().unwrap(), product["reserved"].as_i64().unwrap())
     }
 
+    /// Waits until a product's stock is `(available, reserved)`: an order
+    /// turns cancelled (or paid) before its reservation is released (or
+    /// committed), so a stock read right after the status may see it held.
+    fn wait_stock(&self, id: &str, expected: (i64, i64)) {
+        eventually(WAIT, &format!("the stock of {id} to be {expected:?}"), || (self.stock(id) == expected).then_some(()));
+    }
+
     /// A stock reservation (an admin route), asserting 200.
     fn reservation(&self, id: &str) -> Value {
         let reply = self.admin("GET", &format!("/inventory/reservations/{id}"), None);
