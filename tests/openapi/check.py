@@ -1142,8 +1142,8 @@ def main() -> int:
     # Stopping Redis to see /health degrade is for wharf only: on real Spin
     # the Redis trigger exits when Redis goes away and Spin stops the whole
     # app ("A trigger exited unexpectedly. Terminating."), so whether /health
-    # still answers is a race against Spin's exit, lost about one run in three
-    # on a busy machine (docs/real-spin.md).
+    # still answers is a race against Spin's exit, lost in 2 runs of 5 on a
+    # busy machine (docs/real-spin.md).
     redis_to_stop = args.redis_url if args.own_redis and args.host == "wharf" else None
     run_script(runner, spec, redis_to_stop)
     if not redis_to_stop:
