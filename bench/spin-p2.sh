@@ -8,7 +8,9 @@
 #   DURATION=3 bench/spin-p2.sh # quicker
 #
 # WASIp2 handlers get a fresh instance per request on all three, as Spin
-# runs them. The Spin binaries come from ../shared/spin (see its README);
+# runs them. After wrk, each server is counted under callgrind (user-space
+# instructions per request, REQUESTS of them over one keep-alive
+# connection): the figure that does not move with the machine's load. The Spin binaries come from ../shared/spin (see its README);
 # without them the script says so and stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,11 +19,12 @@ if [ ! -x "$shared/install.sh" ]; then
   echo "bench/spin-p2.sh: no real Spin at $shared; nothing measured" >&2
   exit 1
 fi
-scripts/setup wrk
+scripts/setup wrk valgrind
 scripts/build-components
 cargo build --profile fastest -p wharf
 
 duration=${DURATION:-10}
+requests=${REQUESTS:-1000}
 . bench/common.sh
 
 hello_manifest=$(write_hello_manifest guest_hello_p2)
@@ -49,8 +52,46 @@ for c in 1 16 64; do
   done
 done
 
+for p in "${pids[@]}"; do kill "$p"; wait "$p" 2>/dev/null || true; done
+pids=()
+
+# callgrind_count_spin <spin binary>: sets per_request for that Spin. Spin
+# runs the HTTP trigger in a child process (`spin trigger http`), so
+# valgrind follows children and the counts of all of them are summed;
+# callgrind_control without a pid reaches every process under callgrind,
+# which are this Spin's only.
+callgrind_count_spin() {
+  local port out="$work/callgrind-spin-$RANDOM"
+  port=$(free_port)
+  mkdir -p "$out"
+  valgrind --tool=callgrind --trace-children=yes --instr-atstart=no --callgrind-out-file="$out/%p" \
+    "$1" up -f "$hello_manifest" --listen "127.0.0.1:$port" --state-dir "$out/state" > "$out/log" 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  for _ in $(seq 1 600); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.5; done
+  python3 bench/keepalive-client.py "$port" 200
+  callgrind_control -i on > /dev/null 2>&1
+  callgrind_control -z > /dev/null 2>&1
+  python3 bench/keepalive-client.py "$port" "$requests"
+  callgrind_control -d > /dev/null 2>&1
+  callgrind_control -i off > /dev/null 2>&1
+  per_request=$(( $(cat "$out"/*.1 | awk '/^totals:/ {sum += $2} END {print sum}') / requests ))
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+declare -A instructions
+start_callgrind "$wharf_bin" up -f "$hello_manifest" --listen 127.0.0.1:PORT --state-dir "$work/callgrind-wharf" --max-instances 1
+python3 bench/keepalive-client.py "$callgrind_port" 200
+callgrind_count "$requests"
+stop_callgrind
+instructions[wharf]=$per_request
+for version in 3.6.3 4.1.0-pre0; do
+  callgrind_count_spin "$("$shared/install.sh" "$version")"
+  instructions[$version]=$per_request
+done
+echo "instructions per request: wharf ${instructions[wharf]}, Spin 3.6.3 ${instructions[3.6.3]}, Spin 4.1.0-pre0 ${instructions[4.1.0-pre0]}"
+
 {
-  echo "Command: \`DURATION=$duration bench/spin-p2.sh\` on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(date -u +%Y-%m-%d)."
+  echo "Command: \`DURATION=$duration REQUESTS=$requests bench/spin-p2.sh\` on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(date -u +%Y-%m-%d)."
   echo "wrk -t2 (-t1 for one connection) -d${duration}s on the same machine, which also runs the server. wharf: \`--profile fastest\`; Spin: the release builds in ../shared/spin."
   echo
   echo "| server | connections | req/s | p50 | p99 |"
@@ -61,6 +102,15 @@ done
   echo "|---|---|---|"
   for c in 1 16 64; do
     echo "| $c | $(python3 -c "print(f'{${wharf_rps[$c]}/${spin_rps[3.6.3,$c]}:.1f}×')") | $(python3 -c "print(f'{${wharf_rps[$c]}/${spin_rps[4.1.0-pre0,$c]}:.1f}×')") |"
+  done
+  echo
+  echo "User-space instructions per request (callgrind, valgrind $(valgrind --version | sed 's/valgrind-//'); $requests requests over one keep-alive connection after 200 of warm-up):"
+  echo
+  echo "| server | instructions per request | Spin ÷ wharf |"
+  echo "|---|---|---|"
+  echo "| wharf, WASIp2 hello | ${instructions[wharf]} | |"
+  for version in 3.6.3 4.1.0-pre0; do
+    echo "| spin $version, WASIp2 hello | ${instructions[$version]} | $(python3 -c "print(f'{${instructions[$version]}/${instructions[wharf]}:.2f}×')") |"
   done
 } > "$work/table.md"
 write_section spin-p2 "WASIp2 hello: wharf and real Spin" "$work/table.md"
