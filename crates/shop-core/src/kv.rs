@@ -62,11 +62,6 @@ pub trait Kv {
     }
     /// Atomically adds `delta` (a missing key counts as 0) and returns the new value.
     async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError>;
-    /// The counters at `keys`, in their order (0 where absent), read with
-    /// [`Kv::get_many`] (one call where the store has batch reads).
-    async fn get_counters(&self, keys: &[String]) -> Result<Vec<i64>, StoreError> {
-        decode_counters(keys, self.get_many(keys).await?)
-    }
     /// Reads the current value (None when absent) for a later `cas_swap`.
     async fn cas_read(&self, key: &str) -> Result<(Option<Vec<u8>>, Self::CasToken), StoreError>;
     /// Writes `value` only if the key is unchanged since the `cas_read` that
