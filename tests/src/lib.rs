@@ -396,10 +396,10 @@ impl Host {
         let mut host = Self::spawn(manifest, config);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(r) = ureq::get(&host.url("/.well-known/spin/health")).call() {
-                if r.status() == 200 {
-                    return host;
-                }
+            if let Ok(r) = ureq::get(&host.url("/.well-known/spin/health")).call()
+                && r.status() == 200
+            {
+                return host;
             }
             if let Some(status) = host.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("wharf exited with {status} before it was ready:\n{}", host.logs());
