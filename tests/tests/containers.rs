@@ -138,8 +138,10 @@ fn build_images(engine: &Engine) {
                 }
             }
         }
-        let tar = Command::new("tar").arg("-C").arg(&rootfs).args(["-c", "."]).stdout(Stdio::piped()).spawn().unwrap();
-        let status = engine.podman().args(["import", "--change", "CMD [\"bash\"]", "-", DEBIAN]).stdin(tar.stdout.unwrap()).stdout(Stdio::null()).status().unwrap();
+        let mut tar = Command::new("tar").arg("-C").arg(&rootfs).args(["-c", "."]).stdout(Stdio::piped()).spawn().unwrap();
+        let archive = tar.stdout.take().unwrap();
+        let status = engine.podman().args(["import", "--change", "CMD [\"bash\"]", "-", DEBIAN]).stdin(archive).stdout(Stdio::null()).status().unwrap();
+        assert!(tar.wait().unwrap().success(), "tar of the Debian rootfs failed");
         assert!(status.success(), "podman import of the Debian rootfs failed");
         std::fs::remove_dir_all(&rootfs).unwrap();
     }

@@ -36,10 +36,10 @@ fn reconcile_until_final(app: &App, orders: &[(String, &str)]) -> Vec<Value> {
     for _ in 0..10 {
         let report = app.reconcile();
         assert_eq!(report["cancelled"], 0, "no order was given up on: {report}");
-        if report["examined"] == 0 {
-            if let Some(now) = all_final() {
-                return now;
-            }
+        if report["examined"] == 0
+            && let Some(now) = all_final()
+        {
+            return now;
         }
         // What the reconcile set going (charges, events) runs in the background.
         let deadline = Instant::now() + Duration::from_secs(3);
