@@ -171,7 +171,7 @@ impl App {
 
     /// Loads an app from a manifest already read (from a file or a registry);
     /// `options.manifest` is not used.
-    pub fn from_manifest(manifest: Manifest, origin: &ManifestOrigin, options: &AppOptions) -> Result<Self> {
+    pub fn from_manifest(mut manifest: Manifest, origin: &ManifestOrigin, options: &AppOptions) -> Result<Self> {
         let app_dir = &origin.base_dir;
         let runtime_config = match &options.runtime_config {
             Some(path) => RuntimeConfig::load(path)?,
@@ -194,6 +194,11 @@ impl App {
             if !manifest.component.contains_key(id) {
                 bail!("--component-id {id}: no such component in {}", origin.label);
             }
+        }
+        if !options.component_ids.is_empty() {
+            // A selection runs the triggers of the selected components, as
+            // Spin's does; a static response belongs to no component.
+            manifest.trigger.http.retain(|trigger| trigger.static_response.is_none());
         }
         let engine = crate::engine::new_engine(&options.engine)?;
         let linker = new_linker(&engine)?;

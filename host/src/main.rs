@@ -316,11 +316,13 @@ async fn up(args: UpArgs) -> Result<()> {
     tracing::info!(app = %app.name, components = app.components.len(), "serving on http://{local} (ready in {:?})", started.elapsed());
     if trigger.has_routes() {
         for trigger_spec in &app.manifest.trigger.http {
-            if let wharf::manifest::HttpRoute::Route(route) = &trigger_spec.route {
-                if app.components.contains_key(&trigger_spec.component) {
-                    tracing::info!("  http://{local}{} -> {}", route.trim_end_matches("/..."), trigger_spec.component);
-                }
-            }
+            let wharf::manifest::HttpRoute::Route(route) = &trigger_spec.route else { continue };
+            let answered_by = match (&trigger_spec.component, &trigger_spec.static_response) {
+                (Some(component), _) if app.components.contains_key(component) => component.clone(),
+                (None, Some(response)) => format!("static response {}", response.status_code.unwrap_or(200)),
+                _ => continue,
+            };
+            tracing::info!("  http://{local}{} -> {answered_by}", route.trim_end_matches("/..."));
         }
     }
     tokio::spawn({

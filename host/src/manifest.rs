@@ -82,8 +82,49 @@ pub struct Triggers {
 pub struct HttpTrigger {
     pub id: Option<String>,
     pub route: HttpRoute,
-    pub component: String,
+    /// The component that answers; exactly one of this and `static_response`.
+    pub component: Option<String>,
+    /// A fixed answer the host gives itself, with no component (Spin 3.x+).
+    pub static_response: Option<StaticResponse>,
     pub executor: Option<toml::Table>,
+}
+
+/// `static_response = { status_code, headers, body }`: each part optional,
+/// as in Spin (status 200, no headers, an empty body).
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticResponse {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+impl StaticResponse {
+    /// The status and headers, checked: a status outside 100–999, a header
+    /// name or value HTTP does not allow, `transfer-encoding`, or a
+    /// `content-length` other than the body's own would each make a broken
+    /// answer, so the manifest is refused instead.
+    pub fn head(&self) -> Result<(http::StatusCode, http::HeaderMap)> {
+        let code = self.status_code.unwrap_or(200);
+        let status = http::StatusCode::from_u16(code).map_err(|_| anyhow::anyhow!("status_code: {code} is not an HTTP status (100 to 999)"))?;
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in &self.headers {
+            let header = http::HeaderName::try_from(name.as_str()).with_context(|| format!("headers: `{name}` is not a header name"))?;
+            let value = http::HeaderValue::try_from(value.as_str()).with_context(|| format!("headers.{name}: not a valid header value"))?;
+            if header == http::header::TRANSFER_ENCODING {
+                bail!("headers.{name}: the host frames the body itself");
+            }
+            let body_length = self.body.as_ref().map_or(0, String::len).to_string();
+            if header == http::header::CONTENT_LENGTH && value != body_length.as_str() {
+                bail!("headers.{name}: {value:?} is not the body's length ({body_length})");
+            }
+            headers.append(header, value);
+        }
+        Ok((status, headers))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -231,7 +272,20 @@ impl Manifest {
         }
         for (i, t) in self.trigger.http.iter().enumerate() {
             let at = format!("trigger.http[{i}]");
-            self.check_component_ref(&t.component).with_context(|| format!("{at}.component"))?;
+            match (&t.component, &t.static_response) {
+                (Some(component), None) => self.check_component_ref(component).with_context(|| format!("{at}.component"))?,
+                (None, Some(response)) => {
+                    response.head().with_context(|| format!("{at}.static_response"))?;
+                    if let HttpRoute::Private(_) = &t.route {
+                        bail!("{at}: a private route is reached only through its component, and a static_response has none");
+                    }
+                    if t.executor.is_some() {
+                        bail!("{at}.executor: a static_response runs no component");
+                    }
+                }
+                (None, None) => bail!("{at}: give either `component` or `static_response`"),
+                (Some(_), Some(_)) => bail!("{at}: give either `component` or `static_response`, not both"),
+            }
             if let HttpRoute::Route(route) = &t.route {
                 crate::http_trigger::routing::RoutePattern::parse(route)
                     .with_context(|| format!("{at}.route"))?;
@@ -446,6 +500,19 @@ message = "{{ greeting }}!"
         let granted = with_dep.replace("source = \"lib.wasm\"", "source = \"lib.wasm\"\nkey_value_stores = [\"default\"]");
         let err = format!("{:#}", parse(&granted).unwrap_err());
         assert!(err.contains("component `lib` sets `key_value_stores`"), "{err}");
+    }
+
+    #[test]
+    fn a_route_has_a_component_or_a_static_response() {
+        let with_static = format!("{MINIMAL}[[trigger.http]]\nroute = \"/gone\"\nstatic_response = {{ status_code = 410 }}\n");
+        let m = parse(&with_static).unwrap();
+        assert_eq!(m.trigger.http[1].static_response.as_ref().unwrap().head().unwrap().0, http::StatusCode::GONE);
+        let both = with_static.replace("route = \"/gone\"", "route = \"/gone\"\ncomponent = \"hello\"");
+        assert!(format!("{:#}", parse(&both).unwrap_err()).contains("trigger.http[1]: give either `component` or `static_response`, not both"));
+        let neither = with_static.replace("static_response = { status_code = 410 }", "");
+        assert!(format!("{:#}", parse(&neither).unwrap_err()).contains("trigger.http[1]: give either `component` or `static_response`"));
+        let private = with_static.replace("route = \"/gone\"", "route = { private = true }");
+        assert!(format!("{:#}", parse(&private).unwrap_err()).contains("a private route is reached only through its component"));
     }
 
     #[test]

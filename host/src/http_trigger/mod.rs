@@ -57,10 +57,38 @@ pub struct HttpOptions {
 }
 
 struct RouteTarget {
-    component: String,
+    answer: RouteAnswer,
     /// The route as the log and metrics name it.
     route: String,
     headers: RouteHeaders,
+}
+
+/// Who answers a route.
+enum RouteAnswer {
+    Component(String),
+    /// `static_response`: the host answers, no component runs.
+    Static(StaticAnswer),
+}
+
+/// A `static_response`, made into its response head and body at load.
+struct StaticAnswer {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: bytes::Bytes,
+}
+
+impl StaticAnswer {
+    fn of(response: &crate::manifest::StaticResponse) -> Result<Self> {
+        let (status, headers) = response.head()?;
+        Ok(Self { status, headers, body: response.body.clone().unwrap_or_default().into() })
+    }
+
+    fn response(&self) -> Response<WasiBody> {
+        let mut response = Response::new(body::full(self.body.clone()));
+        *response.status_mut() = self.status;
+        *response.headers_mut() = self.headers.clone();
+        response
+    }
 }
 
 /// The `spin-*` header values that depend only on the route, made once at
@@ -132,27 +160,37 @@ impl HttpTrigger {
         let stopped = Arc::new(AtomicBool::new(false));
         let mut router = Router::new();
         let mut handlers = HashMap::new();
+        let mut routes = 0;
         for (i, trigger) in app.manifest.trigger.http.iter().enumerate() {
-            let Some(component) = app.components.get(&trigger.component) else {
-                continue; // not selected with --component-id
+            let (answer, component) = match (&trigger.component, &trigger.static_response) {
+                (Some(id), _) => match app.components.get(id) {
+                    Some(component) => (RouteAnswer::Component(id.clone()), Some(component)),
+                    None => continue, // not selected with --component-id
+                },
+                (None, Some(response)) => {
+                    (RouteAnswer::Static(StaticAnswer::of(response).with_context(|| format!("trigger.http[{i}].static_response"))?), None)
+                }
+                (None, None) => bail!("trigger.http[{i}]: neither a component nor a static_response"),
             };
             if let crate::manifest::HttpRoute::Route(route) = &trigger.route {
                 let pattern = RoutePattern::parse(route)?;
                 let target = RouteTarget {
-                    component: trigger.component.clone(),
+                    answer,
                     route: pattern.to_string(),
                     headers: RouteHeaders::new(&pattern, route).with_context(|| format!("trigger.http[{i}].route"))?,
                 };
                 router.add(pattern, target).with_context(|| format!("trigger.http[{i}].route"))?;
+                routes += 1;
             }
-            if handlers.contains_key(&trigger.component) {
+            let Some(component) = component else { continue };
+            if handlers.contains_key(component.id.as_ref()) {
                 continue;
             }
             let handler = Handler::of(component, &app.engine, &options.policy, &permits, &metrics, &stopped)
                 .with_context(|| format!("trigger.http[{i}]"))?;
-            handlers.insert(trigger.component.clone(), handler);
+            handlers.insert(component.id.to_string(), handler);
         }
-        if handlers.is_empty() && !app.manifest.trigger.http.is_empty() {
+        if handlers.is_empty() && routes == 0 && !app.manifest.trigger.http.is_empty() {
             bail!("no HTTP trigger's component is loaded");
         }
         let listen_authority = Authority::try_from(listen.to_string()).context("the listen address is not a valid authority")?;
@@ -163,7 +201,7 @@ impl HttpTrigger {
     }
 
     pub fn has_routes(&self) -> bool {
-        !self.handlers.is_empty()
+        !self.router.is_empty()
     }
 
     /// Serves until `shutdown` resolves, then stops accepting and gives
@@ -250,15 +288,23 @@ impl HttpTrigger {
         let Some((_, target, matched)) = self.router.route(path) else {
             return (error_response(StatusCode::NOT_FOUND, "not_found", &format!("no route matches {path}")), None, None);
         };
-        let (route, component) = (Some(target.route.as_str()), Some(target.component.as_str()));
+        let route = Some(target.route.as_str());
+        let component = match &target.answer {
+            RouteAnswer::Component(component) => component,
+            RouteAnswer::Static(answer) => {
+                let response = answer.response();
+                let response = if req.method() == http::Method::HEAD { body::head(response, self.options.policy.request_timeout).await } else { response };
+                return (response, route, None);
+            }
+        };
         if let Some(len) = req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()) {
             if len > self.options.max_request_body {
-                return (body_too_large(self.options.max_request_body, Some(len)), route, component);
+                return (body_too_large(self.options.max_request_body, Some(len)), route, Some(component));
             }
         }
         let (full_url, full_url_header) = match self.full_url(&req) {
             Ok(url) => url,
-            Err(message) => return (error_response(StatusCode::BAD_REQUEST, "invalid_host", message), route, component),
+            Err(message) => return (error_response(StatusCode::BAD_REQUEST, "invalid_host", message), route, Some(component)),
         };
         let head = req.method() == http::Method::HEAD;
         let limit = self.options.max_request_body as usize;
@@ -283,13 +329,13 @@ impl HttpTrigger {
         *req.uri_mut() = full_url;
         SpinHeaders { route: &target.headers, path_info: &matched.path_info, params: &matched.params, full_url: Some(full_url_header), client_addr: Some(client) }
             .apply(req.headers_mut());
-        let response = match self.call(&target.component, req).await {
+        let response = match self.call(component, req).await {
             _ if over_cap.as_ref().is_some_and(|flag| flag.load(Ordering::Relaxed)) => body_too_large(self.options.max_request_body, None),
             Ok(response) if head => body::head(response, self.options.policy.request_timeout).await,
             Ok(response) => body::coalesce(response).await,
-            Err(e) => self.error_for(&target.component, e),
+            Err(e) => self.error_for(component, e),
         };
-        (response, route, component)
+        (response, route, Some(component))
     }
 
     /// The absolute URL the component sees, as a URI and as the
@@ -432,7 +478,10 @@ impl LocalDispatch for HttpTrigger {
                 LocalTarget::Component(id) => (id, &whole_component, path, Vec::new()),
                 LocalTarget::App => {
                     let (_, target, matched) = this.router.route(&path).ok_or(HttpError::DestinationNotFound)?;
-                    (target.component.clone(), &target.headers, matched.path_info, matched.params)
+                    match &target.answer {
+                        RouteAnswer::Component(component) => (component.clone(), &target.headers, matched.path_info, matched.params),
+                        RouteAnswer::Static(answer) => return Ok(answer.response()),
+                    }
                 }
             };
             request.headers_mut().remove(http::header::HOST);

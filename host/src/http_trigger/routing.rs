@@ -160,6 +160,10 @@ impl<T> Router<T> {
         Ok(())
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
     /// The most specific route matching `path` (routes are kept sorted by specificity).
     pub fn route(&self, path: &str) -> Option<(&RoutePattern, &T, Match)> {
         let trimmed = path.trim_end_matches('/');

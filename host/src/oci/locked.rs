@@ -9,7 +9,7 @@
 
 use crate::manifest::{
     Application, ApplicationHttp, ApplicationRedis, ApplicationTriggers, Component, ComponentSource, Dependency, HttpRoute,
-    HttpTrigger, Manifest, RedisTrigger, Triggers, VariableDecl,
+    HttpTrigger, Manifest, RedisTrigger, StaticResponse, Triggers, VariableDecl,
 };
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -159,11 +159,18 @@ pub fn lock(manifest: &Manifest, digests: &BTreeMap<String, String>, mut files: 
             HttpRoute::Route(route) => json!(route),
             HttpRoute::Private(private) => json!({ "private": private.private }),
         };
-        let mut config = json!({ "component": t.component, "route": route });
+        let mut config = json!({ "route": route });
+        if let Some(component) = &t.component {
+            config["component"] = json!(component);
+        }
+        if let Some(response) = &t.static_response {
+            config["static_response"] = serde_json::to_value(response)?;
+        }
         if let Some(executor) = &t.executor {
             config["executor"] = serde_json::to_value(executor)?;
         }
-        triggers.push(LockedTrigger { id: ids.take(t.id.as_deref(), "http", &t.component), trigger_type: "http".into(), trigger_config: config });
+        let id = ids.take(t.id.as_deref(), "http", t.component.as_deref().unwrap_or("static"));
+        triggers.push(LockedTrigger { id, trigger_type: "http".into(), trigger_config: config });
     }
     for t in &manifest.trigger.redis {
         let mut config = json!({ "component": t.component, "channel": t.channel });
@@ -237,7 +244,8 @@ impl IdAllocator {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HttpTriggerConfig {
-    component: String,
+    component: Option<String>,
+    static_response: Option<StaticResponse>,
     route: HttpRouteConfig,
     #[serde(default)]
     executor: Option<Value>,
@@ -340,7 +348,7 @@ impl LockedApp {
                         HttpRouteConfig::Private { private } => HttpRoute::Private(crate::manifest::PrivateRoute { private }),
                     };
                     let executor = c.executor.map(|e| serde_json::from_value(e)).transpose().with_context(|| format!("{at}.trigger_config.executor"))?;
-                    trigger.http.push(HttpTrigger { id: Some(t.id), route, component: c.component, executor });
+                    trigger.http.push(HttpTrigger { id: Some(t.id), route, component: c.component, static_response: c.static_response, executor });
                 }
                 "redis" => {
                     let c: RedisTriggerConfig = serde_json::from_value(t.trigger_config).with_context(|| format!("{at}.trigger_config"))?;
@@ -511,6 +519,9 @@ component = "order"
 [[trigger.http]]
 route = { private = true }
 component = "order"
+[[trigger.http]]
+route = "/gone"
+static_response = { status_code = 410, headers = { x-why = "moved" }, body = "gone" }
 [[trigger.redis]]
 channel = "orders.created"
 component = "worker"
@@ -540,7 +551,11 @@ source = "worker.wasm"
         assert_eq!(locked["triggers"][0], json!({ "id": "http-order", "trigger_type": "http", "trigger_config": { "component": "order", "route": "/orders/..." } }));
         assert_eq!(locked["triggers"][1]["id"], "http-order-1");
         assert_eq!(locked["triggers"][1]["trigger_config"]["route"], json!({ "private": true }));
-        assert_eq!(locked["triggers"][2]["trigger_config"], json!({ "component": "worker", "channel": "orders.created" }));
+        assert_eq!(
+            locked["triggers"][2],
+            json!({ "id": "http-static", "trigger_type": "http", "trigger_config": { "route": "/gone", "static_response": { "status_code": 410, "headers": { "x-why": "moved" }, "body": "gone" } } })
+        );
+        assert_eq!(locked["triggers"][3]["trigger_config"], json!({ "component": "worker", "channel": "orders.created" }));
         let order = &locked["components"][0];
         assert_eq!(order["source"], json!({ "content_type": "application/wasm", "digest": "sha256:aa" }));
         assert_eq!(order["config"]["token"], "{{ token }}");
@@ -559,7 +574,10 @@ source = "worker.wasm"
         assert_eq!(back.application.version.as_deref(), Some("1.2.0"));
         assert!(back.variables["token"].required && back.variables["token"].secret);
         assert_eq!(back.variables["redis_url"].default.as_deref(), Some("redis://127.0.0.1"));
-        assert_eq!(back.trigger.http.len(), 2);
+        assert_eq!(back.trigger.http.len(), 3);
+        let gone = back.trigger.http[2].static_response.as_ref().unwrap();
+        assert_eq!((gone.status_code, gone.headers["x-why"].as_str(), gone.body.as_deref()), (Some(410), "moved", Some("gone")));
+        assert_eq!(back.trigger.http[2].component, None);
         assert_eq!(back.trigger.redis[0].channel, "orders.created");
         assert_eq!(back.application.trigger.redis.as_ref().unwrap().address, "{{ redis_url }}");
         let order = &back.component["order"];
@@ -647,7 +665,8 @@ source = "worker.wasm"
             (|v| v["must_understand"] = json!(["time_travel"]), "must_understand: `time_travel`"),
             (|v| v["components"][0]["host_requirements"] = json!({ "gpu": "required" }), "`gpu` is required"),
             (|v| v["triggers"][0]["trigger_type"] = json!("cron"), "`cron` triggers"),
-            (|v| v["triggers"][0]["trigger_config"]["static_response"] = json!({}), "unknown field `static_response`"),
+            (|v| v["triggers"][0]["trigger_config"]["static_response"] = json!({}), "`component` or `static_response`, not both"),
+            (|v| v["triggers"][0]["trigger_config"]["static_response"] = json!({ "code": 200 }), "unknown field `code`"),
             (|v| v["components"][0]["source"] = json!({ "content_type": "application/wasm", "source": "file:///etc/passwd" }), "no `digest`"),
             (|v| v["triggers"][0]["trigger_config"]["component"] = json!("nope"), "no component named `nope`"),
             (|v| v["spin_lock_version"] = json!(2), "spin_lock_version 2"),
