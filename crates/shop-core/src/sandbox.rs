@@ -246,7 +246,7 @@ impl<K: Kv, C: Clock, R: Random> Sandbox<K, C, R> {
     }
 }
 
-/// The sandbox inside the caller's own process, as the `gateway-sandbox`
+/// The sandbox inside the caller's own process, as the `sandbox-provider`
 /// component's `shop:payments/provider` export runs it for the components it
 /// is composed into. An answer the sandbox would delay (`tok_slow`) comes at
 /// once as [`GatewayOutcome::NoAnswer`], which is what a caller with a

@@ -1,6 +1,6 @@
 //! The `shop:payments/provider` import, synchronous variant
 //! (`wit/p2/payments`), as the payment side's `Gateway`. At load time Spin
-//! plugs the WASIp2 `gateway-sandbox` component into this import.
+//! plugs the WASIp2 `sandbox-provider` component into this import.
 
 use shop_core::payments::{Gateway, GatewayOutcome};
 

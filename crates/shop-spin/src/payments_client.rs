@@ -1,5 +1,5 @@
 //! The `shop:payments/provider` import as the payment side's `Gateway`. At
-//! load time the host (or Spin) plugs the `gateway-sandbox` component into
+//! load time the host (or Spin) plugs the `sandbox-provider` component into
 //! this import.
 
 use shop_core::payments::{Gateway, GatewayOutcome};

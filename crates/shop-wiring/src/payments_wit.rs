@@ -22,7 +22,7 @@ macro_rules! payments_import_conversions {
     };
 }
 
-/// For the exporting side (`gateway-sandbox`): expands to async `charge` and
+/// For the exporting side (`sandbox-provider`): expands to async `charge` and
 /// `refund`, each running the sandbox of runtime `$runtime` in process
 /// ([`shop_core::sandbox::InProcess`]) and answering in the types of the
 /// bindings module `$wit`. The component's `Guest` impl awaits them (WASIp3)
@@ -66,7 +66,7 @@ macro_rules! payments_export_calls {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProviderChoice {
     /// `"sandbox"` (the default): the `shop:payments/provider` import, which
-    /// the manifests fill with the `gateway-sandbox` component. Needs no
+    /// the manifests fill with the `sandbox-provider` component. Needs no
     /// network, so it works wherever the component runs.
     Composed,
     /// `"http"`: the provider at `payment_gateway_url`, over outbound HTTP.

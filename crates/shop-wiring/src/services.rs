@@ -109,7 +109,7 @@ pub async fn payment_worker<R: Runtime>(message: &[u8]) -> Result<(), String> {
     event_outcome(service.perform(work).await)
 }
 
-/// The sandbox as the `gateway-sandbox` component's `shop:payments/provider`
+/// The sandbox as the `sandbox-provider` component's `shop:payments/provider`
 /// export runs it, on the store of the component it is composed into.
 pub async fn sandbox_gateway<R: Runtime>() -> Result<ProviderGateway<InProcess<ShopKv<R>, R::Clock, R::Random>>, String> {
     let sandbox = Sandbox::new(R::open_kv().await?, R::Clock::default(), R::Random::default(), SandboxConfig::default());
