@@ -12,7 +12,6 @@
 mod common;
 use common::*;
 use serde_json::json;
-use std::process::{Command, Stdio};
 
 struct Servers {
     redis: Redis,
@@ -141,11 +140,7 @@ fn the_wasip2_probe_answers_on_wharf_as_on_spin_3_6_3() {
         let (dir, manifest) = manifest(&servers);
         let requests = requests(&servers);
         let got = if on_spin {
-            let port = free_port();
-            let mut command = Command::new(&spin);
-            command.arg("up").arg("-f").arg(&manifest).args(["--listen", &format!("127.0.0.1:{port}"), "--state-dir"]);
-            command.arg(dir.path().join("state")).stdout(Stdio::null()).stderr(Stdio::null());
-            let spin = SpinUp::start(command, port, "spin up (3.6.3)");
+            let spin = SpinUp::up(&spin, &manifest, &dir.path().join("state"), "spin up (3.6.3)");
             answers(|path| spin.url(path), &requests)
         } else {
             let host = Host::start(&manifest, HostConfig::default().arg("--state-dir").arg(dir.path().join("state").display().to_string()));

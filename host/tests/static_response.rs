@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 fn app() -> (tempfile::TempDir, std::path::PathBuf) {
     manifest_dir(&format!(
@@ -115,12 +115,8 @@ fn static_routes_answer_on_wharf_as_on_spin_3_6_3() {
         answers(|path| host.url(path), host.addr().port())
     };
     let on_spin = {
-        let port = free_port();
-        let mut command = Command::new(&spin);
-        command.arg("up").arg("-f").arg(&manifest).args(["--listen", &format!("127.0.0.1:{port}"), "--state-dir"]);
-        command.arg(dir.path().join("spin")).stdout(Stdio::null()).stderr(Stdio::null());
-        let spin = SpinUp::start(command, port, "spin up (3.6.3)");
-        answers(|path| spin.url(path), port)
+        let spin = SpinUp::up(&spin, &manifest, &dir.path().join("spin"), "spin up (3.6.3)");
+        answers(|path| spin.url(path), spin.port)
     };
     assert_eq!(on_wharf, on_spin);
     // Not vacuous: the static answers and the component's are both there.

@@ -8,7 +8,6 @@
 
 mod common;
 use common::*;
-use std::process::{Command, Stdio};
 
 fn app(allowed: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     manifest_dir(&format!(
@@ -73,12 +72,8 @@ fn a_spin_2_app_answers_on_wharf_as_on_spin_3_6_3() {
         answers(|path| host.url(path), host.addr().port(), allowed, denied)
     };
     let on_spin = {
-        let port = free_port();
-        let mut command = Command::new(&spin);
-        command.arg("up").arg("-f").arg(&manifest).args(["--listen", &format!("127.0.0.1:{port}"), "--state-dir"]);
-        command.arg(dir.path().join("spin")).stdout(Stdio::null()).stderr(Stdio::null());
-        let spin = SpinUp::start(command, port, "spin up (3.6.3)");
-        answers(|path| spin.url(path), port, allowed, denied)
+        let spin = SpinUp::up(&spin, &manifest, &dir.path().join("spin"), "spin up (3.6.3)");
+        answers(|path| spin.url(path), spin.port, allowed, denied)
     };
     assert_eq!(on_wharf, on_spin);
     // Not vacuous: the guest answered, and its outbound request went through.

@@ -822,6 +822,16 @@ impl SpinUp {
         spin
     }
 
+    /// `<spin> up -f <manifest>` on a free port with `state_dir`, its output
+    /// dropped, once it answers.
+    pub fn up(spin: &str, manifest: &Path, state_dir: &Path, what: &str) -> SpinUp {
+        let port = free_port();
+        let mut command = Command::new(spin);
+        command.arg("up").arg("-f").arg(manifest).args(["--listen", &format!("127.0.0.1:{port}"), "--state-dir"]);
+        command.arg(state_dir).stdout(Stdio::null()).stderr(Stdio::null());
+        SpinUp::start(command, port, what)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
