@@ -110,6 +110,7 @@ impl StaticResponse {
     pub fn head(&self) -> Result<(http::StatusCode, http::HeaderMap)> {
         let code = self.status_code.unwrap_or(200);
         let status = http::StatusCode::from_u16(code).map_err(|_| anyhow::anyhow!("status_code: {code} is not an HTTP status (100 to 999)"))?;
+        let body_length = self.body.as_ref().map_or(0, String::len).to_string();
         let mut headers = http::HeaderMap::new();
         for (name, value) in &self.headers {
             let header = http::HeaderName::try_from(name.as_str()).with_context(|| format!("headers: `{name}` is not a header name"))?;
@@ -117,7 +118,6 @@ impl StaticResponse {
             if header == http::header::TRANSFER_ENCODING {
                 bail!("headers.{name}: the host frames the body itself");
             }
-            let body_length = self.body.as_ref().map_or(0, String::len).to_string();
             if header == http::header::CONTENT_LENGTH && value != body_length.as_str() {
                 bail!("headers.{name}: {value:?} is not the body's length ({body_length})");
             }

@@ -160,7 +160,6 @@ impl HttpTrigger {
         let stopped = Arc::new(AtomicBool::new(false));
         let mut router = Router::new();
         let mut handlers = HashMap::new();
-        let mut routes = 0;
         for (i, trigger) in app.manifest.trigger.http.iter().enumerate() {
             let (answer, component) = match (&trigger.component, &trigger.static_response) {
                 (Some(id), _) => match app.components.get(id) {
@@ -180,7 +179,6 @@ impl HttpTrigger {
                     headers: RouteHeaders::new(&pattern, route).with_context(|| format!("trigger.http[{i}].route"))?,
                 };
                 router.add(pattern, target).with_context(|| format!("trigger.http[{i}].route"))?;
-                routes += 1;
             }
             let Some(component) = component else { continue };
             if handlers.contains_key(component.id.as_ref()) {
@@ -190,7 +188,7 @@ impl HttpTrigger {
                 .with_context(|| format!("trigger.http[{i}]"))?;
             handlers.insert(component.id.to_string(), handler);
         }
-        if handlers.is_empty() && routes == 0 && !app.manifest.trigger.http.is_empty() {
+        if handlers.is_empty() && router.is_empty() && !app.manifest.trigger.http.is_empty() {
             bail!("no HTTP trigger's component is loaded");
         }
         let listen_authority = Authority::try_from(listen.to_string()).context("the listen address is not a valid authority")?;
