@@ -39,7 +39,7 @@ fn instantiate(c: &mut Criterion) {
     c.bench_function("store + instance of the hello component", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let mut store = component.new_store(&app.engine).unwrap();
+                let mut store = component.new_store().unwrap();
                 let service = pre.instantiate_async(&mut store).await.unwrap();
                 drop(service);
                 drop(store);

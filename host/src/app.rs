@@ -2,7 +2,7 @@
 //! ready to instantiate, and the shared capability state they use.
 
 use crate::allowed_hosts::AllowedHosts;
-use crate::engine::{CompileCache, EngineOptions};
+use crate::engine::{CompileCache, EngineKind, EngineOptions};
 use crate::guest_log::GuestOutput;
 use crate::capabilities::key_value::{self, Backend, KeyValueAccess, Stores};
 use crate::manifest::{ComponentSource, Manifest};
@@ -46,7 +46,6 @@ pub struct AppOptions {
 pub struct App {
     pub name: String,
     pub manifest: Manifest,
-    pub engine: Engine,
     pub variables: Variables,
     pub components: BTreeMap<String, Arc<LoadedComponent>>,
     pub local: LocalServices,
@@ -90,8 +89,8 @@ impl LoadedComponent {
         if names.is_empty() { "nothing".to_string() } else { names.join(", ") }
     }
 
-    /// A fresh store for one instance of this component.
-    pub fn new_store(&self, engine: &Engine) -> Result<Store<InstanceState>> {
+    /// A fresh store for one instance of this component, of its engine.
+    pub fn new_store(&self) -> Result<Store<InstanceState>> {
         let mut wasi = WasiCtx::builder();
         wasi.envs(&self.env).stdout(GuestOutput::stdout(self.id.clone())).stderr(GuestOutput::stderr(self.id.clone()));
         if let Some(files) = &self.files {
@@ -119,7 +118,7 @@ impl LoadedComponent {
             unsupported: Unsupported { allowed: self.allowed_hosts.clone(), ai_models: self.ai_models.clone() },
             variables: self.variables.clone(),
         };
-        let mut store = Store::new(engine, state);
+        let mut store = Store::new(self.pre.component().engine(), state);
         // Yield to the host at every epoch tick: a looping guest can then be
         // stopped by its deadline, and other work on the same thread goes on.
         store.epoch_deadline_async_yield_and_update(1);
@@ -133,18 +132,60 @@ pub fn manifest_path(given: &Path) -> PathBuf {
     if given.is_dir() { given.join("spin.toml") } else { given.to_path_buf() }
 }
 
-pub fn new_linker(engine: &Engine) -> Result<Linker<InstanceState>> {
+/// What components of `kind` may import. Every kind gets the interfaces
+/// whose functions are synchronous in WIT (WASI 0.2 and its release
+/// candidate, Spin 2.x/3.x's, `wasi:keyvalue`); P3 adds WASI 0.3 and Spin's
+/// async `spin:*` interfaces, which an engine without concurrency support
+/// cannot link.
+pub fn new_linker(engine: &Engine, kind: EngineKind) -> Result<Linker<InstanceState>> {
+    use crate::bindings::imports::{spin, wasi::keyvalue};
+    type Host = HasSelf<InstanceState>;
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    wasmtime_wasi::p3::add_to_linker(&mut linker)?;
-    wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
     // wasi:http@0.2 for WASIp2 components; outbound requests go through the
     // same hooks (allow-list, timeouts, local chaining) as WASIp3's.
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-    crate::bindings::imports::Imports::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut linker, |s| s)?;
-    crate::bindings::p2::Imports::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut linker, |s| s)?;
+    crate::bindings::p2::Imports::add_to_linker::<InstanceState, Host>(&mut linker, |s| s)?;
     crate::capabilities::wasi_2023_10_18::add_to_linker(&mut linker)?;
+    keyvalue::store::add_to_linker::<InstanceState, Host>(&mut linker, |s| s)?;
+    keyvalue::atomics::add_to_linker::<InstanceState, Host>(&mut linker, |s| s)?;
+    keyvalue::batch::add_to_linker::<InstanceState, Host>(&mut linker, |s| s)?;
+    if kind == EngineKind::P3 {
+        wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+        wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+        spin::key_value::key_value::add_to_linker::<InstanceState, Host>(&mut linker, |s| s)?;
+        spin::variables::variables::add_to_linker::<InstanceState, Host>(&mut linker, |s| s)?;
+        spin::redis::redis::add_to_linker::<InstanceState, Host>(&mut linker, |s| s)?;
+        spin::mqtt::mqtt::add_to_linker::<InstanceState, Host>(&mut linker, |s| s)?;
+        spin::mysql::mysql::add_to_linker::<InstanceState, Host>(&mut linker, |s| s)?;
+        spin::sqlite::sqlite::add_to_linker::<InstanceState, Host>(&mut linker, |s| s)?;
+        spin::postgres::postgres::add_to_linker::<InstanceState, Host>(&mut linker, |s| s)?;
+    }
     Ok(linker)
+}
+
+/// The engine and linker of each kind, made when the first component of
+/// that kind loads: an app of WASIp2 components alone reserves no pool for
+/// WASIp3 ones, nor the reverse.
+#[derive(Default)]
+struct Engines {
+    p3: Option<(Engine, Linker<InstanceState>)>,
+    p2: Option<(Engine, Linker<InstanceState>)>,
+}
+
+impl Engines {
+    fn get(&mut self, kind: EngineKind, options: &EngineOptions) -> Result<&(Engine, Linker<InstanceState>)> {
+        let slot = match kind {
+            EngineKind::P3 => &mut self.p3,
+            EngineKind::P2 => &mut self.p2,
+        };
+        if slot.is_none() {
+            let engine = crate::engine::new_engine(options, kind)?;
+            let linker = new_linker(&engine, kind)?;
+            *slot = Some((engine, linker));
+        }
+        Ok(slot.as_ref().expect("made above"))
+    }
 }
 
 /// Where a manifest came from: names it in errors and places its state.
@@ -200,8 +241,7 @@ impl App {
             // Spin's does; a static response belongs to no component.
             manifest.trigger.http.retain(|trigger| trigger.static_response.is_none());
         }
-        let engine = crate::engine::new_engine(&options.engine)?;
-        let linker = new_linker(&engine)?;
+        let mut engines = Engines::default();
         let cache = CompileCache::new(options.cache_dir.clone());
         let redis_pool = Arc::new(RedisPool::default());
         let local = LocalServices::default();
@@ -229,9 +269,10 @@ impl App {
             key_value::check_labels(id, &spec.key_value_stores, &stores).with_context(context)?;
             databases.check_labels(id, &spec.sqlite_databases).with_context(context)?;
             let wasm = crate::compose::component_bytes(&manifest, app_dir, id).with_context(context)?;
-            let component = cache.load(&engine, &wasm).with_context(context)?;
+            let (engine, linker) = engines.get(EngineKind::of(&wasm), &options.engine).with_context(context)?;
+            let component = cache.load(engine, &wasm).with_context(context)?;
             let pre = linker.instantiate_pre(&component).map_err(anyhow::Error::from).with_context(context)?;
-            let sync_calls_wait = component.component_type().imports(&engine).any(|(name, _)| name.starts_with("wasi:keyvalue/"))
+            let sync_calls_wait = component.component_type().imports(engine).any(|(name, _)| name.starts_with("wasi:keyvalue/"))
                 && spec.key_value_stores.iter().any(|label| stores.get(label).is_some_and(|b| b.waits_on_io()));
             let rendered = |text: &String| variables.render(text);
             let allowed_outbound_hosts = spec.allowed_outbound_hosts.iter().map(rendered).collect::<Result<Vec<_>>>().with_context(context)?;
@@ -268,7 +309,7 @@ impl App {
                 }),
             );
         }
-        Ok(Self { name: manifest.application.name.clone(), manifest, engine, variables, components, local, _files: files_root })
+        Ok(Self { name: manifest.application.name.clone(), manifest, variables, components, local, _files: files_root })
     }
 }
 

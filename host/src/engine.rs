@@ -1,7 +1,7 @@
-//! The engine: one per host process, shared by every component. Pooling
-//! allocator (instances come from pre-reserved slots, so creating one is a
-//! few microseconds), epoch interruption for deadlines, and an on-disk cache
-//! of compiled code.
+//! The engines: at most two per host process, one for each [`EngineKind`],
+//! each shared by every component of its kind. Pooling allocator (instances
+//! come from pre-reserved slots, so creating one is a few microseconds),
+//! epoch interruption for deadlines, and an on-disk cache of compiled code.
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
@@ -34,9 +34,55 @@ pub struct EngineOptions {
     pub perf_map: bool,
 }
 
-pub fn new_engine(options: &EngineOptions) -> Result<Engine> {
+/// Which of the two engines a component runs on.
+///
+/// wasmtime's support for the component model's concurrency is a property of
+/// the engine, and an engine that has it runs every call into a component
+/// and every host call out of it as a task of that machinery, whether the
+/// component is concurrent or not. A WASIp2 hello's request cost 262,000
+/// instructions on such an engine and 230,000 on one without it
+/// (docs/benchmarks.md). So components that use none of it get an engine of
+/// their own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineKind {
+    /// Components that use the component model's concurrency: async exports
+    /// or imports, streams, futures (WASIp3, `spin-sdk` 7).
+    P3,
+    /// Every other component: WASIp2 and its release candidates, and core
+    /// modules, which are componentized with the WASIp1 adapter (a WASIp2
+    /// component).
+    P2,
+}
+
+impl EngineKind {
+    /// The kind `wasm` (a component or a core module) needs: [`Self::P3`]
+    /// unless it validates without the component model's async feature.
+    /// Only the structure is validated, where async types and canonical
+    /// options live; function bodies are left to the compiler. A component
+    /// that does not validate at all is P3's to compile, so the error it
+    /// gets is the one with every feature on.
+    pub fn of(wasm: &[u8]) -> Self {
+        if !wasmparser::Parser::is_component(wasm) {
+            return Self::P2;
+        }
+        let mut validator =
+            wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::default() & !wasmparser::WasmFeatures::CM_ASYNC);
+        for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+            let valid = payload.map_err(|_| ()).and_then(|payload| validator.payload(&payload).map_err(|_| ()));
+            if valid.is_err() {
+                return Self::P3;
+            }
+        }
+        Self::P2
+    }
+}
+
+pub fn new_engine(options: &EngineOptions, kind: EngineKind) -> Result<Engine> {
     let mut config = Config::new();
-    config.wasm_component_model_async(true);
+    match kind {
+        EngineKind::P3 => config.wasm_component_model_async(true),
+        EngineKind::P2 => config.concurrency_support(false),
+    };
     config.epoch_interruption(true);
     if options.perf_map {
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);

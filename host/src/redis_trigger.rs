@@ -112,7 +112,6 @@ impl RedisTrigger {
             .into_iter()
             .map(|(address, channels)| {
                 let subscription = Subscription {
-                    app: app.clone(),
                     metrics: metrics.clone(),
                     address,
                     channels,
@@ -144,7 +143,6 @@ impl RedisTrigger {
 
 /// The trigger's subscription to one address.
 struct Subscription {
-    app: Arc<App>,
     metrics: Arc<Metrics>,
     address: String,
     /// channel -> subscribers
@@ -178,7 +176,7 @@ impl Subscription {
     }
 
     async fn subscribe_once(&self, backoff: &mut Duration) -> Result<()> {
-        let Self { app, metrics, address, channels, permits, handlers, deadline } = self;
+        let Self { metrics, address, channels, permits, handlers, deadline } = self;
         let deadline = *deadline;
         let names: Vec<&str> = channels.keys().map(String::as_str).collect();
         let mut subscription = SubscriberConnection::open(address, &names).await?;
@@ -190,9 +188,9 @@ impl Subscription {
             let Some(subscribers) = channels.get(&channel) else { continue };
             for subscriber in subscribers {
                 let permit = permits.clone().acquire_owned().await?;
-                let (app, metrics, subscriber, channel, payload) = (app.clone(), metrics.clone(), subscriber.clone(), channel.clone(), payload.clone());
+                let (metrics, subscriber, channel, payload) = (metrics.clone(), subscriber.clone(), channel.clone(), payload.clone());
                 handlers.spawn(async move {
-                    let outcome = deliver(&app, &subscriber, payload, deadline).await;
+                    let outcome = deliver(&subscriber, payload, deadline).await;
                     Metrics::inc(&metrics.redis_messages);
                     if let Err(e) = outcome {
                         Metrics::inc(&metrics.redis_handler_errors);
@@ -209,8 +207,8 @@ impl Subscription {
 }
 
 /// Runs one message through a fresh instance.
-async fn deliver(app: &App, subscriber: &Subscriber, payload: Vec<u8>, deadline: Duration) -> Result<()> {
-    let mut store = subscriber.component.new_store(&app.engine)?;
+async fn deliver(subscriber: &Subscriber, payload: Vec<u8>, deadline: Duration) -> Result<()> {
+    let mut store = subscriber.component.new_store()?;
     let run = async {
         match &subscriber.handler {
             Handler::P3(pre) => {

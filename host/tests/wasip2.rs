@@ -58,6 +58,26 @@ fn a_wasip2_component_is_routed_beside_a_wasip3_one_with_a_fresh_instance_per_re
     assert!(text.contains("\nwharf_instances_created_total 6\n"), "{text}");
 }
 
+/// WASIp2 components, the shop's WASIp2 build among them, run on the engine
+/// without the component model's concurrency; a component that uses it
+/// anywhere needs the other (the test above runs one of each in one app).
+#[test]
+fn each_component_gets_the_engine_its_features_need() {
+    use wharf::engine::EngineKind;
+    let kind = |path: std::path::PathBuf| EngineKind::of(&std::fs::read(&path).unwrap());
+    assert_eq!(kind(wasm("guest-hello-p2")), EngineKind::P2);
+    assert_eq!(kind(wasm("guest-probe-p2")), EngineKind::P2);
+    assert_eq!(kind(wasm("order-p2")), EngineKind::P2);
+    assert_eq!(kind(wasm_p1("guest-hello-p1")), EngineKind::P2, "a core module is componentized as WASIp2");
+    assert_eq!(kind(wasm("guest-hello")), EngineKind::P3);
+    assert_eq!(kind(wasm("order")), EngineKind::P3);
+    // Not a valid component: compiled with every feature on, so its error
+    // is the one it always got.
+    let mut broken = std::fs::read(wasm("guest-hello-p2")).unwrap();
+    broken.truncate(broken.len() / 2);
+    assert_eq!(EngineKind::of(&broken), EngineKind::P3);
+}
+
 #[test]
 fn a_component_with_no_http_export_is_refused_naming_what_it_exports() {
     let text = format!(

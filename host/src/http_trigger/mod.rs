@@ -184,7 +184,7 @@ impl HttpTrigger {
             if handlers.contains_key(component.id.as_ref()) {
                 continue;
             }
-            let handler = Handler::of(component, &app.engine, &options.policy, &permits, &metrics, &stopped)
+            let handler = Handler::of(component, &options.policy, &permits, &metrics, &stopped)
                 .with_context(|| format!("trigger.http[{i}]"))?;
             handlers.insert(component.id.to_string(), handler);
         }
@@ -411,7 +411,6 @@ impl Handler {
     /// request (see [`p2`]).
     fn of(
         component: &Arc<crate::app::LoadedComponent>,
-        engine: &wasmtime::Engine,
         policy: &InstancePolicy,
         instance_permits: &Arc<Semaphore>,
         metrics: &Arc<Metrics>,
@@ -430,14 +429,13 @@ impl Handler {
             return Ok(Self::P3(ProxyHandler::new(ComponentHandler {
                 component: component.clone(),
                 proxy_pre: ProxyPre::P3(pre),
-                engine: engine.clone(),
                 policy,
                 instance_permits: instance_permits.clone(),
                 metrics: metrics.clone(),
                 stopped: stopped.clone(),
             })));
         }
-        if let Some(handler) = p2::Handler::of(component, engine.clone(), instance_permits.clone(), metrics.clone(), policy.request_timeout) {
+        if let Some(handler) = p2::Handler::of(component, instance_permits.clone(), metrics.clone(), policy.request_timeout) {
             return Ok(Self::P2(handler));
         }
         bail!(

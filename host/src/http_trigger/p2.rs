@@ -22,7 +22,7 @@ use http::{Request, Response};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
-use wasmtime::{Engine, Store};
+use wasmtime::Store;
 use wasmtime_wasi_http::WasiBody;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime::component::Resource;
@@ -33,7 +33,6 @@ use crate::bindings::wasi_2023_10_18::{Http as Rc2023_10_18, HttpPre as Rc2023_1
 pub struct Handler {
     component: Arc<LoadedComponent>,
     pre: WorldPre,
-    engine: Engine,
     /// Shared by all components: instances alive at once.
     instance_permits: Arc<Semaphore>,
     metrics: Arc<Metrics>,
@@ -93,18 +92,17 @@ impl Handler {
     /// `None` when the component exports no version of the WASIp2 HTTP handler.
     pub fn of(
         component: &Arc<LoadedComponent>,
-        engine: Engine,
         instance_permits: Arc<Semaphore>,
         metrics: Arc<Metrics>,
         request_timeout: Duration,
     ) -> Option<Self> {
         let pre = WorldPre::of(component)?;
-        Some(Self { component: component.clone(), pre, engine, instance_permits, metrics, request_timeout })
+        Some(Self { component: component.clone(), pre, instance_permits, metrics, request_timeout })
     }
 
     pub async fn handle(&self, request: Request<WasiBody>) -> Result<Response<WasiBody>, CallError> {
         let permit = self.instance_permits.clone().try_acquire_owned().map_err(|_| CallError::InstanceLimit)?;
-        let mut store = self.component.new_store(&self.engine).map_err(|e| CallError::Failed(format!("{e:?}")))?;
+        let mut store = self.component.new_store().map_err(|e| CallError::Failed(format!("{e:?}")))?;
         let world = self.pre.instantiate(&mut store).await.map_err(|e| {
             if e.is::<wasmtime::PoolConcurrencyLimitError>() {
                 CallError::InstanceLimit

@@ -23,7 +23,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::GuestTaskId;
-use wasmtime::{Engine, Store, StoreContextMut};
+use wasmtime::{Store, StoreContextMut};
 use wasmtime_wasi_http::handler::{
     HandlerState, Instance, ProxyPre, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
 };
@@ -44,7 +44,6 @@ impl std::error::Error for InstanceLimitReached {}
 pub struct ComponentHandler {
     pub component: Arc<LoadedComponent>,
     pub proxy_pre: ProxyPre<InstanceState>,
-    pub engine: Engine,
     pub policy: InstancePolicy,
     /// Shared by all components: instances alive at once.
     pub instance_permits: Arc<Semaphore>,
@@ -61,7 +60,7 @@ impl HandlerState for ComponentHandler {
 
     async fn instantiate(&self) -> wasmtime::Result<Instance<InstanceState, Expiry, Worker>> {
         let permit = self.instance_permits.clone().try_acquire_owned().map_err(|_| InstanceLimitReached)?;
-        let mut store = self.component.new_store(&self.engine).map_err(wasmtime::Error::from_anyhow)?;
+        let mut store = self.component.new_store().map_err(wasmtime::Error::from_anyhow)?;
         let proxy = self.proxy_pre.instantiate_async(&mut store).await?;
         Metrics::inc(&self.metrics.instances_created);
         let expired = Arc::new(AtomicBool::new(false));
