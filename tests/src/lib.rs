@@ -825,10 +825,15 @@ impl SpinUp {
     /// `<spin> up -f <manifest>` on a free port with `state_dir`, its output
     /// dropped, once it answers.
     pub fn up(spin: &str, manifest: &Path, state_dir: &Path, what: &str) -> SpinUp {
+        SpinUp::up_with(spin, manifest, state_dir, &[], what)
+    }
+
+    /// [`SpinUp::up`] with more arguments to `spin up`.
+    pub fn up_with(spin: &str, manifest: &Path, state_dir: &Path, args: &[&std::ffi::OsStr], what: &str) -> SpinUp {
         let port = free_port();
         let mut command = Command::new(spin);
         command.arg("up").arg("-f").arg(manifest).args(["--listen", &format!("127.0.0.1:{port}"), "--state-dir"]);
-        command.arg(state_dir).stdout(Stdio::null()).stderr(Stdio::null());
+        command.arg(state_dir).args(args).stdout(Stdio::null()).stderr(Stdio::null());
         SpinUp::start(command, port, what)
     }
 

@@ -13,7 +13,6 @@
 mod common;
 use common::*;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 const TEST: &str = "spin_and_wharf_share_key_value_data_on_one_state_dir";
 
@@ -41,20 +40,7 @@ key_value_stores = ["default", "shared"]
 }
 
 fn spin_up(binary: &str, manifest: &Path, runtime_config: &Path, state: &Path) -> SpinUp {
-    let port = free_port();
-    let mut command = Command::new(binary);
-    command
-        .arg("up")
-        .arg("-f")
-        .arg(manifest)
-        .arg("--runtime-config-file")
-        .arg(runtime_config)
-        .arg("--state-dir")
-        .arg(state)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    SpinUp::start(command, port, "spin up (probe-p2)")
+    SpinUp::up_with(binary, manifest, state, &["--runtime-config-file".as_ref(), runtime_config.as_os_str()], "spin up (probe-p2)")
 }
 
 /// The probe's answer on `url(path)`: (status, body).
