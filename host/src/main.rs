@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use wharf::app::{App, AppOptions, ManifestOrigin};
 use wharf::engine::{CompileCache, EngineOptions};
 use wharf::http_trigger::{HttpOptions, HttpTrigger, InstancePolicy};
+use wharf::manifest::HttpAnswer;
 use wharf::metrics::Metrics;
 use wharf::oci::{PullLimits, RegistryOptions};
 use wharf::capabilities::outbound_http::Timeouts;
@@ -317,10 +318,10 @@ async fn up(args: UpArgs) -> Result<()> {
     if trigger.has_routes() {
         for trigger_spec in &app.manifest.trigger.http {
             let wharf::manifest::HttpRoute::Route(route) = &trigger_spec.route else { continue };
-            let answered_by = match (&trigger_spec.component, &trigger_spec.static_response) {
-                (Some(component), _) if app.components.contains_key(component) => component.clone(),
-                (None, Some(response)) => format!("static response {}", response.status_code.unwrap_or(200)),
-                _ => continue,
+            let answered_by = match trigger_spec.answer()? {
+                HttpAnswer::Component(component) if app.components.contains_key(component) => component.to_string(),
+                HttpAnswer::Static(response) => format!("static response {}", response.status_code.unwrap_or(200)),
+                HttpAnswer::Component(_) => continue, // not selected with --component-id
             };
             tracing::info!("  http://{local}{} -> {answered_by}", route.trim_end_matches("/..."));
         }

@@ -89,6 +89,26 @@ pub struct HttpTrigger {
     pub executor: Option<toml::Table>,
 }
 
+/// What answers on an HTTP trigger's route.
+#[derive(Debug, Clone, Copy)]
+pub enum HttpAnswer<'a> {
+    Component(&'a str),
+    Static(&'a StaticResponse),
+}
+
+impl HttpTrigger {
+    /// The one of `component` and `static_response` that is given; an error
+    /// for both or neither (Spin's TOML has the two keys side by side).
+    pub fn answer(&self) -> Result<HttpAnswer<'_>> {
+        match (&self.component, &self.static_response) {
+            (Some(component), None) => Ok(HttpAnswer::Component(component)),
+            (None, Some(response)) => Ok(HttpAnswer::Static(response)),
+            (None, None) => bail!("give either `component` or `static_response`"),
+            (Some(_), Some(_)) => bail!("give either `component` or `static_response`, not both"),
+        }
+    }
+}
+
 /// `static_response = { status_code, headers, body }`: each part optional,
 /// as in Spin (status 200, no headers, an empty body).
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
@@ -272,9 +292,9 @@ impl Manifest {
         }
         for (i, t) in self.trigger.http.iter().enumerate() {
             let at = format!("trigger.http[{i}]");
-            match (&t.component, &t.static_response) {
-                (Some(component), None) => self.check_component_ref(component).with_context(|| format!("{at}.component"))?,
-                (None, Some(response)) => {
+            match t.answer().with_context(|| at.clone())? {
+                HttpAnswer::Component(component) => self.check_component_ref(component).with_context(|| format!("{at}.component"))?,
+                HttpAnswer::Static(response) => {
                     response.head().with_context(|| format!("{at}.static_response"))?;
                     if let HttpRoute::Private(_) = &t.route {
                         bail!("{at}: a private route is reached only through its component, and a static_response has none");
@@ -283,8 +303,6 @@ impl Manifest {
                         bail!("{at}.executor: a static_response runs no component");
                     }
                 }
-                (None, None) => bail!("{at}: give either `component` or `static_response`"),
-                (Some(_), Some(_)) => bail!("{at}: give either `component` or `static_response`, not both"),
             }
             if let HttpRoute::Route(route) = &t.route {
                 crate::http_trigger::routing::RoutePattern::parse(route)

@@ -13,6 +13,7 @@ mod p3;
 pub mod routing;
 
 use crate::app::App;
+use crate::manifest::HttpAnswer;
 use crate::metrics::Metrics;
 use crate::capabilities::outbound_http::{LocalDispatch, LocalTarget};
 use anyhow::{Context, Result, bail};
@@ -161,15 +162,14 @@ impl HttpTrigger {
         let mut router = Router::new();
         let mut handlers = HashMap::new();
         for (i, trigger) in app.manifest.trigger.http.iter().enumerate() {
-            let (answer, component) = match (&trigger.component, &trigger.static_response) {
-                (Some(id), _) => match app.components.get(id) {
-                    Some(component) => (RouteAnswer::Component(id.clone()), Some(component)),
+            let (answer, component) = match trigger.answer().with_context(|| format!("trigger.http[{i}]"))? {
+                HttpAnswer::Component(id) => match app.components.get(id) {
+                    Some(component) => (RouteAnswer::Component(id.to_string()), Some(component)),
                     None => continue, // not selected with --component-id
                 },
-                (None, Some(response)) => {
+                HttpAnswer::Static(response) => {
                     (RouteAnswer::Static(StaticAnswer::of(response).with_context(|| format!("trigger.http[{i}].static_response"))?), None)
                 }
-                (None, None) => bail!("trigger.http[{i}]: neither a component nor a static_response"),
             };
             if let crate::manifest::HttpRoute::Route(route) = &trigger.route {
                 let pattern = RoutePattern::parse(route)?;
