@@ -4,9 +4,7 @@ any answer but the expected status. By default each is GET / expecting 200;
 such as POST /orders with a JSON body and a bearer token. With
 --spin-headers each request carries the seven headers wharf adds for Spin
 (values of the same length), so `wasmtime serve` can be measured doing the
-header work wharf's guest does. --pause-ms waits between a response and
-the next request, for a server that frees a fresh instance's slot only once
-it has answered (wharf under callgrind with one slot).
+header work wharf's guest does.
 
     python3 bench/keepalive-client.py PORT N
     python3 bench/keepalive-client.py PORT N --method POST --path /orders \
@@ -15,7 +13,6 @@ it has answered (wharf under callgrind with one slot).
 import argparse
 import http.client
 import sys
-import time
 
 parser = argparse.ArgumentParser(description="N requests over one keep-alive connection")
 parser.add_argument("port", type=int)
@@ -26,7 +23,6 @@ parser.add_argument("--body", help="sent as is, with its Content-Length")
 parser.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'")
 parser.add_argument("--status", type=int, default=200, help="the only answer accepted")
 parser.add_argument("--spin-headers", action="store_true", help="add the seven spin-* headers")
-parser.add_argument("--pause-ms", type=float, default=0, help="wait this long after each response")
 args = parser.parse_args()
 
 headers = {}
@@ -53,5 +49,3 @@ for _ in range(args.count):
     answer = response.read()
     if response.status != args.status:
         sys.exit(f"{args.method} {args.path}: answer {response.status} from port {args.port}: {answer[:300]!r}")
-    if args.pause_ms:
-        time.sleep(args.pause_ms / 1000)

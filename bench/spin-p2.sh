@@ -25,12 +25,6 @@ cargo build --profile fastest -p wharf
 
 duration=${DURATION:-10}
 requests=${REQUESTS:-1000}
-# Under callgrind, PAUSE_MS between a response and the next request, on all
-# three servers: valgrind runs one thread at a time, so wharf's one slot (all
-# the address space valgrind lets its pool reserve) may still be held by the
-# instance that answered the last request when the next one arrives, and
-# that one would get 503.
-pause_ms=${PAUSE_MS:-5}
 . bench/common.sh
 
 hello_manifest=$(write_hello_manifest guest_hello_p2)
@@ -75,10 +69,10 @@ callgrind_count_spin() {
   local pid=$!
   pids+=("$pid")
   for _ in $(seq 1 600); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.5; done
-  python3 bench/keepalive-client.py "$port" 200 --pause-ms "$pause_ms"
+  python3 bench/keepalive-client.py "$port" 200
   callgrind_control -i on > /dev/null 2>&1
   callgrind_control -z > /dev/null 2>&1
-  python3 bench/keepalive-client.py "$port" "$requests" --pause-ms "$pause_ms"
+  python3 bench/keepalive-client.py "$port" "$requests"
   callgrind_control -d > /dev/null 2>&1
   callgrind_control -i off > /dev/null 2>&1
   per_request=$(( $(cat "$out"/*.1 | awk '/^totals:/ {sum += $2} END {print sum}') / requests ))
@@ -86,8 +80,8 @@ callgrind_count_spin() {
 }
 declare -A instructions
 start_callgrind "$wharf_bin" up -f "$hello_manifest" --listen 127.0.0.1:PORT --state-dir "$work/callgrind-wharf" --max-instances 1
-python3 bench/keepalive-client.py "$callgrind_port" 200 --pause-ms "$pause_ms"
-callgrind_count "$requests" --pause-ms "$pause_ms"
+python3 bench/keepalive-client.py "$callgrind_port" 200
+callgrind_count "$requests"
 stop_callgrind
 instructions[wharf]=$per_request
 for version in 3.6.3 4.1.0-pre0; do
@@ -110,7 +104,7 @@ echo "instructions per request: wharf ${instructions[wharf]}, Spin 3.6.3 ${instr
     echo "| $c | $(python3 -c "print(f'{${wharf_rps[$c]}/${spin_rps[3.6.3,$c]}:.1f}×')") | $(python3 -c "print(f'{${wharf_rps[$c]}/${spin_rps[4.1.0-pre0,$c]}:.1f}×')") |"
   done
   echo
-  echo "User-space instructions per request (callgrind, valgrind $(valgrind --version | sed 's/valgrind-//'); $requests requests over one keep-alive connection after 200 of warm-up, ${pause_ms} ms between a response and the next request):"
+  echo "User-space instructions per request (callgrind, valgrind $(valgrind --version | sed 's/valgrind-//'); $requests requests over one keep-alive connection after 200 of warm-up):"
   echo
   echo "| server | instructions per request | Spin ÷ wharf |"
   echo "|---|---|---|"

@@ -160,3 +160,37 @@ fn a_stdout_nobody_reads_does_not_stop_the_server() {
         assert!(matches!(&answer, Ok(r) if r.status() == 200), "request {i} with stdout unread: {answer:?}");
     }
 }
+
+/// A client that hangs up before its answer does not stop the guest half-way:
+/// the WASIp2 probe, in the middle of an exchange with a TCP server when its
+/// client goes, is still there to finish it.
+#[test]
+fn a_client_that_hangs_up_does_not_stop_its_wasip2_guest_half_way() {
+    use std::io::{Read, Write};
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let text = format!(
+        "spin_manifest_version = 2\n[application]\nname = \"x\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"probe\"\n[component.probe]\nsource = {:?}\nallowed_outbound_hosts = [\"tcp://127.0.0.1:{port}\"]\n",
+        wasm("guest-probe-p2")
+    );
+    let (_dir, manifest) = manifest_dir(&text);
+    let host = Host::start(&manifest, HostConfig::default());
+    let mut client = std::net::TcpStream::connect(host.addr()).unwrap();
+    let request = format!("POST /tcp/127.0.0.1:{port} HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n\r\nping");
+    client.write_all(request.as_bytes()).unwrap();
+    let (mut guest, _) = server.accept().unwrap();
+    let mut received = Vec::new();
+    guest.read_to_end(&mut received).unwrap(); // the probe sends, then closes its sending half
+    assert_eq!(received, b"ping");
+    client.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(client);
+    std::thread::sleep(Duration::from_millis(500));
+    // A guest stopped with its store would have closed the connection, and
+    // the second write would meet its reset.
+    guest.write_all(b"po").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    guest.write_all(b"ng").expect("the guest is still reading its reply");
+    guest.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    assert_eq!(guest.read_to_end(&mut rest).unwrap(), 0, "the guest finished and closed");
+}

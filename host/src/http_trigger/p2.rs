@@ -8,17 +8,20 @@
 //! reuse and concurrency bookkeeping `ProxyHandler` does for WASIp3 (see
 //! [`super::p3`]), so the handler is called directly: each request makes a
 //! store and instance, hands `handle` the request and a response outparam,
-//! and runs the call in a task of its own that owns the store. The response
-//! head comes back through the outparam; the task goes on while the guest
-//! writes the body, until `handle` returns or the request's deadline
-//! passes, and then drops the store, which stops whatever still runs (a guest
-//! in a loop yields at every epoch tick). A trap harms only its own request.
+//! and runs the call in the request's task until the response head comes
+//! back through the outparam. A call still going then (a guest writing its
+//! body, say) goes on in a task of its own that owns the store, until
+//! `handle` returns or the request's deadline passes, and then drops the
+//! store, which stops whatever still runs (a guest in a loop yields at every
+//! epoch tick). A trap harms only its own request.
 
 use super::CallError;
 use crate::app::LoadedComponent;
 use crate::metrics::Metrics;
 use crate::state::InstanceState;
 use http::{Request, Response};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
@@ -88,6 +91,17 @@ enum Ended {
     Trapped(wasmtime::Error),
 }
 
+impl Ended {
+    /// Why a call that ended this way gave no response.
+    fn into_error(self) -> CallError {
+        match self {
+            Ended::Returned => CallError::Failed("the component returned without setting a response".into()),
+            Ended::Deadline => CallError::Deadline,
+            Ended::Trapped(e) => CallError::Failed(format!("{e:?}")),
+        }
+    }
+}
+
 impl Handler {
     /// `None` when the component exports no version of the WASIp2 HTTP handler.
     pub fn of(
@@ -111,22 +125,54 @@ impl Handler {
             }
         })?;
         Metrics::inc(&self.metrics.instances_created);
-        let (response_tx, response_rx) = oneshot::channel();
+        let (response_tx, mut response_rx) = oneshot::channel();
         let mut view = store.data_mut().http_view();
         let request = view.new_incoming_request(Scheme::Http, request).map_err(|e| CallError::Failed(format!("{e:?}")))?;
         let outparam = view.new_response_outparam(response_tx).map_err(|e| CallError::Failed(format!("{e:?}")))?;
         let call = Call { store, world, component: self.component.id.clone(), metrics: self.metrics.clone(), _permit: permit };
-        let ended = tokio::spawn(call.run(request, outparam, self.request_timeout));
-        match response_rx.await {
+        let mut call = Detachable(Some(Box::pin(call.run(request, outparam, self.request_timeout))));
+        let (answer, ended) = tokio::select! {
+            biased;
+            ended = call.running() => ((&mut response_rx).await, Some(ended)),
+            answer = &mut response_rx => (answer, None),
+        };
+        match answer {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(code)) => Err(CallError::Failed(format!("the component answered with the error {code:?}"))),
             // The outparam went with the store: the call is over without a response.
-            Err(_) => Err(match ended.await {
-                Ok(Ended::Returned) => CallError::Failed("the component returned without setting a response".into()),
-                Ok(Ended::Deadline) => CallError::Deadline,
-                Ok(Ended::Trapped(e)) => CallError::Failed(format!("{e:?}")),
-                Err(e) => CallError::Failed(format!("the request's task failed: {e}")),
-            }),
+            Err(_) => Err(match ended {
+                Some(ended) => ended,
+                None => call.running().await,
+            }
+            .into_error()),
+        }
+    }
+}
+
+/// A call run in the request's own task until it answers: a guest that sets
+/// its response and returns at once (most do) then costs no task of its own,
+/// and its slot is free before the response leaves. Whatever is left of the
+/// call when this is dropped (a guest still writing its body once the head
+/// is out, or anything still running if the request's task is dropped
+/// before the answer) goes on in a task of its own until `handle` returns or
+/// the deadline passes: the connection's fate never stops a guest half-way
+/// through its work.
+struct Detachable(Option<Pin<Box<dyn Future<Output = Ended> + Send>>>);
+
+impl Detachable {
+    /// Polls the call; resolves when it has ended.
+    async fn running(&mut self) -> Ended {
+        let ended = self.0.as_mut().expect("a call is awaited until it ends, once").await;
+        self.0 = None;
+        ended
+    }
+}
+
+impl Drop for Detachable {
+    fn drop(&mut self) {
+        // No runtime left only while the process ends, and the rest with it.
+        if let (Some(rest), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
+            runtime.spawn(rest);
         }
     }
 }
