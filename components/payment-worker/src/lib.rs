@@ -1,6 +1,6 @@
-//! Charges orders on `orders.created` (when they carry a payment token) and
-//! refunds on `orders.cancelled`, through the same path as `POST /payments`,
-//! so the same event twice charges once.
+//! Charges orders on `orders.payment_requested` (orders placed with a payment
+//! token) and refunds on `orders.cancelled`, through the same path as
+//! `POST /payments`, so the same event twice charges once.
 
 use shop_spin::SpinP3;
 use spin_sdk::redis_subscriber;

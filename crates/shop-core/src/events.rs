@@ -14,13 +14,19 @@ use crate::ports::{Publisher, PublishError};
 pub const ORDERS_CREATED: &str = "orders.created";
 pub const ORDERS_CANCELLED: &str = "orders.cancelled";
 pub const ORDERS_STATUS_CHANGED: &str = "orders.status_changed";
+pub const ORDERS_PAYMENT_REQUESTED: &str = "orders.payment_requested";
 pub const PAYMENTS_COMPLETED: &str = "payments.completed";
 pub const PAYMENTS_FAILED: &str = "payments.failed";
 pub const PAYMENTS_REFUNDED: &str = "payments.refunded";
 
 /// Channels the shop's own Redis triggers subscribe to (spin.toml): an event
-/// on them that reached nobody is not delivered.
-pub const CONSUMED_CHANNELS: [&str; 5] = [ORDERS_CREATED, ORDERS_CANCELLED, PAYMENTS_COMPLETED, PAYMENTS_FAILED, PAYMENTS_REFUNDED];
+/// on them that reached nobody is not delivered. `orders.created` and
+/// `orders.status_changed` are notices for outside listeners: the payment
+/// worker gets `orders.payment_requested` only for the orders it has to
+/// charge, so an order paid later through `POST /payments` wakes no worker (a
+/// fresh instance of it, and of the provider composed into it, per order).
+pub const CONSUMED_CHANNELS: [&str; 5] =
+    [ORDERS_PAYMENT_REQUESTED, ORDERS_CANCELLED, PAYMENTS_COMPLETED, PAYMENTS_FAILED, PAYMENTS_REFUNDED];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,8 +125,9 @@ impl std::fmt::Display for EventError {
 
 impl std::error::Error for EventError {}
 
-/// `orders.created`: with `has_payment_token` the payment worker charges the
-/// token the order left for it (never in the event: see `payments::hold_token`).
+/// `orders.created`: an order was placed. `has_payment_token` says it was
+/// placed with a token, which `orders.payment_requested` asks the worker to
+/// charge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderCreatedData {
     pub order_id: String,
@@ -130,6 +137,17 @@ pub struct OrderCreatedData {
     pub currency: String,
     #[serde(default)]
     pub has_payment_token: bool,
+}
+
+/// `orders.payment_requested`: the order side asks the payment worker to
+/// charge an order placed with a payment token, the token the order left for
+/// it (never in an event: see `payments::hold_token`). Sent again by the
+/// reconcile while the order awaits payment; the worker charges once per order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPaymentRequestedData {
+    pub order_id: String,
+    pub total_amount: i64,
+    pub currency: String,
 }
 
 /// `orders.cancelled`: `refund_required` tells the payment worker to refund `payment_id`.

@@ -93,11 +93,11 @@ pub async fn payment<R: Runtime>(request: ApiRequest) -> ApiResponse {
     answer(service, async |service| service.handle(request).await).await
 }
 
-/// The `payment-worker` component: charges on `orders.created`, refunds on
-/// `orders.cancelled`, through the same path as `POST /payments`.
+/// The `payment-worker` component: charges on `orders.payment_requested`,
+/// refunds on `orders.cancelled`, through the same path as `POST /payments`.
 pub async fn payment_worker<R: Runtime>(message: &[u8]) -> Result<(), String> {
-    // The event first: many ask nothing of the worker (an order placed
-    // without a payment token, a cancellation without a refund), and each
+    // The event first: some ask nothing of the worker (a cancellation
+    // without a refund), and each
     // message gets a fresh instance, so those read no variable and open no
     // store.
     let work = match PaymentWork::of(message) {

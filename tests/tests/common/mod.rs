@@ -35,11 +35,18 @@ pub fn unix_now() -> i64 {
 pub const WAIT: Duration = Duration::from_secs(30);
 
 /// The event channels of the app.
-pub const CHANNELS: [&str; 6] =
-    ["orders.created", "orders.cancelled", "orders.status_changed", "payments.completed", "payments.failed", "payments.refunded"];
+pub const CHANNELS: [&str; 7] = [
+    "orders.created",
+    "orders.payment_requested",
+    "orders.cancelled",
+    "orders.status_changed",
+    "payments.completed",
+    "payments.failed",
+    "payments.refunded",
+];
 /// The channels the app's own Redis triggers subscribe to (spin.toml).
 pub const TRIGGER_CHANNELS: [&str; 5] =
-    ["orders.created", "orders.cancelled", "payments.completed", "payments.failed", "payments.refunded"];
+    ["orders.payment_requested", "orders.cancelled", "payments.completed", "payments.failed", "payments.refunded"];
 
 /// The shop's manifest: the repo's `spin.toml` (the WASIp3 build), or the
 /// one named by `SHOP_MANIFEST` relative to the repo (`spin.p2.toml`, the

@@ -10,7 +10,7 @@ use super::index::{
 use super::model::{Order, OrderItem, OrderRecord, OrderStatus, StockStep};
 use crate::payments::{PaymentStatus, hold_token};
 use super::{Inventory, InventoryError, OrderService, ReservationItem, ReservationReceipt};
-use crate::events::{Event, ORDERS_CREATED, OrderCreatedData};
+use crate::events::{Event, ORDERS_CREATED, ORDERS_PAYMENT_REQUESTED, OrderCreatedData, OrderPaymentRequestedData};
 use crate::auth::Caller;
 use crate::http::{ApiError, ApiRequest, ApiResponse};
 use crate::idempotency::{self, Claim};
@@ -168,7 +168,9 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
                 return Err(error.into());
             }
         };
-        self.publish(order_id, vec![self.created_event(&record)]).await?;
+        let mut events = vec![self.created_event(&record)];
+        events.extend(self.payment_request(&record));
+        self.publish(order_id, events).await?;
         Ok(ApiResponse::json(201, &record.order))
     }
 
@@ -306,8 +308,8 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
         Ok(OrderRecord { index_pending: None, ..record })
     }
 
-    /// `orders.created` for an order; the payment worker charges its token.
-    pub(super) fn created_event(&self, record: &OrderRecord) -> Event {
+    /// `orders.created` for an order.
+    fn created_event(&self, record: &OrderRecord) -> Event {
         let data = OrderCreatedData {
             order_id: record.order.id.clone(),
             order_number: record.order.order_number.clone(),
@@ -317,6 +319,21 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
             has_payment_token: record.has_payment_token,
         };
         self.event(ORDERS_CREATED, &data)
+    }
+
+    /// `orders.payment_requested` for an order placed with a payment token:
+    /// the payment worker charges it. None for an order without one, which is
+    /// paid through `POST /payments`.
+    pub(super) fn payment_request(&self, record: &OrderRecord) -> Option<Event> {
+        if !record.has_payment_token {
+            return None;
+        }
+        let data = OrderPaymentRequestedData {
+            order_id: record.order.id.clone(),
+            total_amount: record.order.total_amount,
+            currency: record.order.currency.clone(),
+        };
+        Some(self.event(ORDERS_PAYMENT_REQUESTED, &data))
     }
 
     /// `ORD` + UTC `YYYYMMDDHHMMSS` + 6 random hex digits, claimed in the

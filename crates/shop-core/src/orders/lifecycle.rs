@@ -44,7 +44,7 @@ pub struct ReconcileReport {
     pub events_resent: u64,
     /// Orders whose reservation was committed or released to match the status.
     pub stock_settled: u64,
-    /// Orders awaiting payment whose `orders.created` was published again.
+    /// Orders awaiting payment whose `orders.payment_requested` was published again.
     pub payment_requested: u64,
     /// Orders awaiting payment without a token, cancelled for the timeout.
     pub cancelled: u64,
@@ -428,8 +428,8 @@ impl<K: Kv, I: Inventory, P: Publisher, C: Clock, R: Random> OrderService<K, I, 
                 report.payments_found += 1;
                 continue;
             }
-            if record.has_payment_token {
-                self.publish(&order_id, vec![self.created_event(&record)]).await?;
+            if let Some(request) = self.payment_request(&record) {
+                self.publish(&order_id, vec![request]).await?;
                 report.payment_requested += 1;
             } else if now.saturating_sub(record.created_ms) >= self.config.payment_timeout_ms {
                 // A payment completing from here on is refunded: by its own

@@ -34,8 +34,8 @@
 //! - Reconcile: open orders not updated for `stuck_after_ms` are driven on:
 //!   undelivered events are sent again, stock is committed or released to
 //!   match the status, orders awaiting payment with a token get
-//!   `orders.created` again (the payment worker charges once per order), and
-//!   orders awaiting payment without a token for longer than
+//!   `orders.payment_requested` again (the payment worker charges once per
+//!   order), and orders awaiting payment without a token for longer than
 //!   `payment_timeout_ms` (by then their reservation has expired) are cancelled.
 //!   It also replays the order journal and the list of orders placed
 //!   ([`index`]): index updates whose writer stopped right after writing the

@@ -41,8 +41,9 @@
 //! - Outcome events (ids `evt_{payment_id}_{completed|failed|refunded}`) are
 //!   written into the payment record's outbox in the same write as the status
 //!   they announce, then published; an event leaves the outbox only once a
-//!   subscriber received it. A replayed request, a repeated `orders.created`
-//!   and the order reconcile ([`deliver_outbox`]) send what is left.
+//!   subscriber received it. A replayed request, a repeated
+//!   `orders.payment_requested` and the order reconcile ([`deliver_outbox`])
+//!   send what is left.
 //! - The worker charges an order under the payment id [`order_charge_id`]:
 //!   the order's own charge. Only its failure cancels the order; a declined
 //!   `POST /payments` by anyone leaves the order waiting for payment.
@@ -58,8 +59,9 @@ use serde_json::json;
 
 use crate::auth::{Caller, CustomerAuth};
 use crate::events::{
-    Event, EventError, EventOutcome, ORDERS_CANCELLED, ORDERS_CREATED, OrderCancelledData, OrderCreatedData,
-    PAYMENTS_COMPLETED, PAYMENTS_FAILED, PAYMENTS_REFUNDED, PaymentCompletedData, PaymentFailedData, PaymentRefundedData,
+    Event, EventError, EventOutcome, ORDERS_CANCELLED, ORDERS_PAYMENT_REQUESTED, OrderCancelledData,
+    OrderPaymentRequestedData, PAYMENTS_COMPLETED, PAYMENTS_FAILED, PAYMENTS_REFUNDED, PaymentCompletedData,
+    PaymentFailedData, PaymentRefundedData,
 };
 use crate::http::{ApiError, ApiRequest, ApiResponse, Method, allow, respond};
 use crate::idempotency::{self, Claim};
@@ -647,9 +649,9 @@ impl<K: Kv, G: Gateway, P: Publisher, C: Clock, R: Random, S: Sleeper> PaymentSe
         Ok(())
     }
 
-    /// The payment worker: charges on `orders.created` (when the order
-    /// carries a payment token) and refunds on `orders.cancelled` (when a
-    /// refund is required). Repeated events move money once.
+    /// The payment worker: charges on `orders.payment_requested` and refunds
+    /// on `orders.cancelled` (when a refund is required). Repeated events move
+    /// money once.
     pub async fn handle_event(&self, payload: &[u8]) -> Result<EventOutcome, EventError> {
         self.perform(PaymentWork::of(payload)?).await
     }
@@ -657,13 +659,13 @@ impl<K: Kv, G: Gateway, P: Publisher, C: Clock, R: Random, S: Sleeper> PaymentSe
     /// Does what an event asked ([`PaymentWork::of`]).
     pub async fn perform(&self, work: PaymentWork) -> Result<EventOutcome, EventError> {
         match work {
-            PaymentWork::Charge(order) => self.on_order_created(order).await,
+            PaymentWork::Charge(order) => self.on_payment_requested(order).await,
             PaymentWork::Refund(payment_id) => self.on_order_cancelled(&payment_id).await,
             PaymentWork::Nothing(reason) => Ok(EventOutcome::Ignored(reason)),
         }
     }
 
-    async fn on_order_created(&self, order: OrderCreatedData) -> Result<EventOutcome, EventError> {
+    async fn on_payment_requested(&self, order: OrderPaymentRequestedData) -> Result<EventOutcome, EventError> {
         let Some(token) = self.kv.get(&token_key(&order.order_id)).await? else {
             // Charged (or the order cancelled) before: say again how it ended.
             self.announce_again(&order_charge_id(&order.order_id)).await?;
@@ -734,8 +736,8 @@ impl<K: Kv, G: Gateway, P: Publisher, C: Clock, R: Random, S: Sleeper> PaymentSe
 /// that an event with nothing to do costs no store or configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PaymentWork {
-    /// `orders.created` of an order holding a payment token: charge it.
-    Charge(OrderCreatedData),
+    /// `orders.payment_requested`: charge the token the order holds.
+    Charge(OrderPaymentRequestedData),
     /// `orders.cancelled` of an order whose payment needs a refund: the payment id.
     Refund(String),
     /// Understood, nothing to do; the reason, for the log.
@@ -746,13 +748,7 @@ impl PaymentWork {
     pub fn of(payload: &[u8]) -> Result<PaymentWork, EventError> {
         let event = Event::parse(payload)?;
         match event.event_type.as_str() {
-            ORDERS_CREATED => {
-                let order: OrderCreatedData = event.data()?;
-                if !order.has_payment_token {
-                    return Ok(PaymentWork::Nothing("the order has no payment token".to_string()));
-                }
-                Ok(PaymentWork::Charge(order))
-            }
+            ORDERS_PAYMENT_REQUESTED => Ok(PaymentWork::Charge(event.data()?)),
             ORDERS_CANCELLED => {
                 let order: OrderCancelledData = event.data()?;
                 if !order.refund_required {

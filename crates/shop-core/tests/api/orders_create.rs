@@ -1,7 +1,7 @@
 //! Placing orders: validation limits, pricing, stock, idempotency.
 
 use serde_json::{Value, json};
-use shop_core::events::ORDERS_CREATED;
+use shop_core::events::{ORDERS_CREATED, ORDERS_PAYMENT_REQUESTED};
 use shop_core::http::{ApiRequest, MAX_BODY_BYTES, Method};
 use shop_core::kv::Kv;
 use shop_core::orders::{MAX_ITEMS, MAX_QUANTITY};
@@ -58,6 +58,10 @@ fn a_placed_order_is_priced_from_the_catalog_and_confirmed() {
         assert!(!String::from_utf8_lossy(&stored).contains("tok_approve"));
         assert_eq!(shop.kv.get(&format!("payments:token:{id}")).await.unwrap(), Some(b"tok_approve".to_vec()));
         assert_eq!(created[0].data["total_amount"], 6497);
+        // The worker is asked to charge it, with what it needs and no token.
+        let requested = shop.publisher.events_on(ORDERS_PAYMENT_REQUESTED);
+        assert_eq!(requested.len(), 1);
+        assert_eq!(requested[0].data, json!({"order_id": id, "total_amount": 6497, "currency": "EUR"}));
         assert_eq!(shop.get_order(order["id"].as_str().unwrap()).await, order);
     });
 }
@@ -69,6 +73,9 @@ fn the_single_item_form_is_accepted_and_its_errors_name_top_level_fields() {
         let order = shop.place_ok(json!({"user_id": 1, "product_id": "p1", "quantity": 2})).await;
         assert_eq!(order["items"].as_array().unwrap().len(), 1);
         assert_eq!(order["total_amount"], 3998);
+        // Without a token it is paid through `POST /payments`: no worker is asked.
+        assert_eq!(shop.publisher.events_on(ORDERS_CREATED).len(), 1);
+        assert!(shop.publisher.events_on(ORDERS_PAYMENT_REQUESTED).is_empty());
 
         let unknown = shop.place(json!({"user_id": 1, "product_id": "nope", "quantity": 2})).await;
         assert_eq!((unknown.status, error_field(&unknown).as_deref()), (422, Some("product_id")));

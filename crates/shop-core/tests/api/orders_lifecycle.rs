@@ -6,8 +6,8 @@ use std::collections::VecDeque;
 use serde_json::{Value, json};
 use shop_core::payments::order_charge_id;
 use shop_core::events::{
-    Event, EventError, EventOutcome, ORDERS_CANCELLED, ORDERS_CREATED, ORDERS_STATUS_CHANGED, PAYMENTS_COMPLETED,
-    PAYMENTS_FAILED, PAYMENTS_REFUNDED,
+    Event, EventError, EventOutcome, ORDERS_CANCELLED, ORDERS_CREATED, ORDERS_PAYMENT_REQUESTED, ORDERS_STATUS_CHANGED,
+    PAYMENTS_COMPLETED, PAYMENTS_FAILED, PAYMENTS_REFUNDED,
 };
 use shop_core::http::Method;
 use shop_core::kv::{get_json, set_json};
@@ -408,14 +408,16 @@ fn reconcile_asks_again_for_payment_of_stuck_orders_and_cancels_those_without_a_
 
         let fresh = reconcile(&shop).await;
         assert_eq!((fresh["examined"].as_u64(), fresh["recent"].as_u64()), (Some(2), Some(2)), "{fresh}");
-        assert!(shop.publisher.events_on(ORDERS_CREATED).is_empty());
+        assert!(shop.publisher.events_on(ORDERS_PAYMENT_REQUESTED).is_empty());
 
         shop.clock.advance_ms(OrdersConfig::new("").stuck_after_ms);
         let stuck = reconcile(&shop).await;
         assert_eq!(stuck["payment_requested"], 1, "{stuck}");
-        let created = shop.publisher.events_on(ORDERS_CREATED);
-        assert_eq!(created.len(), 1);
-        assert_eq!((created[0].data["order_id"].as_str(), created[0].data["has_payment_token"].as_bool()), (Some(with_token.as_str()), Some(true)));
+        let requested = shop.publisher.events_on(ORDERS_PAYMENT_REQUESTED);
+        assert_eq!(requested.len(), 1);
+        assert_eq!(requested[0].data, json!({"order_id": with_token, "total_amount": 2000, "currency": "EUR"}));
+        // Outside listeners hear of each order's creation once.
+        assert!(shop.publisher.events_on(ORDERS_CREATED).is_empty());
         assert_eq!(shop.get_order(&without_token).await["status"], "confirmed");
 
         shop.clock.advance_ms(OrdersConfig::new("").payment_timeout_ms);

@@ -4,7 +4,8 @@
 use serde_json::{Value, json};
 use shop_core::auth::CustomerAuth;
 use shop_core::events::{
-    Event, EventError, EventOutcome, ORDERS_CANCELLED, ORDERS_CREATED, PAYMENTS_COMPLETED, PAYMENTS_FAILED, PAYMENTS_REFUNDED,
+    Event, EventError, EventOutcome, ORDERS_CANCELLED, ORDERS_CREATED, ORDERS_PAYMENT_REQUESTED, PAYMENTS_COMPLETED,
+    PAYMENTS_FAILED, PAYMENTS_REFUNDED,
 };
 use shop_core::http::{ApiRequest, ApiResponse, Method};
 use shop_core::orders::OrdersConfig;
@@ -26,7 +27,7 @@ struct Rig<G> {
 }
 
 /// Orders the tests charge: `ord_pay` for `POST /payments`, `ord_1` and
-/// `ord_2` for the worker's `orders.created`.
+/// `ord_2` for the worker's `orders.payment_requested`.
 /// Callers are not authenticated (`customer_auth = "none"`) unless a test
 /// uses [`rig_authenticating`].
 async fn rig_on<G: Gateway>(kv: MemoryKv, gateway: G) -> Rig<G> {
@@ -234,11 +235,10 @@ fn failed_payments_cannot_be_refunded() {
     });
 }
 
-/// `orders.created`; with a token, the order left it for the worker (`tok_a` for `ord_1`, see `rig_on`).
-fn order_created(event_id: &str, order_id: &str, token: Option<&str>) -> Vec<u8> {
-    let data = json!({"order_id": order_id, "order_number": "ORD1", "user_id": 1, "total_amount": 2500, "currency": "EUR",
-                      "has_payment_token": token.is_some()});
-    Event::new(event_id.to_string(), ORDERS_CREATED, String::new(), "orders", &data).to_bytes()
+/// `orders.payment_requested` of an order that left a token for the worker (`tok_a` for `ord_1`, see `rig_on`).
+fn payment_requested(event_id: &str, order_id: &str) -> Vec<u8> {
+    let data = json!({"order_id": order_id, "total_amount": 2500, "currency": "EUR"});
+    Event::new(event_id.to_string(), ORDERS_PAYMENT_REQUESTED, String::new(), "orders", &data).to_bytes()
 }
 
 fn order_cancelled(event_id: &str, payment_id: Option<&str>, refund_required: bool) -> Vec<u8> {
@@ -250,10 +250,10 @@ fn order_cancelled(event_id: &str, payment_id: Option<&str>, refund_required: bo
 fn the_worker_charges_each_order_once_however_often_the_event_comes() {
     run(async {
         let (rig, gateway) = rig([], GatewayStep::Approve).await;
-        assert_eq!(rig.payments.handle_event(&order_created("e1", "ord_1", Some("tok_a"))).await, Ok(EventOutcome::Applied));
+        assert_eq!(rig.payments.handle_event(&payment_requested("e1", "ord_1")).await, Ok(EventOutcome::Applied));
         // The same event again, and a re-sent one under a new event id.
-        assert_eq!(rig.payments.handle_event(&order_created("e1", "ord_1", Some("tok_a"))).await, Ok(EventOutcome::Duplicate));
-        assert_eq!(rig.payments.handle_event(&order_created("e2", "ord_1", Some("tok_a"))).await, Ok(EventOutcome::Duplicate));
+        assert_eq!(rig.payments.handle_event(&payment_requested("e1", "ord_1")).await, Ok(EventOutcome::Duplicate));
+        assert_eq!(rig.payments.handle_event(&payment_requested("e2", "ord_1")).await, Ok(EventOutcome::Duplicate));
         assert_eq!(gateway.calls().len(), 1);
         assert_eq!(gateway.calls()[0].amount, 2500);
         // The outcome is published again each time, for a consumer that missed it.
@@ -262,8 +262,8 @@ fn the_worker_charges_each_order_once_however_often_the_event_comes() {
         assert!(completed.iter().all(|event| event.event_id == completed[0].event_id));
         assert_eq!(completed[0].data["order_id"], "ord_1");
 
-        let no_token = rig.payments.handle_event(&order_created("e3", "ord_2", None)).await;
-        assert!(matches!(no_token, Ok(EventOutcome::Ignored(_))));
+        // An order that left no token (or whose token is gone) is not charged.
+        assert_eq!(rig.payments.handle_event(&payment_requested("e3", "ord_2")).await, Ok(EventOutcome::Duplicate));
         assert_eq!(gateway.calls().len(), 1);
     });
 }
@@ -272,7 +272,7 @@ fn the_worker_charges_each_order_once_however_often_the_event_comes() {
 fn the_worker_refunds_a_cancelled_order_once() {
     run(async {
         let (rig, gateway) = rig([], GatewayStep::Approve).await;
-        rig.payments.handle_event(&order_created("e1", "ord_1", Some("tok_a"))).await.unwrap();
+        rig.payments.handle_event(&payment_requested("e1", "ord_1")).await.unwrap();
         let payment_id = rig.publisher.events_on(PAYMENTS_COMPLETED)[0].data["payment_id"].as_str().unwrap().to_string();
         let no_refund = rig.payments.handle_event(&order_cancelled("c0", None, false)).await;
         assert!(matches!(no_refund, Ok(EventOutcome::Ignored(_))));
@@ -293,8 +293,10 @@ fn the_worker_refunds_a_cancelled_order_once() {
 fn what_an_event_asks_of_the_worker_is_read_from_the_event_alone() {
     // No service, no store: the payment component reads these before it
     // opens anything (shop_wiring::services::payment_worker).
-    assert!(matches!(PaymentWork::of(&order_created("e1", "ord_1", None)), Ok(PaymentWork::Nothing(_))));
-    assert!(matches!(PaymentWork::of(&order_created("e1", "ord_1", Some("tok_a"))), Ok(PaymentWork::Charge(order)) if order.order_id == "ord_1"));
+    assert!(matches!(PaymentWork::of(&payment_requested("e1", "ord_1")), Ok(PaymentWork::Charge(order)) if order.order_id == "ord_1"));
+    // The worker is no subscriber of `orders.created`: that is for outside listeners.
+    let created = Event::new("e0".into(), ORDERS_CREATED, String::new(), "orders", &json!({"order_id": "ord_1"}));
+    assert_eq!(PaymentWork::of(&created.to_bytes()), Err(EventError::UnknownType(ORDERS_CREATED.to_string())));
     assert!(matches!(PaymentWork::of(&order_cancelled("c0", Some("pay_1"), false)), Ok(PaymentWork::Nothing(_))));
     assert_eq!(PaymentWork::of(&order_cancelled("c1", Some("pay_1"), true)), Ok(PaymentWork::Refund("pay_1".to_string())));
     assert!(matches!(PaymentWork::of(&order_cancelled("c2", None, true)), Err(EventError::Rejected(_))));
@@ -306,12 +308,12 @@ fn the_worker_reports_garbage_and_unavailable_providers_as_errors() {
     run(async {
         let (rig, gateway) = rig([], GatewayStep::Transient).await;
         assert!(matches!(rig.payments.handle_event(b"{}").await, Err(EventError::Malformed(_))));
-        let wrong = Event::new("x".into(), ORDERS_CREATED, String::new(), "orders", &json!({"order_id": 5}));
+        let wrong = Event::new("x".into(), ORDERS_PAYMENT_REQUESTED, String::new(), "orders", &json!({"order_id": 5}));
         assert!(matches!(rig.payments.handle_event(&wrong.to_bytes()).await, Err(EventError::Malformed(_))));
         let other = Event::new("y".into(), PAYMENTS_COMPLETED, String::new(), "payments", &json!({}));
         assert!(matches!(rig.payments.handle_event(&other.to_bytes()).await, Err(EventError::UnknownType(_))));
         assert!(gateway.calls().is_empty());
-        let down = rig.payments.handle_event(&order_created("e1", "ord_1", Some("tok_a"))).await;
+        let down = rig.payments.handle_event(&payment_requested("e1", "ord_1")).await;
         assert!(matches!(down, Err(EventError::Unavailable(_))), "{down:?}");
         assert_eq!(gateway.calls().len(), 3);
     });
@@ -348,10 +350,10 @@ impl EndToEnd {
         order["id"].as_str().unwrap().to_string()
     }
 
-    /// Runs the payment worker on every `orders.created` (twice, as a
-    /// redelivery would) and the order service on every payment outcome.
+    /// Runs the payment worker on every `orders.payment_requested` (twice, as
+    /// a redelivery would) and the order service on every payment outcome.
     async fn deliver_events(&self) {
-        for event in self.shop.publisher.events_on(ORDERS_CREATED) {
+        for event in self.shop.publisher.events_on(ORDERS_PAYMENT_REQUESTED) {
             for _ in 0..2 {
                 let _ = self.payments.handle_event(&event.to_bytes()).await;
             }
