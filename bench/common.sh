@@ -99,16 +99,25 @@ start_callgrind() {
   tail -20 "$work/server-$callgrind_port.log" >&2
   return 1
 }
+# callgrind_window <pid|all> <command...>: counts from zero while the
+# command runs, then dumps the count: of that process, or of every process
+# under callgrind with `all`.
+callgrind_window() {
+  local target=()
+  [ "$1" = all ] || target=("$1")
+  shift
+  callgrind_control -i on "${target[@]}" > /dev/null 2>&1
+  callgrind_control -z "${target[@]}" > /dev/null 2>&1
+  "$@"
+  callgrind_control -d "${target[@]}" > /dev/null 2>&1
+  callgrind_control -i off "${target[@]}" > /dev/null 2>&1
+}
 # callgrind_count <requests> [keepalive-client options...]: counts from zero
 # while the requests go over one keep-alive connection and sets per_request
 # to the instructions per request.
 callgrind_count() {
   local requests=$1; shift
-  callgrind_control -i on "$callgrind_pid" > /dev/null 2>&1
-  callgrind_control -z "$callgrind_pid" > /dev/null 2>&1
-  python3 bench/keepalive-client.py "$callgrind_port" "$requests" "$@"
-  callgrind_control -d "$callgrind_pid" > /dev/null 2>&1
-  callgrind_control -i off "$callgrind_pid" > /dev/null 2>&1
+  callgrind_window "$callgrind_pid" python3 bench/keepalive-client.py "$callgrind_port" "$requests" "$@"
   # Each dump is a file of its own, numbered from 1.
   callgrind_dumps=$((callgrind_dumps + 1))
   local total

@@ -65,7 +65,7 @@ done
 
 {
   echo "Command: \`DURATION=$duration WHARF_PROFILE=$profile bench/shop-on-spin.sh\` on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(date -u +%Y-%m-%d)."
-  echo "wrk -t2 (-t1 for one connection) -d${duration}s on the same machine, which also runs the server. wharf: \`--profile $profile\`, default instance policy (WASIp3 instances reused, WASIp2 a fresh instance per request, as Spin does); Spin: the release builds in ../shared/spin. Key-value on each server's embedded SQLite store (Spin's file layout on both), events on one redis-server; customer authentication off (\`customer_auth = \"none\"\`). POST /orders publishes \`orders.created\`, which the server's payment-worker handles meanwhile (no payment token: it records nothing)."
+  echo "wrk -t2 (-t1 for one connection) -d${duration}s on the same machine, which also runs the server. wharf: \`--profile $profile\`, default instance policy (WASIp3 instances reused, WASIp2 a fresh instance per request, as Spin does); Spin: the release builds in ../shared/spin. Key-value on each server's embedded SQLite store (Spin's file layout on both), events on one redis-server; customer authentication off (\`customer_auth = \"none\"\`). POST /orders publishes \`orders.created\` and, the orders having no payment token, asks no payment worker."
   echo
   echo "| server | connections | req/s | p50 | p99 |"
   echo "|---|---|---|---|---|"

@@ -4,11 +4,14 @@
 # 4.1.0-pre0, the same guest and manifest on the same route, measured in one
 # run. Writes the table to docs/benchmarks.md (section spin-p2).
 #
-#   bench/spin-p2.sh            # 10 s per measurement
-#   DURATION=3 bench/spin-p2.sh # quicker
+#   bench/spin-p2.sh                     # 10 s per measurement, 3 rounds
+#   DURATION=3 ROUNDS=5 bench/spin-p2.sh
 #
 # WASIp2 handlers get a fresh instance per request on all three, as Spin
-# runs them. After wrk, each server is counted under callgrind (user-space
+# runs them. Wall clock: wrk at 1, 16 and 64 connections, ROUNDS rounds;
+# within a round the servers take turns at each concurrency, so the noise of
+# this shared machine hits them alike; the table gives each row's median and
+# the range of its rounds. After wrk, each server is counted under callgrind (user-space
 # instructions per request, REQUESTS of them over one keep-alive
 # connection): the figure that does not move with the machine's load. The Spin binaries come from ../shared/spin (see its README);
 # without them the script says so and stops.
@@ -24,6 +27,7 @@ scripts/build-components
 cargo build --profile fastest -p wharf
 
 duration=${DURATION:-10}
+rounds=${ROUNDS:-3}
 requests=${REQUESTS:-1000}
 . bench/common.sh
 
@@ -42,13 +46,15 @@ for version in 3.6.3 4.1.0-pre0; do
   wait_http "http://127.0.0.1:${spin_port[$version]}/"
 done
 
-declare -A wharf_rps spin_rps
-for c in 1 16 64; do
-  measure "wharf, WASIp2 hello" "$c" "http://127.0.0.1:$wharf_port/"
-  wharf_rps[$c]=${rps%.*}
-  for version in 3.6.3 4.1.0-pre0; do
-    measure "spin $version, WASIp2 hello" "$c" "http://127.0.0.1:${spin_port[$version]}/"
-    spin_rps[$version,$c]=${rps%.*}
+servers=(wharf 3.6.3 4.1.0-pre0)
+declare -A server_port=([wharf]=$wharf_port [3.6.3]=${spin_port[3.6.3]} [4.1.0-pre0]=${spin_port[4.1.0-pre0]})
+for round in $(seq 1 "$rounds"); do
+  for c in 1 16 64; do
+    for server in "${servers[@]}"; do
+      wrk_run "$c" "http://127.0.0.1:${server_port[$server]}/"
+      printf 'round %s c=%-3s %-12s %10s req/s  p50 %-9s p99 %s\n' "$round" "$c" "$server" "$rps" "$p50" "$p99"
+      printf '%s\t%s\t%s\t%s\t%s\n' "$server" "$c" "$rps" "$p50" "$p99" >> "$work/wrk.tsv"
+    done
   done
 done
 
@@ -58,8 +64,8 @@ pids=()
 # callgrind_count_spin <spin binary>: sets per_request for that Spin. Spin
 # runs the HTTP trigger in a child process (`spin trigger http`), so
 # valgrind follows children and the counts of all of them are summed;
-# callgrind_control without a pid reaches every process under callgrind,
-# which are this Spin's only.
+# `callgrind_window all` reaches every process under callgrind, which are
+# this Spin's only.
 callgrind_count_spin() {
   local port out="$work/callgrind-spin-$RANDOM"
   port=$(free_port)
@@ -70,11 +76,7 @@ callgrind_count_spin() {
   pids+=("$pid")
   for _ in $(seq 1 600); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.5; done
   python3 bench/keepalive-client.py "$port" 200
-  callgrind_control -i on > /dev/null 2>&1
-  callgrind_control -z > /dev/null 2>&1
-  python3 bench/keepalive-client.py "$port" "$requests"
-  callgrind_control -d > /dev/null 2>&1
-  callgrind_control -i off > /dev/null 2>&1
+  callgrind_window all python3 bench/keepalive-client.py "$port" "$requests"
   per_request=$(( $(cat "$out"/*.1 | awk '/^totals:/ {sum += $2} END {print sum}') / requests ))
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
@@ -91,18 +93,39 @@ done
 echo "instructions per request: wharf ${instructions[wharf]}, Spin 3.6.3 ${instructions[3.6.3]}, Spin 4.1.0-pre0 ${instructions[4.1.0-pre0]}"
 
 {
-  echo "Command: \`DURATION=$duration REQUESTS=$requests bench/spin-p2.sh\` on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(date -u +%Y-%m-%d)."
-  echo "wrk -t2 (-t1 for one connection) -d${duration}s on the same machine, which also runs the server. wharf: \`--profile fastest\`; Spin: the release builds in ../shared/spin."
+  echo "Command: \`DURATION=$duration ROUNDS=$rounds REQUESTS=$requests bench/spin-p2.sh\` on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(date -u +%Y-%m-%d)."
+  echo "wrk -t2 (-t1 for one connection) -d${duration}s on the same machine, which also runs the server; $rounds rounds, the servers in turns within each. wharf: \`--profile fastest\`; Spin: the release builds in ../shared/spin."
   echo
-  echo "| server | connections | req/s | p50 | p99 |"
-  echo "|---|---|---|---|---|"
-  printf '%s\n' "${rows[@]}"
-  echo
-  echo "| connections | wharf ÷ Spin 3.6.3 | wharf ÷ Spin 4.1.0-pre0 |"
-  echo "|---|---|---|"
-  for c in 1 16 64; do
-    echo "| $c | $(python3 -c "print(f'{${wharf_rps[$c]}/${spin_rps[3.6.3,$c]}:.1f}×')") | $(python3 -c "print(f'{${wharf_rps[$c]}/${spin_rps[4.1.0-pre0,$c]}:.1f}×')") |"
-  done
+  python3 - "$work/wrk.tsv" "$rounds" <<'PY'
+import csv, statistics, sys
+path, rounds = sys.argv[1], sys.argv[2]
+names = {"wharf": "wharf", "3.6.3": "spin 3.6.3", "4.1.0-pre0": "spin 4.1.0-pre0"}
+runs = {}
+for server, conns, rps, p50, p99 in csv.reader(open(path), delimiter="\t"):
+    runs.setdefault((server, conns), []).append((float(rps), p50, p99))
+
+def median_run(server, conns):
+    """The round whose req/s is the median (its latencies are shown with it)."""
+    ordered = sorted(runs[(server, conns)])
+    return ordered[len(ordered) // 2]
+
+print(f"req/s is the median of {rounds} rounds with their range in brackets; p50 and p99 are the median round's.")
+print()
+print("| server | connections | req/s | p50 | p99 |")
+print("|---|---|---|---|---|")
+for conns in ("1", "16", "64"):
+    for server, name in names.items():
+        rates = [rate for rate, _, _ in runs[(server, conns)]]
+        rate, p50, p99 = median_run(server, conns)
+        print(f"| {name}, WASIp2 hello | {conns} | {rate:,.0f} [{min(rates):,.0f}–{max(rates):,.0f}] | {p50} | {p99} |")
+print()
+print("| connections | wharf ÷ Spin 3.6.3 | wharf ÷ Spin 4.1.0-pre0 |")
+print("|---|---|---|")
+for conns in ("1", "16", "64"):
+    wharf = median_run("wharf", conns)[0]
+    ratios = [f"{wharf / median_run(spin, conns)[0]:.1f}×" for spin in ("3.6.3", "4.1.0-pre0")]
+    print(f"| {conns} | " + " | ".join(ratios) + " |")
+PY
   echo
   echo "User-space instructions per request (callgrind, valgrind $(valgrind --version | sed 's/valgrind-//'); $requests requests over one keep-alive connection after 200 of warm-up):"
   echo

@@ -19,8 +19,6 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// slot is recycled.
 const KEEP_RESIDENT: usize = 4 << 20;
 const STACK_KEEP_RESIDENT: usize = 128 << 10;
-/// Fiber stacks in the pool per instance slot (see `total_stacks`).
-const STACKS_PER_INSTANCE: u32 = 4;
 /// Slots whose remaining pages are decommitted together, in one TLB flush.
 const DECOMMIT_BATCH: usize = 32;
 
@@ -61,6 +59,19 @@ impl EngineKind {
     /// options live; function bodies are left to the compiler. A component
     /// that does not validate at all is P3's to compile, so the error it
     /// gets is the one with every feature on.
+    /// Fiber stacks the pool holds per instance slot. A WASIp3 instance runs
+    /// each of its tasks that waits (the handler, a task still writing the
+    /// body, a subtask) on a stack of its own: with one stack per slot, a busy
+    /// HTTP component took every stack and the Redis trigger's next delivery
+    /// failed with free slots left. A WASIp2 call runs on one stack from its
+    /// start to its end.
+    fn stacks_per_instance(self) -> u32 {
+        match self {
+            Self::P3 => 4,
+            Self::P2 => 1,
+        }
+    }
+
     pub fn of(wasm: &[u8]) -> Self {
         if !wasmparser::Parser::is_component(wasm) {
             return Self::P2;
@@ -98,12 +109,7 @@ pub fn new_engine(options: &EngineOptions, kind: EngineKind) -> Result<Engine> {
         .total_core_instances(instances * 16)
         .total_memories(instances * 4)
         .total_tables(instances * 8)
-        // A WASIp3 instance runs each of its tasks that waits (the handler,
-        // a task still writing the body, a subtask) on a fiber stack of its
-        // own: with one stack per slot, a busy HTTP component took every
-        // stack and the Redis trigger's next delivery failed with free slots
-        // left.
-        .total_stacks(instances * STACKS_PER_INSTANCE)
+        .total_stacks(instances * kind.stacks_per_instance())
         .max_memory_size(options.max_instance_memory)
         // Recycling a slot is what a fresh instance per request costs. Reset
         // the pages a guest touched with memset (only those, where the kernel
