@@ -159,6 +159,15 @@ wait_idle() {
   return 1
 }
 
+# publish_in_turn <redis port> <channel> <file>: publishes the file's
+# contents REQUESTS times, each once the server is idle again.
+publish_in_turn() {
+  for _ in $(seq 1 "$requests"); do
+    redis-cli -p "$1" -x publish "$2" < "$3" > /dev/null
+    wait_idle "$callgrind_pid"
+  done
+}
+
 # count_event <app> <channel>: instructions per delivery of one event the app
 # publishes on the channel to its subscriber (the payment worker's fresh
 # instance for orders.created): an event captured from one more POST, then
@@ -178,14 +187,7 @@ last = max(i for i, line in enumerate(lines) if line == "message")
 event = json.loads(lines[last + 2])
 assert event["event_type"] == sys.argv[2], event
 sys.stdout.write(json.dumps(event))' "$work/subscribed.txt" "$2" > "$event"
-  callgrind_control -i on "$callgrind_pid" > /dev/null 2>&1
-  callgrind_control -z "$callgrind_pid" > /dev/null 2>&1
-  for _ in $(seq 1 "$requests"); do
-    redis-cli -p "${redis_port[$1]}" -x publish "$2" < "$event" > /dev/null
-    wait_idle "$callgrind_pid"
-  done
-  callgrind_control -d "$callgrind_pid" > /dev/null 2>&1
-  callgrind_control -i off "$callgrind_pid" > /dev/null 2>&1
+  callgrind_window "$callgrind_pid" publish_in_turn "${redis_port[$1]}" "$2" "$event"
   callgrind_dumps=$((callgrind_dumps + 1))
   printf '%s\tevent\t%s\n' "$1" $(( $(awk '/^totals:/ {print $2}' "$callgrind_out.$callgrind_dumps") / requests )) >> "$work/instructions.tsv"
 }
