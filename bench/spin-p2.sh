@@ -119,12 +119,18 @@ for conns in ("1", "16", "64"):
         rate, p50, p99 = median_run(server, conns)
         print(f"| {name}, WASIp2 hello | {conns} | {rate:,.0f} [{min(rates):,.0f}–{max(rates):,.0f}] | {p50} | {p99} |")
 print()
+# A round's servers ran minutes apart at most, so a round's ratio holds
+# their common noise out; the median of those, and their range.
+print(f"wharf's req/s over Spin's, round by round: the median of the {rounds} rounds' ratios, their range in brackets.")
+print()
 print("| connections | wharf ÷ Spin 3.6.3 | wharf ÷ Spin 4.1.0-pre0 |")
 print("|---|---|---|")
 for conns in ("1", "16", "64"):
-    wharf = median_run("wharf", conns)[0]
-    ratios = [f"{wharf / median_run(spin, conns)[0]:.1f}×" for spin in ("3.6.3", "4.1.0-pre0")]
-    print(f"| {conns} | " + " | ".join(ratios) + " |")
+    cells = []
+    for spin in ("3.6.3", "4.1.0-pre0"):
+        ratios = [w[0] / s[0] for w, s in zip(runs[("wharf", conns)], runs[(spin, conns)])]
+        cells.append(f"{statistics.median(ratios):.1f}× [{min(ratios):.1f}–{max(ratios):.1f}]")
+    print(f"| {conns} | " + " | ".join(cells) + " |")
 PY
   echo
   echo "User-space instructions per request (callgrind, valgrind $(valgrind --version | sed 's/valgrind-//'); $requests requests over one keep-alive connection after 200 of warm-up):"
