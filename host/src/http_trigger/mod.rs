@@ -158,6 +158,8 @@ pub struct HttpTrigger {
 impl HttpTrigger {
     pub fn new(app: Arc<App>, options: HttpOptions, metrics: Arc<Metrics>, listen: SocketAddr) -> Result<Arc<Self>> {
         let permits = Arc::new(Semaphore::new(options.max_instances));
+        // WASIp2 components' instances made ahead of their requests.
+        let spares = Arc::new(p2::Spares::default());
         let stopped = Arc::new(AtomicBool::new(false));
         let mut router = Router::new();
         let mut handlers = HashMap::new();
@@ -184,7 +186,7 @@ impl HttpTrigger {
             if handlers.contains_key(component.id.as_ref()) {
                 continue;
             }
-            let handler = Handler::of(component, &options.policy, &permits, &metrics, &stopped)
+            let handler = Handler::of(component, &options.policy, &permits, &spares, &metrics, &stopped)
                 .with_context(|| format!("trigger.http[{i}]"))?;
             handlers.insert(component.id.to_string(), handler);
         }
@@ -413,6 +415,7 @@ impl Handler {
         component: &Arc<crate::app::LoadedComponent>,
         policy: &InstancePolicy,
         instance_permits: &Arc<Semaphore>,
+        spares: &Arc<p2::Spares>,
         metrics: &Arc<Metrics>,
         stopped: &Arc<AtomicBool>,
     ) -> Result<Self> {
@@ -435,7 +438,7 @@ impl Handler {
                 stopped: stopped.clone(),
             })));
         }
-        if let Some(handler) = p2::Handler::of(component, instance_permits.clone(), metrics.clone(), policy.request_timeout) {
+        if let Some(handler) = p2::Handler::of(component, instance_permits.clone(), spares, metrics.clone(), policy.request_timeout) {
             return Ok(Self::P2(handler));
         }
         bail!(

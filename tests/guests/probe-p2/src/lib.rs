@@ -33,6 +33,8 @@
 //!   `POST /llm/<model>` (`fermyon:spin/llm@2.0.0`): what `open` and `infer`
 //!   answered.
 //! - `GET /spin`: loops for ever (a request that only its deadline ends).
+//! - `GET /global`: how many requests this instance has seen, this one
+//!   included (1 in a fresh instance).
 
 mod postgres;
 
@@ -42,6 +44,10 @@ use spin_sdk::key_value::Store;
 use spin_sdk::redis::{Connection, RedisParameter};
 use spin_sdk::wit::wasi::keyvalue;
 use serde_json::{Value as Json, json};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Requests this instance has seen.
+static REQUESTS_SEEN: AtomicU64 = AtomicU64::new(0);
 
 fn answer(status: u16, body: impl Into<String>) -> Response {
     Response::builder().status(status).header("content-type", "text/plain").body(body.into()).build()
@@ -108,6 +114,7 @@ fn probe(req: Request) -> anyhow::Result<impl IntoResponse> {
         }
         (Method::Post, ["llm", model]) => answer(200, format!("{:?}", spin_sdk::llm::infer(spin_sdk::llm::InferencingModel::Other(model), "hello"))),
         (Method::Get, ["trap"]) => panic!("probe-p2 was asked to trap"),
+        (Method::Get, ["global"]) => answer(200, (REQUESTS_SEEN.fetch_add(1, Ordering::SeqCst) + 1).to_string()),
         (Method::Get, ["spin"]) => loop {
             std::hint::black_box(());
         },

@@ -6,14 +6,19 @@
 //!
 //! An instance that serves exactly one request needs none of the queueing,
 //! reuse and concurrency bookkeeping `ProxyHandler` does for WASIp3 (see
-//! [`super::p3`]), so the handler is called directly: each request makes a
-//! store and instance, hands `handle` the request and a response outparam,
+//! [`super::p3`]), so the handler is called directly: each request takes a
+//! fresh store and instance (made ahead of it where it can be: [`spare`]),
+//! hands `handle` the request and a response outparam,
 //! and runs the call in the request's task until the response head comes
 //! back through the outparam. A call still going then (a guest writing its
 //! body, say) goes on in a task of its own that owns the store, until
 //! `handle` returns or the request's deadline passes, and then drops the
 //! store, which stops whatever still runs (a guest in a loop yields at every
 //! epoch tick). A trap harms only its own request.
+
+mod spare;
+
+pub use spare::Spares;
 
 use super::CallError;
 use crate::app::LoadedComponent;
@@ -34,12 +39,19 @@ use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 use crate::bindings::wasi_2023_10_18::{Http as Rc2023_10_18, HttpPre as Rc2023_10_18Pre};
 
 pub struct Handler {
+    instances: Arc<Instances>,
+    request_timeout: Duration,
+}
+
+/// Makes one component's fresh instances.
+struct Instances {
     component: Arc<LoadedComponent>,
     pre: WorldPre,
     /// Shared by all components: instances alive at once.
-    instance_permits: Arc<Semaphore>,
+    permits: Arc<Semaphore>,
+    spare: Arc<spare::Spare>,
+    spares: Arc<Spares>,
     metrics: Arc<Metrics>,
-    request_timeout: Duration,
 }
 
 /// The version of the handler the component exports. The two take the same
@@ -102,20 +114,19 @@ impl Ended {
     }
 }
 
-impl Handler {
-    /// `None` when the component exports no version of the WASIp2 HTTP handler.
-    pub fn of(
-        component: &Arc<LoadedComponent>,
-        instance_permits: Arc<Semaphore>,
-        metrics: Arc<Metrics>,
-        request_timeout: Duration,
-    ) -> Option<Self> {
-        let pre = WorldPre::of(component)?;
-        Some(Self { component: component.clone(), pre, instance_permits, metrics, request_timeout })
+impl Instances {
+    /// A fresh instance in a pool slot of its own; a full pool makes room by
+    /// dropping another component's spare.
+    async fn fresh(&self) -> Result<spare::Fresh, CallError> {
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) if self.spares.give_way() => self.permits.clone().try_acquire_owned().map_err(|_| CallError::InstanceLimit)?,
+            Err(_) => return Err(CallError::InstanceLimit),
+        };
+        self.instantiate(permit).await
     }
 
-    pub async fn handle(&self, request: Request<WasiBody>) -> Result<Response<WasiBody>, CallError> {
-        let permit = self.instance_permits.clone().try_acquire_owned().map_err(|_| CallError::InstanceLimit)?;
+    async fn instantiate(&self, permit: OwnedSemaphorePermit) -> Result<spare::Fresh, CallError> {
         let mut store = self.component.new_store().map_err(|e| CallError::Failed(format!("{e:?}")))?;
         let world = self.pre.instantiate(&mut store).await.map_err(|e| {
             if e.is::<wasmtime::PoolConcurrencyLimitError>() {
@@ -125,11 +136,63 @@ impl Handler {
             }
         })?;
         Metrics::inc(&self.metrics.instances_created);
+        Ok(spare::Fresh { store, world, permit })
+    }
+
+    /// Starts making the next spare in a task of its own, unless there is
+    /// one, one is being made, or fewer than two pool slots are free.
+    fn make_spare(self: &Arc<Self>) {
+        // No runtime (a trigger made outside one): no spare, nothing else changes.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        if self.permits.available_permits() < 2 || !self.spare.claim() {
+            return;
+        }
+        let instances = self.clone();
+        runtime.spawn(async move {
+            let fresh = match instances.permits.clone().try_acquire_owned() {
+                Ok(permit) => instances.instantiate(permit).await.ok(),
+                Err(_) => None,
+            };
+            instances.spare.made(fresh);
+        });
+    }
+}
+
+impl Handler {
+    /// `None` when the component exports no version of the WASIp2 HTTP
+    /// handler. Its first spare is started at once.
+    pub fn of(
+        component: &Arc<LoadedComponent>,
+        permits: Arc<Semaphore>,
+        spares: &Arc<Spares>,
+        metrics: Arc<Metrics>,
+        request_timeout: Duration,
+    ) -> Option<Self> {
+        let pre = WorldPre::of(component)?;
+        let instances =
+            Arc::new(Instances { component: component.clone(), pre, permits, spare: spares.add(), spares: spares.clone(), metrics });
+        instances.make_spare();
+        Some(Self { instances, request_timeout })
+    }
+
+    pub async fn handle(&self, request: Request<WasiBody>) -> Result<Response<WasiBody>, CallError> {
+        let spare::Fresh { mut store, world, permit } = match self.instances.spare.take() {
+            Some(fresh) => fresh,
+            None => self.instances.fresh().await?,
+        };
+        // The next request's instance is made while this one runs.
+        self.instances.make_spare();
         let (response_tx, mut response_rx) = oneshot::channel();
         let mut view = store.data_mut().http_view();
         let request = view.new_incoming_request(Scheme::Http, request).map_err(|e| CallError::Failed(format!("{e:?}")))?;
         let outparam = view.new_response_outparam(response_tx).map_err(|e| CallError::Failed(format!("{e:?}")))?;
-        let call = Call { store, world, component: self.component.id.clone(), metrics: self.metrics.clone(), _permit: permit };
+        let call = Call {
+            store,
+            world,
+            component: self.instances.component.id.clone(),
+            metrics: self.instances.metrics.clone(),
+            _permit: permit,
+        };
         let mut call = Detachable(Some(Box::pin(call.run(request, outparam, self.request_timeout))));
         let (answer, ended) = tokio::select! {
             biased;
