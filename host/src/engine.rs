@@ -59,19 +59,6 @@ impl EngineKind {
     /// options live; function bodies are left to the compiler. A component
     /// that does not validate at all is P3's to compile, so the error it
     /// gets is the one with every feature on.
-    /// Fiber stacks the pool holds per instance slot. A WASIp3 instance runs
-    /// each of its tasks that waits (the handler, a task still writing the
-    /// body, a subtask) on a stack of its own: with one stack per slot, a busy
-    /// HTTP component took every stack and the Redis trigger's next delivery
-    /// failed with free slots left. A WASIp2 call runs on one stack from its
-    /// start to its end.
-    fn stacks_per_instance(self) -> u32 {
-        match self {
-            Self::P3 => 4,
-            Self::P2 => 1,
-        }
-    }
-
     pub fn of(wasm: &[u8]) -> Self {
         if !wasmparser::Parser::is_component(wasm) {
             return Self::P2;
@@ -85,6 +72,19 @@ impl EngineKind {
             }
         }
         Self::P2
+    }
+
+    /// Fiber stacks the pool holds per instance slot. A WASIp3 instance runs
+    /// each of its tasks that waits (the handler, a task still writing the
+    /// body, a subtask) on a stack of its own: with one stack per slot, a busy
+    /// HTTP component took every stack and the Redis trigger's next delivery
+    /// failed with free slots left. A WASIp2 call runs on one stack from its
+    /// start to its end.
+    fn stacks_per_instance(self) -> u32 {
+        match self {
+            Self::P3 => 4,
+            Self::P2 => 1,
+        }
     }
 }
 
