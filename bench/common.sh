@@ -65,6 +65,23 @@ measure() {
   rows+=("| $label | $conns | ${rps%.*} | $p50 | $p99 |")
 }
 
+# CPU time in clock ticks (user + system, of every thread), for CPU per
+# request beside req/s. tree_cpu_ticks <pid>: that process and its live
+# descendants (Spin serves from a child process, `spin trigger http`).
+# reaped_cpu_ticks: the children this shell has waited for, so the
+# difference around a wrk run is that wrk's (and its few awk lines').
+# Field 2 of /proc/<pid>/stat is the command's name, which may hold spaces:
+# fields are counted after its closing parenthesis.
+tree_cpu_ticks() {
+  local ticks child
+  ticks=$(sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}')
+  for child in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
+    ticks=$(( ticks + $(tree_cpu_ticks "$child") ))
+  done
+  echo "$ticks"
+}
+reaped_cpu_ticks() { sed 's/.*) //' "/proc/$$/stat" | awk '{print $14 + $15}'; }
+
 start_wharf() { # <manifest> <port> [extra args...]
   local manifest=$1 port=$2; shift 2
   RUST_LOG=warn "$wharf_bin" up -f "$manifest" --listen "127.0.0.1:$port" --state-dir "$work/state-$port" "$@" > "$work/wharf-$port.log" 2>&1 &

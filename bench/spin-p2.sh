@@ -11,7 +11,8 @@
 # runs them. Wall clock: wrk at 1, 16 and 64 connections, ROUNDS rounds;
 # within a round the servers take turns at each concurrency, so the noise of
 # this shared machine hits them alike; the table gives each row's median and
-# the range of its rounds. After wrk, each server is counted under callgrind (user-space
+# the range of its rounds, and the CPU time per request of the server's
+# processes and of wrk (which shares the cores). After wrk, each server is counted under callgrind (user-space
 # instructions per request, REQUESTS of them over one keep-alive
 # connection): the figure that does not move with the machine's load. The Spin binaries come from ../shared/spin (see its README);
 # without them the script says so and stops.
@@ -48,12 +49,19 @@ done
 
 servers=(wharf 3.6.3 4.1.0-pre0)
 declare -A server_port=([wharf]=$wharf_port [3.6.3]=${spin_port[3.6.3]} [4.1.0-pre0]=${spin_port[4.1.0-pre0]})
+declare -A server_pid=([wharf]=${pids[0]} [3.6.3]=${pids[1]} [4.1.0-pre0]=${pids[2]})
 for round in $(seq 1 "$rounds"); do
   for c in 1 16 64; do
     for server in "${servers[@]}"; do
+      server_ticks=$(tree_cpu_ticks "${server_pid[$server]}")
+      wrk_ticks=$(reaped_cpu_ticks)
       wrk_run "$c" "http://127.0.0.1:${server_port[$server]}/"
-      printf 'round %s c=%-3s %-12s %10s req/s  p50 %-9s p99 %s\n' "$round" "$c" "$server" "$rps" "$p50" "$p99"
-      printf '%s\t%s\t%s\t%s\t%s\n' "$server" "$c" "$rps" "$p50" "$p99" >> "$work/wrk.tsv"
+      wrk_ticks=$(( $(reaped_cpu_ticks) - wrk_ticks ))
+      server_ticks=$(( $(tree_cpu_ticks "${server_pid[$server]}") - server_ticks ))
+      answered=$(awk '/requests in/ {print $1}' "$work/wrk.txt")
+      printf 'round %s c=%-3s %-12s %10s req/s  p50 %-9s p99 %-9s CPU ticks: server %s, wrk %s\n' \
+        "$round" "$c" "$server" "$rps" "$p50" "$p99" "$server_ticks" "$wrk_ticks"
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$c" "$rps" "$p50" "$p99" "$answered" "$server_ticks" "$wrk_ticks" >> "$work/wrk.tsv"
     done
   done
 done
@@ -96,13 +104,18 @@ echo "instructions per request: wharf ${instructions[wharf]}, Spin 3.6.3 ${instr
   echo "Command: \`DURATION=$duration ROUNDS=$rounds REQUESTS=$requests bench/spin-p2.sh\` on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(date -u +%Y-%m-%d)."
   echo "wrk -t2 (-t1 for one connection) -d${duration}s on the same machine, which also runs the server; $rounds rounds, the servers in turns within each. wharf: \`--profile fastest\`; Spin: the release builds in ../shared/spin."
   echo
-  python3 - "$work/wrk.tsv" "$rounds" <<'PY'
+  python3 - "$work/wrk.tsv" "$rounds" "$(getconf CLK_TCK)" <<'PY'
 import csv, statistics, sys
-path, rounds = sys.argv[1], sys.argv[2]
+path, rounds, ticks_per_second = sys.argv[1], sys.argv[2], int(sys.argv[3])
 names = {"wharf": "wharf", "3.6.3": "spin 3.6.3", "4.1.0-pre0": "spin 4.1.0-pre0"}
 runs = {}
-for server, conns, rps, p50, p99 in csv.reader(open(path), delimiter="\t"):
+# CPU microseconds per request answered, of the server (all its processes)
+# and of wrk, in each run.
+cpu = {}
+for server, conns, rps, p50, p99, answered, server_ticks, wrk_ticks in csv.reader(open(path), delimiter="\t"):
     runs.setdefault((server, conns), []).append((float(rps), p50, p99))
+    per_request = lambda ticks: int(ticks) * 1e6 / ticks_per_second / int(answered)
+    cpu.setdefault((server, conns), []).append((per_request(server_ticks), per_request(wrk_ticks)))
 
 def median_run(server, conns):
     """The round whose req/s is the median (its latencies are shown with it)."""
@@ -130,6 +143,23 @@ for conns in ("1", "16", "64"):
     for spin in ("3.6.3", "4.1.0-pre0"):
         ratios = [w[0] / s[0] for w, s in zip(runs[("wharf", conns)], runs[(spin, conns)])]
         cells.append(f"{statistics.median(ratios):.1f}× [{min(ratios):.1f}–{max(ratios):.1f}]")
+    print(f"| {conns} | " + " | ".join(cells) + " |")
+print()
+# Under load the two cores run the server and wrk both, so req/s divides
+# the machine's CPU between them: the server's own CPU per request is the
+# figure a node serving traffic from elsewhere would see.
+print(f"CPU time per request answered (user + system, from /proc; the server's processes, and wrk's own beside it): the median of the {rounds} rounds, in µs; Spin's over wharf's round by round, median and range.")
+print()
+print("| connections | wharf | spin 3.6.3 | spin 4.1.0-pre0 | Spin 3.6.3 ÷ wharf | Spin 4.1.0-pre0 ÷ wharf | wrk, against wharf | wrk, against Spin 3.6.3 |")
+print("|---|---|---|---|---|---|---|---|")
+for conns in ("1", "16", "64"):
+    server = {name: statistics.median(s for s, _ in cpu[(name, conns)]) for name in names}
+    cells = [f"{server[name]:.1f}" for name in names]
+    for spin in ("3.6.3", "4.1.0-pre0"):
+        ratios = [s[0] / w[0] for w, s in zip(cpu[("wharf", conns)], cpu[(spin, conns)])]
+        cells.append(f"{statistics.median(ratios):.1f}× [{min(ratios):.1f}–{max(ratios):.1f}]")
+    for name in ("wharf", "3.6.3"):
+        cells.append(f"{statistics.median(w for _, w in cpu[(name, conns)]):.1f}")
     print(f"| {conns} | " + " | ".join(cells) + " |")
 PY
   echo
