@@ -82,6 +82,8 @@ tree_cpu_ticks() {
 }
 reaped_cpu_ticks() { sed 's/.*) //' "/proc/$$/stat" | awk '{print $14 + $15}'; }
 
+# wharf's request log (a line per request at `info`) is off, as Spin has none
+# by default: RUST_LOG=warn here and under callgrind (docs/benchmarks.md).
 start_wharf() { # <manifest> <port> [extra args...]
   local manifest=$1 port=$2; shift 2
   RUST_LOG=warn "$wharf_bin" up -f "$manifest" --listen "127.0.0.1:$port" --state-dir "$work/state-$port" "$@" > "$work/wharf-$port.log" 2>&1 &
