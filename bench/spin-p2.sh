@@ -112,10 +112,13 @@ runs = {}
 # CPU microseconds per request answered, of the server (all its processes)
 # and of wrk, in each run.
 cpu = {}
+
+def per_request(ticks, answered):
+    return int(ticks) * 1e6 / ticks_per_second / int(answered)
+
 for server, conns, rps, p50, p99, answered, server_ticks, wrk_ticks in csv.reader(open(path), delimiter="\t"):
     runs.setdefault((server, conns), []).append((float(rps), p50, p99))
-    per_request = lambda ticks: int(ticks) * 1e6 / ticks_per_second / int(answered)
-    cpu.setdefault((server, conns), []).append((per_request(server_ticks), per_request(wrk_ticks)))
+    cpu.setdefault((server, conns), []).append((per_request(server_ticks, answered), per_request(wrk_ticks, answered)))
 
 def median_run(server, conns):
     """The round whose req/s is the median (its latencies are shown with it)."""
