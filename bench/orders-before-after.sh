@@ -150,9 +150,9 @@ for p in "${pids[@]:${#apps[@]}}"; do kill "$p"; wait "$p" 2>/dev/null || true; 
 wait_idle() {
   local before after
   for _ in $(seq 1 300); do
-    before=$(awk '{print $14 + $15}' "/proc/$1/stat")
+    before=$(tree_cpu_ticks "$1")
     sleep 0.2
-    after=$(awk '{print $14 + $15}' "/proc/$1/stat")
+    after=$(tree_cpu_ticks "$1")
     [ $((after - before)) -le $(($(getconf CLK_TCK) / 50)) ] && return 0
   done
   echo "wait_idle: process $1 still busy after a minute" >&2
