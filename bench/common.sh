@@ -71,10 +71,11 @@ measure() {
 # reaped_cpu_ticks: the children this shell has waited for, so the
 # difference around a wrk run is that wrk's (and its few awk lines').
 # Field 2 of /proc/<pid>/stat is the command's name, which may hold spaces:
-# fields are counted after its closing parenthesis.
+# fields are counted after its closing parenthesis. A process gone between
+# its parent's listing and the read counts 0.
 tree_cpu_ticks() {
   local ticks child
-  ticks=$(sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}')
+  ticks=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13} END {if (NR == 0) print 0}')
   for child in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
     ticks=$(( ticks + $(tree_cpu_ticks "$child") ))
   done
