@@ -29,14 +29,6 @@ fn start(manifest: &std::path::Path, dir: &tempfile::TempDir, metrics_port: u16,
     Host::start(manifest, config)
 }
 
-/// `wharf_instances_created_total` once it reaches `expected`.
-fn wait_for_instances(metrics_port: u16, expected: u64) {
-    eventually(Duration::from_secs(10), &format!("{expected} instances made"), || {
-        let text = get(&format!("http://127.0.0.1:{metrics_port}/metrics")).body;
-        text.contains(&format!("\nwharf_instances_created_total {expected}\n")).then_some(())
-    });
-}
-
 #[test]
 fn every_request_gets_a_fresh_instance_and_the_next_one_is_made_ahead() {
     let (dir, manifest) = two_probes();

@@ -55,10 +55,7 @@ fn a_wasip2_component_is_routed_beside_a_wasip3_one_with_a_fresh_instance_per_re
     // Five requests to the WASIp2 component took five instances, and one
     // more waits for the next (tests/instances_made_ahead.rs); the two to the
     // WASIp3 one shared one.
-    eventually(Duration::from_secs(10), "seven instances", || {
-        let text = get(&format!("http://127.0.0.1:{metrics_port}/metrics")).body;
-        text.contains("\nwharf_instances_created_total 7\n").then_some(())
-    });
+    wait_for_instances(metrics_port, 7);
 }
 
 /// WASIp2 components, the shop's WASIp2 build among them, run on the engine
@@ -279,10 +276,8 @@ fn a_trapping_wasip2_guest_fails_only_its_own_request() {
     assert!(host.logs().contains("probe-p2 was asked to trap"), "the panic message is logged");
     let metrics = get(&format!("http://127.0.0.1:{metrics_port}/metrics")).body;
     assert!(metrics.contains("wharf_traps_total 1\n"), "{metrics}");
-    eventually(Duration::from_secs(10), "one instance per request, and one made ahead", || {
-        let text = get(&format!("http://127.0.0.1:{metrics_port}/metrics")).body;
-        text.contains("\nwharf_instances_created_total 3\n").then_some(())
-    });
+    // One instance per request, and one made ahead.
+    wait_for_instances(metrics_port, 3);
 }
 
 /// MySQL and LLM have no backend in wharf: apps importing them start, and

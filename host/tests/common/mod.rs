@@ -119,3 +119,14 @@ fn start_guest(guest: &str, allowed: &[String]) -> (tempfile::TempDir, Host) {
     let host = Host::start(&manifest, HostConfig::default().arg("--state-dir").arg(dir.path().display().to_string()));
     (dir, host)
 }
+
+/// Waits (10 s at most) until the host's `wharf_instances_created_total`,
+/// read from its metrics listener, is `expected`. WASIp2 instances are made
+/// ahead of their requests, in the background, so the count settles a little
+/// after the last answer.
+pub fn wait_for_instances(metrics_port: u16, expected: u64) {
+    eventually(std::time::Duration::from_secs(10), &format!("{expected} instances made"), || {
+        let text = get(&format!("http://127.0.0.1:{metrics_port}/metrics")).body;
+        text.contains(&format!("\nwharf_instances_created_total {expected}\n")).then_some(())
+    });
+}
